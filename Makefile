@@ -1,0 +1,36 @@
+# One command for the main job (`make lab`, or `make demo` in a terminal), one for the tests.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: venv test test-core test-notebooks lint demo lab bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+test-core: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-notebooks: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env \
+		--nbval-sanitize-with notebooks/sanitize.cfg notebooks/
+
+test: lint test-core test-notebooks
+
+demo: $(STAMP)
+	$(BIN)/d365sync demo
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_sync.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,5 @@
+import sys
+
+from d365sync_nb.cli import main
+
+sys.exit(main())

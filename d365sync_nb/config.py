@@ -1,0 +1,184 @@
+"""Connection settings: environment variables, named profiles, URL validation.
+
+Profiles live in a TOML file (``$D365SYNC_PROFILES`` or ``<user config dir>/profiles.toml``)::
+
+    [profiles.prod]
+    base_url = "https://contoso.operations.dynamics.com"
+    client_id = "..."
+    tenant_id = "..."
+    client_secret_env = "CONTOSO_SECRET"   # read the secret from this variable
+
+Secrets are ``SecretStr``: they never appear in reprs, logs or errors.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import platformdirs
+from pydantic import BaseModel, ConfigDict, SecretStr
+
+from d365sync_nb.errors import ConfigurationError
+
+APP_NAME = "d365sync_nb"
+DEFAULT_CONCURRENCY = 16
+
+
+class ConnectionSettings(BaseModel):
+    """Everything needed to reach one environment and cache its metadata."""
+
+    model_config = ConfigDict(frozen=True)
+
+    base_url: str
+    client_id: str | None = None
+    tenant_id: str | None = None
+    client_secret: SecretStr | None = None
+    cache_dir: Path | None = None
+    concurrency: int = DEFAULT_CONCURRENCY
+    language: str = "en-us"
+    profile: str | None = None
+    name: str | None = None
+
+    @property
+    def is_loopback(self) -> bool:
+        return is_loopback_url(self.base_url)
+
+    @property
+    def environment_name(self) -> str:
+        """A file-name-safe name of the environment: host, plus port when not default."""
+        if self.name:
+            return self.name
+        parts = urlsplit(self.base_url)
+        host = (parts.hostname or "unknown").replace(":", "_")
+        return f"{host}_{parts.port}" if parts.port else host
+
+    def resolved_cache_dir(self) -> Path:
+        return self.cache_dir or default_cache_dir()
+
+
+def default_cache_dir() -> Path:
+    override = os.environ.get("D365SYNC_CACHE_DIR")
+    return Path(override) if override else Path(platformdirs.user_cache_dir(APP_NAME))
+
+
+def validate_base_url(url: str) -> str:
+    """Return the normalised base URL (scheme://host[:port]) or raise ConfigurationError."""
+    example = "expected something like https://contoso.operations.dynamics.com"
+    if not isinstance(url, str) or not url.strip():
+        raise ConfigurationError(f"No base URL given: {example}")
+    text = url.strip().rstrip("/")
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigurationError(f"Malformed base URL {text!r} ({exc}): {example}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(f"Malformed base URL {_redact(text)!r}: {example}")
+    if parts.username or parts.password:
+        raise ConfigurationError(
+            "The base URL must not contain credentials; use D365FO_CLIENT_ID/SECRET instead"
+        )
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ConfigurationError(
+            f"The base URL {text!r} has a path or query; give only the environment root: {example}"
+        )
+    if parts.scheme == "http" and not is_loopback_url(text):
+        raise ConfigurationError(f"Plain http is only allowed for loopback emulators: {example}")
+    host = parts.hostname
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}{f':{port}' if port else ''}"
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(parts.password, "***")
+    return url
+
+
+def is_loopback_url(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def profiles_path() -> Path:
+    override = os.environ.get("D365SYNC_PROFILES")
+    if override:
+        return Path(override)
+    return Path(platformdirs.user_config_dir(APP_NAME)) / "profiles.toml"
+
+
+def load_profiles() -> dict[str, dict[str, object]]:
+    path = profiles_path()
+    if not path.exists():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigurationError(f"Cannot read profiles file {path}: {exc}") from None
+    profiles = data.get("profiles", {})
+    return profiles if isinstance(profiles, dict) else {}
+
+
+def resolve_settings(
+    *,
+    profile: str | None = None,
+    base_url: str | None = None,
+    cache_dir: str | Path | None = None,
+    concurrency: int | None = None,
+) -> ConnectionSettings:
+    """Settings from an explicit URL, a named profile, or the ``D365FO_*`` environment."""
+    env = os.environ
+    values: dict[str, object] = {}
+    if profile:
+        profiles = load_profiles()
+        if profile not in profiles:
+            known = ", ".join(sorted(profiles)) or "none defined"
+            raise ConfigurationError(
+                f"Unknown profile {profile!r} (known: {known}; file: {profiles_path()})"
+            )
+        raw = dict(profiles[profile])
+        secret_env = raw.pop("client_secret_env", None)
+        if secret_env and env.get(str(secret_env)):
+            raw["client_secret"] = env[str(secret_env)]
+        values.update(raw)
+        values["profile"] = profile
+    if base_url:
+        values["base_url"] = base_url
+    if "base_url" not in values:
+        if not env.get("D365FO_BASE_URL"):
+            raise ConfigurationError(
+                "No environment configured: pass a base URL or profile, set D365FO_BASE_URL, "
+                "or use the embedded emulator (--demo)"
+            )
+        values["base_url"] = env["D365FO_BASE_URL"]
+    for key, var in (
+        ("client_id", "D365FO_CLIENT_ID"),
+        ("tenant_id", "D365FO_TENANT_ID"),
+        ("client_secret", "D365FO_CLIENT_SECRET"),
+    ):
+        if key not in values and env.get(var):
+            values[key] = env[var]
+    values["base_url"] = validate_base_url(str(values["base_url"]))
+    if cache_dir is not None:
+        values["cache_dir"] = Path(cache_dir)
+    elif "cache_dir" in values:
+        values["cache_dir"] = Path(str(values["cache_dir"])).expanduser()
+    if concurrency is not None:
+        values["concurrency"] = concurrency
+    if int(values.get("concurrency", DEFAULT_CONCURRENCY)) < 1:  # type: ignore[call-overload]
+        raise ConfigurationError("concurrency must be at least 1")
+    try:
+        return ConnectionSettings.model_validate(values)
+    except ValueError as exc:
+        raise ConfigurationError(f"Invalid settings: {exc}") from None

@@ -1,0 +1,464 @@
+"""Async client of the D365 F&O metadata service (OData v4 over httpx).
+
+Retries 429 (honouring ``Retry-After``), 502/503/504, dropped connections and garbled bodies
+with bounded attempts; adapts its concurrency while throttled; refreshes the token once on 401;
+tags each request with ``x-ms-client-request-id``; errors name URL, status and ``ms-dyn-aid``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import orjson
+
+from d365sync_nb.config import ConnectionSettings
+from d365sync_nb.d365.auth import TokenCredential, TokenProvider, make_credential
+from d365sync_nb.d365.limiter import AdaptiveLimiter
+from d365sync_nb.errors import (
+    D365AuthError,
+    D365Error,
+    D365HTTPError,
+    D365ResponseError,
+    D365TransportError,
+)
+from d365sync_nb.metadata import (
+    DataEntity,
+    EnvironmentVersion,
+    InstalledModule,
+    Label,
+    PublicEntity,
+    PublicEnumeration,
+)
+
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+MODULES_ACTION = "data/SystemNotifications/Microsoft.Dynamics.DataEntities.GetInstalledModules"
+APP_VERSION_ACTION = (
+    "data/DataManagementEntities/Microsoft.Dynamics.DataEntities.GetApplicationVersion"
+)
+PLATFORM_VERSION_ACTION = (
+    "data/DataManagementEntities/Microsoft.Dynamics.DataEntities.GetPlatformBuildVersion"
+)
+
+
+@dataclass
+class ClientStats:
+    """What the client did: requests sent, retries and why, bytes received."""
+
+    requests: int = 0
+    retries: int = 0
+    throttled: int = 0
+    transport_errors: int = 0
+    bytes_received: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+def default_transport(concurrency: int) -> httpx.AsyncBaseTransport:
+    """aiohttp under the httpx API: a fraction of httpcore's CPU per request at high fan-out."""
+    from httpx_aiohttp import AiohttpTransport
+
+    limits = httpx.Limits(
+        max_connections=concurrency * 2, max_keepalive_connections=concurrency * 2
+    )
+    return AiohttpTransport(limits=limits)
+
+
+def label_path(label_id: str, language: str) -> str:
+    """``Metadata/Labels(Id='...',Language='...')`` with OData quote doubling and URL encoding."""
+
+    def literal(value: str) -> str:
+        return quote(value.replace("'", "''"), safe="@:'")
+
+    return f"Metadata/Labels(Id='{literal(label_id)}',Language='{literal(language)}')"
+
+
+class D365MetadataClient:
+    """One environment's metadata service. Use as ``async with D365MetadataClient(...)``."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        credential: TokenCredential | None = None,
+        concurrency: int = 16,
+        max_attempts: int = 6,
+        max_throttle_attempts: int = 30,
+        timeout: float = 120.0,
+        backoff_base: float = 0.2,
+        backoff_cap: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.concurrency = concurrency
+        self.max_attempts = max_attempts
+        self.max_throttle_attempts = max_throttle_attempts
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.stats = ClientStats()
+        self._auth = TokenProvider(credential, self.base_url) if credential else None
+        self._transport = transport
+        self._timeout = timeout
+        self._http: httpx.AsyncClient | None = None
+        self._limiter: AdaptiveLimiter | None = None
+
+    @classmethod
+    def from_settings(
+        cls, settings: ConnectionSettings, *, credential: TokenCredential | None = None, **kw: Any
+    ) -> D365MetadataClient:
+        cred = credential if credential is not None else make_credential(settings)
+        return cls(settings.base_url, credential=cred, concurrency=settings.concurrency, **kw)
+
+    def __repr__(self) -> str:
+        return f"D365MetadataClient(base_url={self.base_url!r}, concurrency={self.concurrency})"
+
+    async def __aenter__(self) -> D365MetadataClient:
+        self._open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def _open(self) -> httpx.AsyncClient:
+        if self._http is None:
+            transport = self._transport or default_transport(self.concurrency)
+            self._http = httpx.AsyncClient(
+                base_url=self.base_url + "/",
+                transport=transport,
+                timeout=httpx.Timeout(self._timeout, connect=15.0),
+                headers={"Accept": "application/json", "OData-Version": "4.0"},
+                follow_redirects=False,
+            )
+            self._limiter = AdaptiveLimiter(self.concurrency)
+        return self._http
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            http, self._http = self._http, None
+            await http.aclose()
+
+    @property
+    def limiter(self) -> AdaptiveLimiter:
+        self._open()
+        assert self._limiter is not None
+        return self._limiter
+
+    # -- one request, with retries -------------------------------------------------------
+    async def request_json(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: dict[str, str] | None = None,
+        json_body: Any = None,
+        not_found_ok: bool = False,
+    ) -> Any:
+        """Send one request (retrying what is transient) and return the parsed JSON body.
+
+        With ``not_found_ok`` a 404 returns ``None`` instead of raising.
+        """
+        http = self._open()
+        limiter = self.limiter
+        attempt = 0
+        throttles = 0
+        refreshed = False
+        while True:
+            attempt += 1
+            request_id = str(uuid.uuid4())
+            headers = {"x-ms-client-request-id": request_id}
+            token = await self._auth.token() if self._auth else None
+            if token:
+                headers["Authorization"] = f"Bearer {token}"
+            full_url = str(http.base_url.join(url))
+            context = {"method": method, "url": full_url, "request_id": request_id}
+            try:
+                async with limiter:
+                    self.stats.requests += 1
+                    response = await http.request(
+                        method, url, params=params, json=json_body, headers=headers
+                    )
+            except httpx.TransportError as exc:
+                self.stats.transport_errors += 1
+                if attempt >= self.max_attempts:
+                    raise D365TransportError(
+                        f"no answer after {attempt} attempts ({type(exc).__name__}: "
+                        f"{exc or 'connection dropped'})",
+                        **context,
+                    ) from None
+                await self._backoff(attempt)
+                continue
+            body = response.content
+            self.stats.bytes_received += len(body)
+            context["activity_id"] = response.headers.get("ms-dyn-aid")
+            status = response.status_code
+            if status == 429:
+                limiter.throttled()
+                self.stats.throttled += 1
+                throttles += 1
+                attempt -= 1  # throttling is the service asking us to wait, not a failure
+                if throttles >= self.max_throttle_attempts:
+                    raise D365HTTPError(
+                        f"429 Too Many Requests: still throttled after {throttles} waits",
+                        status=429,
+                        **context,
+                    )
+                await self._wait_retry_after(response, throttles)
+                continue
+            if status == 401 and self._auth and not refreshed:
+                refreshed = True
+                attempt -= 1
+                await self._auth.token(force_refresh=True, stale=token)
+                continue
+            if status in RETRY_STATUSES and attempt < self.max_attempts:
+                self.stats.retries += 1
+                await self._backoff(attempt, response)
+                continue
+            if status == 404 and not_found_ok:
+                limiter.succeeded()
+                return None
+            if status >= 400:
+                raise self._http_error(response, **context)
+            try:
+                data = self._parse(response, body)
+            except D365ResponseError as exc:
+                if attempt >= self.max_attempts:
+                    raise D365ResponseError(exc.detail, **context) from None
+                self.stats.retries += 1
+                await self._backoff(attempt)
+                continue
+            limiter.succeeded()
+            return data
+
+    @staticmethod
+    def _parse(response: httpx.Response, body: bytes) -> Any:
+        ctype = response.headers.get("content-type", "")
+        if "json" not in ctype.lower():
+            snippet = body[:60].decode("utf-8", "replace").strip()
+            raise D365ResponseError(
+                f"expected JSON but got {ctype or 'no content type'} ({snippet!r}...); "
+                "is the base URL a D365 F&O environment?"
+            )
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise D365ResponseError(
+                f"the JSON body is invalid or truncated ({len(body)} bytes: {exc})"
+            ) from None
+
+    def _http_error(self, response: httpx.Response, **context: Any) -> D365HTTPError:
+        status = response.status_code
+        message = ""
+        try:
+            err = orjson.loads(response.content).get("error", {})
+            message = str(err.get("message") or err.get("code") or "")
+        except (orjson.JSONDecodeError, AttributeError):
+            message = response.content[:200].decode("utf-8", "replace").strip()
+        phrase = f"{status} {response.reason_phrase}".strip()
+        text = f"{phrase}: {message}" if message else phrase
+        if status in (401, 403):
+            hint = (
+                "check D365FO_CLIENT_ID/D365FO_TENANT_ID/D365FO_CLIENT_SECRET or `az login`, "
+                "and that the app is registered in the environment"
+                if self._auth
+                else "the service needs a token, but none is sent to a loopback URL"
+            )
+            return D365AuthError(f"{text} ({hint})", status=status, **context)
+        return D365HTTPError(text, status=status, **context)
+
+    async def _backoff(self, attempt: int, response: httpx.Response | None = None) -> None:
+        delay = min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1))
+        if response is not None:
+            delay = max(delay, _retry_after(response) or 0)
+        await asyncio.sleep(delay * (0.5 + random.random() / 2))
+
+    async def _wait_retry_after(self, response: httpx.Response, throttles: int) -> None:
+        delay = _retry_after(response)
+        if delay is None:
+            delay = min(self.backoff_cap, self.backoff_base * 2 ** min(throttles, 6))
+        await asyncio.sleep(delay)
+
+    # -- version ---------------------------------------------------------------------------
+    async def get_installed_modules(self) -> list[InstalledModule]:
+        data = await self.request_json("POST", MODULES_ACTION, json_body={})
+        return [InstalledModule.parse(str(line)) for line in _value(data, MODULES_ACTION)]
+
+    async def get_application_version(self) -> str | None:
+        data = await self.request_json("POST", APP_VERSION_ACTION, json_body={})
+        return _optional_str(data)
+
+    async def get_platform_version(self) -> str | None:
+        data = await self.request_json("POST", PLATFORM_VERSION_ACTION, json_body={})
+        return _optional_str(data)
+
+    async def get_environment_version(self) -> EnvironmentVersion:
+        modules, app, platform = await asyncio.gather(
+            self.get_installed_modules(),
+            self.get_application_version(),
+            self.get_platform_version(),
+        )
+        return EnvironmentVersion(
+            modules=modules, application_version=app, platform_version=platform
+        )
+
+    # -- collections -----------------------------------------------------------------------
+    async def iter_pages(
+        self, collection: str, params: dict[str, str] | None = None
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """Pages of ``/Metadata/<collection>``, following ``@odata.nextLink`` to the end."""
+        url: str | None = f"Metadata/{collection}"
+        seen: set[str] = set()
+        while url is not None:
+            data = await self.request_json("GET", url, params=params)
+            yield _value(data, url)
+            next_link = data.get("@odata.nextLink") if isinstance(data, dict) else None
+            if next_link is not None:
+                if next_link in seen:
+                    raise D365ResponseError(f"@odata.nextLink loops back to {next_link}")
+                seen.add(next_link)
+                params = None  # the link carries the query
+            url = next_link
+
+    async def get_collection(self, collection: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        async for page in self.iter_pages(collection):
+            items.extend(page)
+        return items
+
+    async def iter_chunks(
+        self, collection: str, chunk_size: int = 500, window: int = 4
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """The collection in ``$top``/``$skip`` chunks, up to ``window`` fetched at once.
+
+        Bounds memory for the large PublicEntities body. Falls back to one plain request
+        when the service ignores ``$top`` or ``$skip``.
+        """
+
+        async def fetch(index: int) -> list[dict[str, Any]]:
+            params = {"$top": str(chunk_size), "$skip": str(index * chunk_size)}
+            items: list[dict[str, Any]] = []
+            async for page in self.iter_pages(collection, params):
+                items.extend(page)
+            return items
+
+        pending: dict[int, asyncio.Task[list[dict[str, Any]]]] = {}
+        next_index = 0
+        ended = False
+        first_name: object = None
+        try:
+            while True:
+                while not ended and len(pending) < window:
+                    pending[next_index] = asyncio.ensure_future(fetch(next_index))
+                    next_index += 1
+                if not pending:
+                    return
+                index = min(pending)
+                items = await pending.pop(index)
+                if len(items) > chunk_size or (
+                    index > 0 and items and items[0].get("Name") == first_name
+                ):
+                    # $top or $skip ignored: everything came in one answer
+                    if index == 0:
+                        yield items
+                    else:
+                        async for page in self.iter_pages(collection):
+                            yield page
+                    return
+                if index == 0 and items:
+                    first_name = items[0].get("Name")
+                if len(items) < chunk_size:
+                    ended = True
+                    for task in pending.values():
+                        task.cancel()
+                    await asyncio.gather(*pending.values(), return_exceptions=True)
+                    pending.clear()
+                if items:
+                    yield items
+        finally:
+            for task in pending.values():
+                task.cancel()
+            if pending:
+                await asyncio.gather(*pending.values(), return_exceptions=True)
+
+    async def get_data_entities(self) -> list[DataEntity]:
+        return [DataEntity.model_validate(d) for d in await self.get_collection("DataEntities")]
+
+    async def get_enumerations(self) -> list[PublicEnumeration]:
+        items = await self.get_collection("PublicEnumerations")
+        return [PublicEnumeration.model_validate(d) for d in items]
+
+    async def iter_public_entities(
+        self, chunk_size: int = 250
+    ) -> AsyncIterator[list[PublicEntity]]:
+        async for chunk in self.iter_chunks("PublicEntities", chunk_size):
+            yield [PublicEntity.from_service(d) for d in chunk]
+
+    async def get_public_entity(self, name: str) -> PublicEntity | None:
+        path = f"Metadata/PublicEntities('{quote(name.replace(chr(39), chr(39) * 2), safe='')}')"
+        data = await self.request_json("GET", path, not_found_ok=True)
+        return None if data is None else PublicEntity.from_service(data)
+
+    # -- labels ----------------------------------------------------------------------------
+    async def get_label(self, label_id: str, language: str = "en-us") -> Label:
+        """One label; an id the service does not know comes back with ``value=None``."""
+        data = await self.request_json("GET", label_path(label_id, language), not_found_ok=True)
+        if data is None:
+            return Label(id=label_id, language=language, value=None)
+        value = data.get("Value") if isinstance(data, dict) else None
+        return Label(id=label_id, language=language, value=value if value is not None else "")
+
+    async def fetch_labels(
+        self,
+        label_ids: Iterable[str],
+        on_label: Callable[[Label], Awaitable[None] | None],
+        language: str = "en-us",
+    ) -> None:
+        """Fetch labels with up to ``concurrency`` requests in flight; call ``on_label`` each.
+
+        The first error cancels the remaining work and is raised.
+        """
+        ids = iter(label_ids)
+
+        async def worker() -> None:
+            for label_id in ids:
+                label = await self.get_label(label_id, language)
+                result = on_label(label)
+                if result is not None:
+                    await result
+
+        async with asyncio.TaskGroup() as group:
+            for _ in range(self.concurrency):
+                group.create_task(worker())
+
+
+def _value(data: Any, where: str) -> list[Any]:
+    if not isinstance(data, dict) or not isinstance(data.get("value"), list):
+        raise D365ResponseError(f"{where}: expected an OData collection with a 'value' list")
+    return data["value"]
+
+
+def _optional_str(data: Any) -> str | None:
+    if isinstance(data, dict):
+        value = data.get("value")
+        return None if value is None else str(value)
+    return None
+
+
+__all__ = ["ClientStats", "D365Error", "D365MetadataClient", "label_path"]
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta seconds; HTTP dates are rare here)."""
+    raw = response.headers.get("retry-after")
+    if not raw:
+        return None
+    try:
+        return max(0.0, min(float(raw), 120.0))
+    except ValueError:
+        return None

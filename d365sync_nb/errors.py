@@ -1,0 +1,88 @@
+"""One exception tree for the whole package.
+
+- ``D365SyncError``: base of everything raised on purpose; ``str(exc)`` is one readable line.
+  - ``ConfigurationError``: bad input from the user (URL, strategy, profile, argument).
+  - ``SessionNotFoundError``: no running or recorded session has that id.
+  - ``SessionConflictError``: a session is already running for that version.
+  - ``D365Error``: talking to the metadata service failed.
+    - ``D365HTTPError``: the service answered with an error status (``status``, ``activity_id``).
+      - ``D365AuthError``: 401/403, after one token refresh.
+    - ``D365TransportError``: no usable answer (connection refused, dropped, timed out).
+    - ``D365ResponseError``: an answer that is not the JSON the service sends (HTML, truncated).
+  - ``SyncCancelledError``: the session was cancelled.
+"""
+
+from __future__ import annotations
+
+
+class D365SyncError(Exception):
+    """Base class: every error this package raises on purpose."""
+
+
+class ConfigurationError(D365SyncError, ValueError):
+    """Bad input: a malformed URL, an unknown strategy or profile, an invalid argument."""
+
+
+class SessionNotFoundError(D365SyncError, KeyError):
+    """No running or recorded session has this id."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else "session not found"
+
+
+class SessionConflictError(D365SyncError):
+    """A sync session is already running for this version."""
+
+
+class SyncCancelledError(D365SyncError):
+    """The session was cancelled."""
+
+
+class D365Error(D365SyncError):
+    """Talking to the D365 metadata service failed."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str = "",
+        url: str = "",
+        request_id: str | None = None,
+        activity_id: str | None = None,
+    ) -> None:
+        self.method = method
+        self.url = url
+        self.request_id = request_id
+        self.activity_id = activity_id
+        self.detail = message
+        super().__init__(self._format(message))
+
+    def _format(self, message: str) -> str:
+        where = f"{self.method} {self.url}: " if self.url else ""
+        trace = []
+        if self.activity_id:
+            trace.append(f"ms-dyn-aid {self.activity_id}")
+        if self.request_id:
+            trace.append(f"x-ms-client-request-id {self.request_id}")
+        suffix = f" ({', '.join(trace)})" if trace else ""
+        return f"{where}{message}{suffix}"
+
+
+class D365HTTPError(D365Error):
+    """The service answered with an error status."""
+
+    def __init__(self, message: str, *, status: int, **kwargs: str | None) -> None:
+        self.status = status
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+
+
+class D365AuthError(D365HTTPError):
+    """Authentication failed (401/403) even after refreshing the token once."""
+
+
+class D365TransportError(D365Error):
+    """No usable answer: connection refused, dropped or timed out, after retries."""
+
+
+class D365ResponseError(D365Error):
+    """The answer is not the JSON the service sends (HTML, truncated, wrong shape)."""

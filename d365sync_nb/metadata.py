@@ -1,0 +1,236 @@
+"""Pydantic models of what the D365 F&O metadata service returns.
+
+Field aliases are the service's own names (``LabelId``, ``@odata.type``); Python names are
+snake_case. Unknown fields are ignored so a newer service does not break the client.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_pascal
+
+
+class ServiceModel(BaseModel):
+    """Base: PascalCase aliases, populate by name, ignore unknown fields."""
+
+    model_config = ConfigDict(
+        alias_generator=to_pascal, populate_by_name=True, extra="ignore", frozen=False
+    )
+
+
+class DataEntity(ServiceModel):
+    name: str
+    public_entity_name: str | None = None
+    public_collection_name: str | None = None
+    label_id: str | None = None
+    data_service_enabled: bool = False
+    data_management_enabled: bool = False
+    entity_category: str | None = None
+    is_read_only: bool = False
+
+
+class EntityProperty(ServiceModel):
+    name: str
+    type_name: str | None = None
+    data_type: str | None = None
+    label_id: str | None = None
+    is_key: bool = False
+    is_mandatory: bool = False
+    configuration_enabled: bool = False
+    allow_edit: bool = False
+    allow_edit_on_create: bool = False
+    is_dimension: bool = False
+    dimension_relation: str | None = None
+    is_dynamic_dimension: bool = False
+    dimension_legal_entity_property: str | None = None
+    dimension_type_property: str | None = None
+
+
+class ReferentialConstraint(ServiceModel):
+    odata_type: Annotated[str, Field(alias="@odata.type")]
+    property: str | None = None
+    referenced_property: str | None = None
+
+
+class FixedConstraint(ServiceModel):
+    odata_type: Annotated[str, Field(alias="@odata.type")]
+    property: str | None = None
+    value: int | str | None = None
+    value_str: str | None = None
+
+
+class RelatedFixedConstraint(ServiceModel):
+    odata_type: Annotated[str, Field(alias="@odata.type")]
+    related_property: str | None = None
+    value: int | str | None = None
+    value_str: str | None = None
+
+
+Constraint = ReferentialConstraint | FixedConstraint | RelatedFixedConstraint
+
+
+def parse_constraint(raw: dict[str, Any]) -> Constraint:
+    """Pick the constraint model from the ``@odata.type`` suffix."""
+    kind = str(raw.get("@odata.type", ""))
+    if kind.endswith("RelatedFixedConstraint"):
+        return RelatedFixedConstraint.model_validate(raw)
+    if kind.endswith("FixedConstraint"):
+        return FixedConstraint.model_validate(raw)
+    return ReferentialConstraint.model_validate(raw)
+
+
+def constraint_kind(constraint: Constraint) -> str:
+    """Short kind name of a constraint: Referential, Fixed or RelatedFixed."""
+    return type(constraint).__name__.removesuffix("Constraint")
+
+
+class NavigationProperty(ServiceModel):
+    name: str
+    related_entity: str | None = None
+    related_relation_name: str | None = None
+    cardinality: str | None = None
+    constraints: list[Constraint] = Field(default_factory=list)
+
+    @classmethod
+    def from_service(cls, raw: dict[str, Any]) -> NavigationProperty:
+        data = dict(raw)
+        data["Constraints"] = [parse_constraint(c) for c in raw.get("Constraints") or []]
+        return cls.model_validate(data)
+
+
+class PropertyGroup(ServiceModel):
+    name: str
+    properties: list[str] = Field(default_factory=list)
+
+
+class ActionTypeInfo(ServiceModel):
+    type_name: str | None = None
+    is_collection: bool = False
+
+
+class ActionParameter(ServiceModel):
+    name: str
+    type: ActionTypeInfo | None = None
+
+
+class EntityAction(ServiceModel):
+    name: str
+    binding_kind: str | None = None
+    field_lookup: str | None = None
+    parameters: list[ActionParameter] = Field(default_factory=list)
+    return_type: ActionTypeInfo | None = None
+
+
+class PublicEntity(ServiceModel):
+    name: str
+    entity_set_name: str | None = None
+    label_id: str | None = None
+    is_read_only: bool = False
+    configuration_enabled: bool = False
+    properties: list[EntityProperty] = Field(default_factory=list)
+    navigation_properties: list[NavigationProperty] = Field(default_factory=list)
+    property_groups: list[PropertyGroup] = Field(default_factory=list)
+    actions: list[EntityAction] = Field(default_factory=list)
+
+    @classmethod
+    def from_service(cls, raw: dict[str, Any]) -> PublicEntity:
+        """Validate one item of ``/Metadata/PublicEntities`` (constraints by ``@odata.type``)."""
+        navs = raw.get("NavigationProperties") or []
+        if navs:
+            raw = dict(raw)
+            raw["NavigationProperties"] = [NavigationProperty.from_service(n) for n in navs]
+        return cls.model_validate(raw)
+
+
+class EnumerationMember(ServiceModel):
+    name: str
+    value: int | None = None
+    label_id: str | None = None
+    configuration_enabled: bool = False
+
+
+class PublicEnumeration(ServiceModel):
+    name: str
+    label_id: str | None = None
+    members: list[EnumerationMember] = Field(default_factory=list)
+
+
+LabelStatus = Literal["found", "empty", "missing"]
+
+
+class Label(ServiceModel):
+    id: str
+    language: str = "en-us"
+    value: str | None = None
+
+    @property
+    def status(self) -> LabelStatus:
+        if self.value is None:
+            return "missing"
+        return "found" if self.value else "empty"
+
+
+_MODULE_FIELD = re.compile(r"\s*(\w+)\s*:\s*(.*?)\s*$")
+
+
+class InstalledModule(BaseModel):
+    """One line of ``GetInstalledModules``: ``Name: X | Version: 1.2 | Module: X | ...``."""
+
+    name: str
+    version: str = ""
+    module: str = ""
+    publisher: str = ""
+    display_name: str = ""
+
+    @classmethod
+    def parse(cls, line: str) -> InstalledModule:
+        fields: dict[str, str] = {}
+        for part in line.split("|"):
+            match = _MODULE_FIELD.match(part)
+            if match:
+                fields[match.group(1).lower()] = match.group(2)
+        name = fields.get("name") or line.strip()
+        return cls(
+            name=name,
+            version=fields.get("version", ""),
+            module=fields.get("module", name),
+            publisher=fields.get("publisher", ""),
+            display_name=fields.get("displayname", ""),
+        )
+
+
+class EnvironmentVersion(BaseModel):
+    """What identifies a global version: the installed modules, plus the app/platform builds."""
+
+    modules: list[InstalledModule]
+    application_version: str | None = None
+    platform_version: str | None = None
+
+    @property
+    def modules_hash(self) -> str:
+        """Stable hash of the sorted (name, version) pairs: equal modules, equal metadata."""
+        pairs = sorted(f"{m.name}={m.version}" for m in self.modules)
+        return hashlib.sha256("\n".join(pairs).encode()).hexdigest()
+
+
+def collect_label_ids(
+    data_entities: list[DataEntity],
+    public_entities: list[PublicEntity],
+    enumerations: list[PublicEnumeration],
+) -> set[str]:
+    """Every distinct non-empty label id referenced by the three collections."""
+    ids: set[str] = set()
+    ids.update(e.label_id for e in data_entities if e.label_id)
+    for pe in public_entities:
+        if pe.label_id:
+            ids.add(pe.label_id)
+        ids.update(p.label_id for p in pe.properties if p.label_id)
+    for en in enumerations:
+        if en.label_id:
+            ids.add(en.label_id)
+        ids.update(m.label_id for m in en.members if m.label_id)
+    return ids

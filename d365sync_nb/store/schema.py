@@ -1,0 +1,201 @@
+"""SQLite schema of the metadata cache (one file per environment).
+
+Metadata rows carry a ``build_id``: a sync writes a new build beside the current one, and
+``versions.current_build_id`` switches to it in one transaction at finalize. Readers always
+join through ``current_build_id``, so a failed, cancelled or killed sync is never visible.
+Labels are a shared dictionary across versions (keyed by id and language).
+"""
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+PRAGMA journal_mode = WAL;
+
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+
+CREATE TABLE IF NOT EXISTS versions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    modules_hash TEXT NOT NULL UNIQUE,
+    modules_json TEXT NOT NULL,
+    module_count INTEGER NOT NULL,
+    application_version TEXT,
+    platform_version TEXT,
+    first_seen TEXT NOT NULL,
+    last_detected TEXT NOT NULL,
+    current_build_id INTEGER,
+    synced_at TEXT,
+    has_metadata INTEGER NOT NULL DEFAULT 0,
+    has_labels INTEGER NOT NULL DEFAULT 0,
+    counts_json TEXT
+);
+
+CREATE TABLE IF NOT EXISTS builds (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    version_id INTEGER NOT NULL REFERENCES versions(id),
+    session_id TEXT NOT NULL,
+    strategy TEXT NOT NULL,
+    status TEXT NOT NULL,
+    started_at TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS data_entities (
+    build_id INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    public_entity_name TEXT,
+    public_collection_name TEXT,
+    label_id TEXT,
+    data_service_enabled INTEGER,
+    data_management_enabled INTEGER,
+    entity_category TEXT,
+    is_read_only INTEGER,
+    PRIMARY KEY (build_id, name)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS public_entities (
+    build_id INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    entity_set_name TEXT,
+    label_id TEXT,
+    is_read_only INTEGER,
+    configuration_enabled INTEGER,
+    PRIMARY KEY (build_id, name)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS entity_properties (
+    build_id INTEGER NOT NULL,
+    entity_name TEXT NOT NULL,
+    ordinal INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    type_name TEXT,
+    data_type TEXT,
+    label_id TEXT,
+    is_key INTEGER,
+    is_mandatory INTEGER,
+    configuration_enabled INTEGER,
+    allow_edit INTEGER,
+    allow_edit_on_create INTEGER,
+    is_dimension INTEGER,
+    dimension_relation TEXT,
+    is_dynamic_dimension INTEGER,
+    dimension_legal_entity_property TEXT,
+    dimension_type_property TEXT,
+    PRIMARY KEY (build_id, entity_name, ordinal)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS navigation_properties (
+    build_id INTEGER NOT NULL,
+    entity_name TEXT NOT NULL,
+    ordinal INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    related_entity TEXT,
+    related_relation_name TEXT,
+    cardinality TEXT,
+    constraints_json TEXT,
+    PRIMARY KEY (build_id, entity_name, ordinal)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS property_groups (
+    build_id INTEGER NOT NULL,
+    entity_name TEXT NOT NULL,
+    ordinal INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    properties_json TEXT,
+    PRIMARY KEY (build_id, entity_name, ordinal)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS entity_actions (
+    build_id INTEGER NOT NULL,
+    entity_name TEXT NOT NULL,
+    ordinal INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    binding_kind TEXT,
+    field_lookup TEXT,
+    parameters_json TEXT,
+    return_type_name TEXT,
+    return_is_collection INTEGER,
+    PRIMARY KEY (build_id, entity_name, ordinal)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS enumerations (
+    build_id INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    label_id TEXT,
+    PRIMARY KEY (build_id, name)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS enumeration_members (
+    build_id INTEGER NOT NULL,
+    enum_name TEXT NOT NULL,
+    ordinal INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    value INTEGER,
+    label_id TEXT,
+    configuration_enabled INTEGER,
+    PRIMARY KEY (build_id, enum_name, ordinal)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS labels (
+    label_id TEXT NOT NULL,
+    language TEXT NOT NULL,
+    value TEXT,
+    status TEXT NOT NULL,
+    fetched_at TEXT NOT NULL,
+    PRIMARY KEY (label_id, language)
+) WITHOUT ROWID;
+
+CREATE VIRTUAL TABLE IF NOT EXISTS search_index USING fts5(
+    kind, name, label, parent, build_id UNINDEXED, tokenize = 'unicode61'
+);
+
+CREATE TABLE IF NOT EXISTS sessions (
+    session_id TEXT PRIMARY KEY,
+    environment TEXT NOT NULL,
+    strategy TEXT NOT NULL,
+    status TEXT NOT NULL,
+    global_version_id INTEGER,
+    initiated_by TEXT,
+    started_at TEXT NOT NULL,
+    completed_at TEXT,
+    error TEXT,
+    message TEXT,
+    counts_json TEXT,
+    requests INTEGER
+);
+CREATE INDEX IF NOT EXISTS sessions_started ON sessions(started_at);
+
+CREATE TABLE IF NOT EXISTS session_phases (
+    session_id TEXT NOT NULL REFERENCES sessions(session_id),
+    phase TEXT NOT NULL,
+    ordinal INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    items_processed INTEGER NOT NULL,
+    items_total INTEGER,
+    current_item TEXT,
+    started_at TEXT,
+    completed_at TEXT,
+    error TEXT,
+    weight REAL,
+    PRIMARY KEY (session_id, phase)
+) WITHOUT ROWID;
+"""
+
+# Tables whose rows belong to a build, with the rows' key columns beyond build_id.
+BUILD_TABLES: dict[str, tuple[str, ...]] = {
+    "data_entities": ("name",),
+    "public_entities": ("name",),
+    "entity_properties": ("entity_name", "ordinal"),
+    "navigation_properties": ("entity_name", "ordinal"),
+    "property_groups": ("entity_name", "ordinal"),
+    "entity_actions": ("entity_name", "ordinal"),
+    "enumerations": ("name",),
+    "enumeration_members": ("enum_name", "ordinal"),
+}
+
+SCHEMA_TABLES = (
+    "public_entities",
+    "entity_properties",
+    "navigation_properties",
+    "property_groups",
+    "entity_actions",
+)
+ENUM_TABLES = ("enumerations", "enumeration_members")

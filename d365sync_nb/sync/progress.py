@@ -1,0 +1,137 @@
+"""Turns engine events into session state and throttled callback notifications."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from d365sync_nb.sync.session import PhaseStatus, SyncPhase, SyncSession, utcnow
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[SyncSession], Awaitable[None] | None]
+
+
+class CallbackHub:
+    """Per-session and manager-wide callbacks; a failing callback is logged, never raised."""
+
+    def __init__(self) -> None:
+        self._by_session: dict[str, list[ProgressCallback]] = {}
+        self._listeners: list[ProgressCallback] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def add(self, session_id: str, callback: ProgressCallback) -> None:
+        self._by_session.setdefault(session_id, []).append(callback)
+
+    def remove(self, session_id: str, callback: ProgressCallback) -> None:
+        callbacks = self._by_session.get(session_id, [])
+        if callback in callbacks:
+            callbacks.remove(callback)
+
+    def add_listener(self, callback: ProgressCallback) -> None:
+        self._listeners.append(callback)
+
+    def remove_listener(self, callback: ProgressCallback) -> None:
+        if callback in self._listeners:
+            self._listeners.remove(callback)
+
+    def forget(self, session_id: str) -> None:
+        self._by_session.pop(session_id, None)
+
+    def emit(self, session: SyncSession) -> None:
+        callbacks = [*self._by_session.get(session.session_id, []), *self._listeners]
+        if not callbacks:
+            return
+        snapshot = session.model_copy(deep=True)
+        for callback in callbacks:
+            try:
+                result = callback(snapshot)
+                if inspect.isawaitable(result):
+                    task = asyncio.ensure_future(result)
+                    self._tasks.add(task)
+                    task.add_done_callback(self._done)
+            except Exception:
+                log.exception("progress callback %r failed (ignored)", callback)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("async progress callback failed (ignored)", exc_info=task.exception())
+
+
+class ProgressReporter:
+    """Mutates one session as phases advance; notifies at most every ``interval`` seconds
+    within a phase and always on phase transitions."""
+
+    def __init__(
+        self,
+        session: SyncSession,
+        hub: CallbackHub,
+        on_transition: Callable[[SyncSession], None] | None = None,
+        interval: float = 0.1,
+    ) -> None:
+        self.session = session
+        self.hub = hub
+        self.interval = interval
+        self._on_transition = on_transition
+        self._last = 0.0
+
+    def notify(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self._last >= self.interval:
+            self._last = now
+            self.hub.emit(self.session)
+
+    def begin(self, phase: SyncPhase, total: int | None = None, item: str | None = None) -> None:
+        p = self.session.phases[phase]
+        p.status = PhaseStatus.RUNNING
+        p.started_at = utcnow()
+        p.items_total = total
+        p.items_processed = 0
+        p.current_item = item
+        self.session.current_phase = phase
+        self._transition()
+
+    def total(self, phase: SyncPhase, total: int | None) -> None:
+        self.session.phases[phase].items_total = total
+        self.notify()
+
+    def advance(self, phase: SyncPhase, count: int = 1, item: str | None = None) -> None:
+        p = self.session.phases[phase]
+        p.items_processed += count
+        if item is not None:
+            p.current_item = item
+        self.notify()
+
+    def end(self, phase: SyncPhase, status: PhaseStatus = PhaseStatus.COMPLETED) -> None:
+        p = self.session.phases[phase]
+        p.status = status
+        if p.started_at is None:
+            p.started_at = utcnow()
+        p.completed_at = utcnow()
+        if status == PhaseStatus.COMPLETED and p.items_total is None:
+            p.items_total = p.items_processed
+        p.current_item = None
+        self._transition()
+
+    def skip(self, phase: SyncPhase) -> None:
+        p = self.session.phases[phase]
+        p.status = PhaseStatus.SKIPPED
+        self._transition()
+
+    def fail(self, phase: SyncPhase | None, error: str, status: PhaseStatus) -> None:
+        if phase is not None:
+            p = self.session.phases[phase]
+            p.status = status
+            p.error = error if status == PhaseStatus.FAILED else None
+            p.completed_at = utcnow()
+        self._transition()
+
+    def _transition(self) -> None:
+        if self._on_transition is not None:
+            self._on_transition(self.session)
+        self.notify(force=True)

@@ -1,0 +1,223 @@
+"""Sync session models: strategies, phases, per-phase progress, and the session itself."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field, computed_field
+
+from d365sync_nb.errors import ConfigurationError
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class SyncStrategy(StrEnum):
+    FULL = "full"
+    FULL_WITHOUT_LABELS = "full_without_labels"
+    ENTITIES_ONLY = "entities_only"
+    LABELS_ONLY = "labels_only"
+    SHARING_MODE = "sharing_mode"
+    INCREMENTAL = "incremental"
+
+    @classmethod
+    def parse(cls, value: str | SyncStrategy) -> SyncStrategy:
+        """The strategy named ``value``, or a ConfigurationError listing the valid names."""
+        try:
+            return cls(str(value).strip().lower().replace("-", "_"))
+        except ValueError:
+            valid = ", ".join(s.value for s in cls)
+            raise ConfigurationError(
+                f"Unknown strategy {value!r}; choose one of: {valid}"
+            ) from None
+
+
+STRATEGY_DESCRIPTIONS: dict[SyncStrategy, str] = {
+    SyncStrategy.FULL: "entities, schemas, enumerations and every label",
+    SyncStrategy.FULL_WITHOUT_LABELS: "entities, schemas and enumerations; no label texts",
+    SyncStrategy.ENTITIES_ONLY: "data entities only (keeps cached schemas and enumerations)",
+    SyncStrategy.LABELS_ONLY: "label texts for metadata already cached",
+    SyncStrategy.SHARING_MODE: "copy from another cached environment with identical modules",
+    SyncStrategy.INCREMENTAL: "reuse what is cached; fetch only what is missing",
+}
+
+
+class SyncStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (SyncStatus.COMPLETED, SyncStatus.FAILED, SyncStatus.CANCELLED)
+
+
+class PhaseStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"
+
+
+class SyncPhase(StrEnum):
+    INITIALIZING = "initializing"
+    VERSION_CHECK = "version_check"
+    ENTITIES = "entities"
+    SCHEMAS = "schemas"
+    ENUMERATIONS = "enumerations"
+    LABELS = "labels"
+    INDEXING = "indexing"
+    FINALIZING = "finalizing"
+
+
+PHASES: tuple[SyncPhase, ...] = tuple(SyncPhase)
+
+# Relative work of each phase when this environment has no history yet (seconds at ~10 ms
+# latency, realistic scale): labels dominate, one request per label id.
+DEFAULT_PHASE_WEIGHTS: dict[SyncPhase, float] = {
+    SyncPhase.INITIALIZING: 0.1,
+    SyncPhase.VERSION_CHECK: 0.2,
+    SyncPhase.ENTITIES: 0.5,
+    SyncPhase.SCHEMAS: 4.0,
+    SyncPhase.ENUMERATIONS: 0.8,
+    SyncPhase.LABELS: 12.0,
+    SyncPhase.INDEXING: 1.0,
+    SyncPhase.FINALIZING: 0.3,
+}
+
+
+class PhaseProgress(BaseModel):
+    """Progress of one phase of a session."""
+
+    phase: SyncPhase
+    status: PhaseStatus = PhaseStatus.PENDING
+    items_processed: int = 0
+    items_total: int | None = None
+    current_item: str | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    error: str | None = None
+    weight: float = Field(default=1.0, description="expected share of the session's work")
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def percent(self) -> float:
+        if self.status in (PhaseStatus.COMPLETED, PhaseStatus.SKIPPED):
+            return 100.0
+        if self.items_total:
+            return round(min(100.0, 100.0 * self.items_processed / self.items_total), 2)
+        return 0.0
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def seconds(self) -> float | None:
+        if self.started_at is None:
+            return None
+        end = self.completed_at or utcnow()
+        return round((end - self.started_at).total_seconds(), 3)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def items_per_second(self) -> float | None:
+        seconds = self.seconds
+        if not seconds or not self.items_processed:
+            return None
+        return round(self.items_processed / seconds, 1)
+
+
+class SyncSession(BaseModel):
+    """One sync run: identity, strategy, status, the 8 phases, counts and outcome."""
+
+    session_id: str
+    environment: str
+    strategy: SyncStrategy
+    status: SyncStatus = SyncStatus.PENDING
+    global_version_id: int | None = None
+    initiated_by: str = "user"
+    started_at: datetime = Field(default_factory=utcnow)
+    completed_at: datetime | None = None
+    current_phase: SyncPhase | None = None
+    phases: dict[SyncPhase, PhaseProgress] = Field(
+        default_factory=lambda: {p: PhaseProgress(phase=p) for p in PHASES}
+    )
+    counts: dict[str, int] = Field(default_factory=dict)
+    error: str | None = None
+    message: str | None = None
+    requests: int = 0
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def progress_percent(self) -> float:
+        """Overall percent, each phase weighted by the work it is expected to take."""
+        if self.status == SyncStatus.COMPLETED:
+            return 100.0
+        active = [p for p in self.phases.values() if p.status != PhaseStatus.SKIPPED]
+        total = sum(p.weight for p in active)
+        if total <= 0:
+            return 0.0
+        done = sum(p.weight * p.percent / 100.0 for p in active)
+        return round(min(99.9, 100.0 * done / total), 2)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def duration_seconds(self) -> float:
+        end = self.completed_at or utcnow()
+        return round((end - self.started_at).total_seconds(), 3)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def estimated_remaining_seconds(self) -> float | None:
+        """Time left, from the elapsed time and the weighted share of work done."""
+        if self.status.is_final:
+            return 0.0 if self.status == SyncStatus.COMPLETED else None
+        fraction = self.progress_percent / 100.0
+        if fraction < 0.01:
+            return None
+        elapsed = self.duration_seconds
+        return round(elapsed * (1.0 - fraction) / fraction, 1)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def items_per_second(self) -> float | None:
+        """Throughput of the running phase (of the whole session once it has ended)."""
+        if self.current_phase and not self.status.is_final:
+            return self.phases[self.current_phase].items_per_second
+        items = sum(p.items_processed for p in self.phases.values())
+        return round(items / self.duration_seconds, 1) if self.duration_seconds else None
+
+    @property
+    def is_running(self) -> bool:
+        return self.status in (SyncStatus.PENDING, SyncStatus.RUNNING)
+
+    def phase(self, phase: SyncPhase) -> PhaseProgress:
+        return self.phases[phase]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict: ISO timestamps, enum values, computed figures included."""
+        data = self.model_dump(mode="json")
+        data["phases"] = {str(k): v for k, v in data["phases"].items()}
+        return data
+
+    def summary(self) -> dict[str, Any]:
+        """A few lines' worth: status, percent, current phase, ETA."""
+        return {
+            "session_id": self.session_id,
+            "status": self.status.value,
+            "strategy": self.strategy.value,
+            "global_version_id": self.global_version_id,
+            "progress_percent": self.progress_percent,
+            "current_phase": self.current_phase.value if self.current_phase else None,
+            "estimated_remaining_seconds": self.estimated_remaining_seconds,
+            "is_running": self.is_running,
+            "can_cancel": self.is_running,
+            "started_at": self.started_at.isoformat(),
+            "duration_seconds": self.duration_seconds,
+            "initiated_by": self.initiated_by,
+        }
