@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -88,6 +88,7 @@ class D365MetadataClient:
         base_url: str,
         *,
         credential: TokenCredential | None = None,
+        token_provider: TokenProvider | None = None,
         concurrency: int = 16,
         max_attempts: int = 6,
         max_throttle_attempts: int = 30,
@@ -103,7 +104,9 @@ class D365MetadataClient:
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.stats = ClientStats()
-        self._auth = TokenProvider(credential, self.base_url) if credential else None
+        if token_provider is None and credential is not None:
+            token_provider = TokenProvider(credential, self.base_url)
+        self._auth = token_provider
         self._transport = transport
         self._timeout = timeout
         self._http: httpx.AsyncClient | None = None
@@ -113,8 +116,11 @@ class D365MetadataClient:
     def from_settings(
         cls, settings: ConnectionSettings, *, credential: TokenCredential | None = None, **kw: Any
     ) -> D365MetadataClient:
-        cred = credential if credential is not None else make_credential(settings)
-        return cls(settings.base_url, credential=cred, concurrency=settings.concurrency, **kw)
+        """A client for these settings; pass ``token_provider`` to share a cached token."""
+        if "token_provider" not in kw:
+            cred = credential if credential is not None else make_credential(settings)
+            kw["credential"] = cred
+        return cls(settings.base_url, concurrency=settings.concurrency, **kw)
 
     def __repr__(self) -> str:
         return f"D365MetadataClient(base_url={self.base_url!r}, concurrency={self.concurrency})"
@@ -298,7 +304,7 @@ class D365MetadataClient:
         return _optional_str(data)
 
     async def get_environment_version(self) -> EnvironmentVersion:
-        modules, app, platform = await asyncio.gather(
+        modules, app, platform = await gather_or_first_error(
             self.get_installed_modules(),
             self.get_application_version(),
             self.get_platform_version(),
@@ -432,9 +438,25 @@ class D365MetadataClient:
                 if result is not None:
                     await result
 
+        await gather_or_first_error(*(worker() for _ in range(self.concurrency)))
+
+
+async def gather_or_first_error(*coros: Coroutine[Any, Any, Any]) -> list[Any]:
+    """Run coroutines concurrently; the first failure cancels the rest and is raised as is."""
+    tasks: list[asyncio.Task[Any]] = []
+    try:
         async with asyncio.TaskGroup() as group:
-            for _ in range(self.concurrency):
-                group.create_task(worker())
+            tasks = [group.create_task(c) for c in coros]
+    except BaseExceptionGroup as group_error:
+        raise _first_error(group_error) from None
+    return [t.result() for t in tasks]
+
+
+def _first_error(error: BaseException) -> BaseException:
+    while isinstance(error, BaseExceptionGroup):
+        real = [e for e in error.exceptions if not isinstance(e, asyncio.CancelledError)]
+        error = (real or list(error.exceptions))[0]
+    return error
 
 
 def _value(data: Any, where: str) -> list[Any]:

@@ -181,9 +181,9 @@ class MetadataStore:
                             (to_build, from_build),
                         )
                     db.execute(
-                        "INSERT OR IGNORE INTO main.labels SELECT * FROM other.labels"
+                        "INSERT OR REPLACE INTO main.staged_labels SELECT ?, * FROM other.labels"
                         " WHERE language = ?",
-                        (language,),
+                        (to_build, language),
                     )
             finally:
                 db.execute("DETACH DATABASE other")
@@ -313,12 +313,13 @@ class MetadataStore:
                 "INSERT OR REPLACE INTO enumeration_members VALUES (?,?,?,?,?,?,?)", members
             )
 
-    def write_labels(self, labels: list[Label]) -> None:
+    def write_labels(self, build_id: int, labels: list[Label]) -> None:
+        """Stage fetched labels for a build (visible once the build is finalized)."""
         now = _now()
         with self._write() as db:
             db.executemany(
-                "INSERT OR REPLACE INTO labels VALUES (?,?,?,?,?)",
-                [(lb.id, lb.language, lb.value, lb.status, now) for lb in labels],
+                "INSERT OR REPLACE INTO staged_labels VALUES (?,?,?,?,?,?)",
+                [(build_id, lb.id, lb.language, lb.value, lb.status, now) for lb in labels],
             )
 
     def build_label_ids(self, build_id: int) -> set[str]:
@@ -369,9 +370,12 @@ class MetadataStore:
             self._writer.execute("DELETE FROM temp.ids")
             self._writer.executemany("INSERT INTO temp.ids VALUES (?)", ((i,) for i in ids))
             rows = self._writer.execute(
-                "SELECT status, count(*) FROM labels JOIN temp.ids USING(label_id)"
-                " WHERE language = ? GROUP BY status",
-                (language,),
+                "SELECT coalesce(s.status, l.status), count(*) FROM temp.ids i"
+                " LEFT JOIN staged_labels s"
+                "  ON s.label_id = i.label_id AND s.build_id = ?1 AND s.language = ?2"
+                " LEFT JOIN labels l ON l.label_id = i.label_id AND l.language = ?2"
+                " GROUP BY 1",
+                (build_id, language),
             ).fetchall()
             self._writer.execute("DELETE FROM temp.ids")
             self._writer.commit()
@@ -384,7 +388,11 @@ class MetadataStore:
 
     def build_search_index(self, build_id: int, language: str = "en-us") -> int:
         """(Re)build the FTS5 rows of a build: entities, properties, enumerations, members."""
-        label = "(SELECT value FROM labels WHERE labels.label_id = t.label_id AND language = ?1)"
+        label = (
+            "coalesce((SELECT value FROM staged_labels s WHERE s.build_id = ?2"
+            " AND s.label_id = t.label_id AND s.language = ?1),"
+            " (SELECT value FROM labels l WHERE l.label_id = t.label_id AND l.language = ?1))"
+        )
         sources = [
             ("data_entity", "t.name", "t.public_entity_name", "data_entities"),
             ("public_entity", "t.name", "t.entity_set_name", "public_entities"),
@@ -434,6 +442,12 @@ class MetadataStore:
                 ),
             )
             db.execute("UPDATE builds SET status = 'complete' WHERE id = ?", (build_id,))
+            db.execute(
+                "INSERT OR REPLACE INTO labels SELECT label_id, language, value, status,"
+                " fetched_at FROM staged_labels WHERE build_id = ?",
+                (build_id,),
+            )
+            db.execute("DELETE FROM staged_labels WHERE build_id = ?", (build_id,))
             if old is not None and old != build_id:
                 self._delete_build_rows(db, old)
 
@@ -447,6 +461,7 @@ class MetadataStore:
         for table in BUILD_TABLES:
             db.execute(f"DELETE FROM {table} WHERE build_id = ?", (build_id,))
         db.execute("DELETE FROM search_index WHERE build_id = ?", (build_id,))
+        db.execute("DELETE FROM staged_labels WHERE build_id = ?", (build_id,))
         db.execute("DELETE FROM builds WHERE id = ?", (build_id,))
 
     def discard_orphan_builds(self) -> int:

@@ -3,7 +3,8 @@
 Metadata rows carry a ``build_id``: a sync writes a new build beside the current one, and
 ``versions.current_build_id`` switches to it in one transaction at finalize. Readers always
 join through ``current_build_id``, so a failed, cancelled or killed sync is never visible.
-Labels are a shared dictionary across versions (keyed by id and language).
+Labels are a dictionary shared across versions (keyed by id and language); a build stages
+the labels it fetches and merges them in at finalize, so they too appear all at once or never.
 """
 
 SCHEMA_VERSION = 1
@@ -141,6 +142,17 @@ CREATE TABLE IF NOT EXISTS labels (
     status TEXT NOT NULL,
     fetched_at TEXT NOT NULL,
     PRIMARY KEY (label_id, language)
+) WITHOUT ROWID;
+
+-- Labels fetched by a build, merged into ``labels`` only when the build is finalized.
+CREATE TABLE IF NOT EXISTS staged_labels (
+    build_id INTEGER NOT NULL,
+    label_id TEXT NOT NULL,
+    language TEXT NOT NULL,
+    value TEXT,
+    status TEXT NOT NULL,
+    fetched_at TEXT NOT NULL,
+    PRIMARY KEY (build_id, label_id, language)
 ) WITHOUT ROWID;
 
 CREATE VIRTUAL TABLE IF NOT EXISTS search_index USING fts5(

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from d365sync_nb.config import ConnectionSettings
-from d365sync_nb.d365.auth import TokenCredential
+from d365sync_nb.d365.auth import TokenCredential, TokenProvider, make_credential
 from d365sync_nb.d365.client import D365MetadataClient
 from d365sync_nb.errors import (
     ConfigurationError,
@@ -85,7 +85,8 @@ class SyncSessionManager:
         client_options: dict[str, Any] | None = None,
     ) -> None:
         self.settings = settings
-        self._credential = credential
+        cred = credential if credential is not None else make_credential(settings)
+        self._tokens = TokenProvider(cred, settings.base_url) if cred is not None else None
         self._transport_factory = transport_factory
         self._client_options = client_options or {}
         self._notify_interval = notify_interval
@@ -109,7 +110,7 @@ class SyncSessionManager:
         )
         return D365MetadataClient.from_settings(
             self.settings,
-            credential=self._credential,
+            token_provider=self._tokens,
             transport=transport,
             **self._client_options,
         )

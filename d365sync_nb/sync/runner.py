@@ -205,7 +205,11 @@ class SessionRunner:
         def flush() -> None:
             nonlocal batch, last_flush
             if batch:
-                writes.append(asyncio.ensure_future(self.store.run(self.store.write_labels, batch)))
+                writes.append(
+                    asyncio.ensure_future(
+                        self.store.run(self.store.write_labels, self.build_id, batch)
+                    )
+                )
                 batch = []
             last_flush = time.monotonic()
 
@@ -218,7 +222,7 @@ class SessionRunner:
         try:
             await self.client.fetch_labels(ordered, on_label, self.language)
         finally:
-            flush()  # keep what was fetched: labels are a shared cache, valid on their own
+            flush()
             if writes:
                 await asyncio.shield(asyncio.gather(*writes))
         r.end(phase)

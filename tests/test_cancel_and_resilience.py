@@ -1,0 +1,162 @@
+"""Cancellation, faults, throttling and a killed process: nothing half-written becomes visible."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from d365sync_nb.errors import D365Error
+from d365sync_nb.store.cache import store_path
+from d365sync_nb.sync.session import PhaseStatus, SyncPhase, SyncStatus
+from tests.conftest import expected, visible_counts, wait_for
+
+
+async def test_cancel_during_labels_stops_requests_and_keeps_previous_version(
+    emulator, make_manager
+):
+    manager = make_manager(emulator.base_url)
+    base = await manager.wait((await manager.start(strategy="full_without_labels")).session_id)
+    before = visible_counts(manager, base.global_version_id)
+    emulator.configure(latency_ms=20)
+    result = await manager.start(strategy="full", force=True)
+    sid = result.session_id
+    session = manager.get_sync_session(sid)
+    await wait_for(lambda: session.phases[SyncPhase.LABELS].items_processed >= 50)
+    assert await manager.cancel_sync_session(sid) is True
+    returned_at = time.time()
+    await asyncio.sleep(1.0)  # observe the silence after cancel returned
+    late = [t for t, endpoint in emulator.request_log() if t > returned_at + 0.5]
+    assert late == [], f"{len(late)} requests started after cancel returned"
+    final = manager.get_sync_session(sid)
+    assert final.status == SyncStatus.CANCELLED
+    assert final.phases[SyncPhase.LABELS].status == PhaseStatus.CANCELLED
+    assert final.error is None
+    assert manager.get_active_sessions() == []
+    assert visible_counts(manager, base.global_version_id) == before
+    version = manager.store.get_version(base.global_version_id)
+    assert not version["has_labels"]
+    builds = manager.store._rows("SELECT id FROM builds")
+    assert [b["id"] for b in builds] == [version["current_build_id"]]
+    # history, read back from SQLite by a fresh manager
+    again = make_manager(emulator.base_url).get_sync_session(sid)
+    assert again.status == SyncStatus.CANCELLED
+
+
+async def test_cancel_of_a_finished_session_returns_false(emulator, make_manager):
+    manager = make_manager(emulator.base_url)
+    sid = (await manager.start(strategy="entities_only")).session_id
+    await manager.wait(sid)
+    assert await manager.cancel_sync_session(sid) is False
+
+
+async def test_five_percent_faults_still_give_exact_counts(emulator, make_manager):
+    emulator.configure(fault_rate=0.05)
+    manager = make_manager(emulator.base_url)
+    sid = (await manager.start(strategy="full")).session_id
+    session = await manager.wait(sid)
+    assert session.status == SyncStatus.COMPLETED, session.error
+    assert visible_counts(manager, session.global_version_id) == expected(emulator)
+    statuses = emulator.stats()["responses_by_status"]
+    assert statuses.get("503", 0) > 0 and statuses.get("dropped", 0) > 0
+
+
+async def test_429_storm_still_gives_exact_counts(emulator, make_manager):
+    emulator.configure(max_concurrency=3, retry_after=0.05, latency_ms=5)
+    manager = make_manager(emulator.base_url, concurrency=16)
+    sid = (await manager.start(strategy="full")).session_id
+    session = await manager.wait(sid)
+    assert session.status == SyncStatus.COMPLETED, session.error
+    assert visible_counts(manager, session.global_version_id) == expected(emulator)
+    assert emulator.stats()["responses_by_status"].get("429", 0) > 0
+
+
+async def test_persistent_503_fails_clearly_and_keeps_previous_version(emulator, make_manager):
+    manager = make_manager(emulator.base_url)
+    base = await manager.wait((await manager.start(strategy="full")).session_id)
+    before = visible_counts(manager, base.global_version_id)
+    emulator.configure(fault_rate=1.0)
+    # detection itself fails: one clear error, nothing started
+    with pytest.raises(D365Error) as info:
+        await manager.start(strategy="full", force=True)
+    message = str(info.value)
+    assert "Microsoft.Dynamics.DataEntities.Get" in message  # names the URL
+    assert "503" in message or "no answer after 6 attempts" in message
+    assert "\n" not in message
+    assert manager.get_active_sessions() == []
+    assert visible_counts(manager, base.global_version_id) == before
+
+
+def _sessions(db_path):
+    conn = sqlite3.connect(db_path)
+    try:
+        return conn.execute("SELECT session_id, status FROM sessions").fetchall()
+    finally:
+        conn.close()
+
+
+def _labels_running(db_path) -> bool:
+    if not db_path.exists():
+        return False
+    conn = sqlite3.connect(db_path)
+    try:
+        row = conn.execute(
+            "SELECT count(*) FROM session_phases p JOIN sessions s USING(session_id)"
+            " WHERE s.status = 'running' AND p.phase = 'labels' AND p.status = 'running'"
+        ).fetchone()
+        return bool(row[0])
+    except sqlite3.Error:
+        return False
+    finally:
+        conn.close()
+
+
+async def test_killed_process_leaves_previous_version_and_marks_session_interrupted(
+    emulator, make_manager, tmp_path
+):
+    cache = tmp_path / "cache"
+    manager = make_manager(emulator.base_url, cache_dir=cache)
+    base = await manager.wait((await manager.start(strategy="full_without_labels")).session_id)
+    before = visible_counts(manager, base.global_version_id)
+    manager.store.close()
+    emulator.configure(latency_ms=30)
+    db = store_path(cache, manager.settings.environment_name)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "d365sync_nb",
+            "sync",
+            "--base-url",
+            emulator.base_url,
+            "--cache-dir",
+            str(cache),
+            "--strategy",
+            "full",
+            "--force",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        await wait_for(lambda: _labels_running(db), timeout=60)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    killed = [sid for sid, status in _sessions(db) if status == "running"]
+    assert len(killed) == 1
+    fresh = make_manager(emulator.base_url, cache_dir=cache)
+    assert fresh.interrupted_sessions == killed
+    session = fresh.get_sync_session(killed[0])
+    assert session.status == SyncStatus.FAILED
+    assert "interrupted" in session.error
+    assert visible_counts(fresh, base.global_version_id) == before
+    version = fresh.store.get_version(base.global_version_id)
+    builds = fresh.store._rows("SELECT id FROM builds")
+    assert [b["id"] for b in builds] == [version["current_build_id"]]

@@ -1,0 +1,98 @@
+"""Callbacks, weights, ETA, JSON, persistent history."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from d365sync_nb.sync.session import PhaseStatus, SyncPhase, SyncSession, SyncStatus
+
+
+async def test_callbacks_sync_async_and_failing(emulator, make_manager):
+    emulator.configure(latency_ms=2)
+    manager = make_manager(emulator.base_url)
+    seen: list[SyncSession] = []
+    async_seen: list[float] = []
+    everything: list[str] = []
+
+    def broken(_: SyncSession) -> None:
+        raise RuntimeError("a callback bug must not break the sync")
+
+    async def on_async(snapshot: SyncSession) -> None:
+        async_seen.append(snapshot.progress_percent)
+
+    manager.add_listener(lambda s: everything.append(s.session_id))
+    result = await manager.start(strategy="full")
+    sid = result.session_id
+    manager.add_progress_callback(sid, broken)
+    manager.add_progress_callback(sid, seen.append)
+    manager.add_progress_callback(sid, on_async)
+    final = await manager.wait(sid)
+    assert final.status == SyncStatus.COMPLETED
+    assert seen and seen[-1].status == SyncStatus.COMPLETED
+    assert seen[-1].progress_percent == 100.0
+    assert async_seen
+    assert set(everything) == {sid}
+    # snapshots, not the live object: earlier ones keep their state
+    assert any(s.status == SyncStatus.RUNNING for s in seen)
+    # throttled: far fewer notifications than label requests
+    labels = final.phases[SyncPhase.LABELS].items_total
+    assert len(seen) < labels / 3
+    # every phase transition was notified
+    started = {s.current_phase for s in seen if s.current_phase}
+    assert SyncPhase.LABELS in started and SyncPhase.INDEXING in started
+    percents = [s.progress_percent for s in seen]
+    assert percents == sorted(percents), "overall percent never goes backwards"
+
+
+async def test_history_persists_and_reads_back(emulator, make_manager, tmp_path):
+    manager = make_manager(emulator.base_url)
+    first = await manager.wait((await manager.start(strategy="full_without_labels")).session_id)
+    second = await manager.wait((await manager.start(strategy="full")).session_id)
+    fresh = make_manager(emulator.base_url)
+    history = fresh.get_session_history(limit=10)
+    assert [s.session_id for s in history] == [second.session_id, first.session_id]
+    again = fresh.get_sync_session(first.session_id)
+    assert again.counts == first.counts
+    assert again.phases[SyncPhase.LABELS].status == PhaseStatus.SKIPPED
+    assert again.phases[SyncPhase.SCHEMAS].items_processed == (
+        first.phases[SyncPhase.SCHEMAS].items_processed
+    )
+    assert again.started_at.tzinfo is not None
+    assert fresh.get_session_history(limit=1, status="completed")[0].session_id == (
+        second.session_id
+    )
+    data = json.loads(json.dumps(again.to_dict()))
+    datetime.fromisoformat(data["started_at"])
+    assert data["phases"]["labels"]["status"] == "skipped"
+    assert data["progress_percent"] == 100.0
+    assert data["estimated_remaining_seconds"] == 0.0
+
+
+async def test_weights_are_learned_from_this_environments_history(emulator, make_manager):
+    emulator.configure(latency_ms=1)
+    manager = make_manager(emulator.base_url)
+    first = await manager.wait((await manager.start(strategy="full")).session_id)
+    second = await manager.wait((await manager.start(strategy="full", force=True)).session_id)
+    secs = {p: first.phases[p].seconds for p in SyncPhase}
+    learned = {p: second.phases[p].weight for p in SyncPhase}
+    for phase in SyncPhase:
+        assert abs(learned[phase] - max(secs[phase], 1e-3)) < 0.05 + secs[phase] * 0.01
+    heaviest = max(learned, key=learned.get)
+    assert heaviest == max(secs, key=secs.get)
+
+
+def test_eta_and_percent_from_weights():
+    session = SyncSession(session_id="x", environment="e", strategy="full", status="running")
+    for phase in session.phases.values():
+        phase.weight = 1.0
+    session.phases[SyncPhase.LABELS].weight = 7.0  # 7 of 14 units
+    for phase in list(SyncPhase)[:5]:
+        session.phases[phase].status = PhaseStatus.COMPLETED
+    labels = session.phases[SyncPhase.LABELS]
+    labels.status, labels.items_total, labels.items_processed = PhaseStatus.RUNNING, 100, 50
+    # done: 5 units + half of 7 = 8.5 of 14
+    assert abs(session.progress_percent - 100 * 8.5 / 14) < 0.01
+    assert session.estimated_remaining_seconds is not None
+    session.phases[SyncPhase.INDEXING].status = PhaseStatus.SKIPPED
+    assert abs(session.progress_percent - 100 * 8.5 / 13) < 0.01
