@@ -20,7 +20,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, SecretStr
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
 from d365sync_nb.errors import ConfigurationError
 
@@ -176,9 +176,18 @@ def resolve_settings(
         values["cache_dir"] = Path(str(values["cache_dir"])).expanduser()
     if concurrency is not None:
         values["concurrency"] = concurrency
-    if int(values.get("concurrency", DEFAULT_CONCURRENCY)) < 1:  # type: ignore[call-overload]
-        raise ConfigurationError("concurrency must be at least 1")
+    raw_concurrency = values.get("concurrency", DEFAULT_CONCURRENCY)
+    try:
+        concurrency_ok = int(str(raw_concurrency)) >= 1
+    except ValueError:
+        concurrency_ok = False
+    if not concurrency_ok:
+        raise ConfigurationError(f"concurrency must be an integer >= 1, not {raw_concurrency!r}")
     try:
         return ConnectionSettings.model_validate(values)
-    except ValueError as exc:
-        raise ConfigurationError(f"Invalid settings: {exc}") from None
+    except ValidationError as exc:  # name the fields, never echo their values (secrets)
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+            for e in exc.errors(include_input=False, include_url=False)
+        )
+        raise ConfigurationError(f"Invalid settings: {problems}") from None

@@ -126,3 +126,28 @@ async def test_401_without_credentials_is_one_clear_error(emulator, make_manager
     assert "401 Unauthorized" in text and "Microsoft.Dynamics.DataEntities.Get" in text
     assert "expected-token" not in text
     assert manager.get_active_sessions() == []
+
+
+def test_invalid_profile_values_never_echo_the_secret(tmp_path, monkeypatch):
+    profiles = tmp_path / "profiles.toml"
+    profiles.write_text(
+        '[profiles.bad]\nbase_url = "https://x.operations.dynamics.com"\n'
+        "client_secret = 987654321\n"
+        '[profiles.worse]\nbase_url = "https://x.operations.dynamics.com"\nconcurrency = "x"\n'
+    )
+    monkeypatch.setenv("D365SYNC_PROFILES", str(profiles))
+    with pytest.raises(ConfigurationError) as info:
+        resolve_settings(profile="bad")
+    assert "client_secret" in one_line(info.value) and "987654321" not in str(info.value)
+    with pytest.raises(ConfigurationError, match="concurrency must be an integer"):
+        resolve_settings(profile="worse")
+
+
+async def test_session_ids_are_normalised(emulator, make_manager):
+    emulator.configure(latency_ms=20)
+    manager = make_manager(emulator.base_url)
+    sid = (await manager.start(strategy="full")).session_id
+    shouted = f"  {sid.upper()} "
+    assert manager.get_sync_session(shouted) is manager.get_sync_session(sid)
+    assert await manager.cancel_sync_session(shouted) is True
+    assert manager.get_sync_session(sid).status == SyncStatus.CANCELLED

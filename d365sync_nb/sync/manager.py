@@ -55,6 +55,7 @@ class StartResult:
     strategy: SyncStrategy
     up_to_date: bool
     message: str
+    synced_at: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -63,6 +64,7 @@ class StartResult:
             "strategy": self.strategy.value,
             "up_to_date": self.up_to_date,
             "message": self.message,
+            "synced_at": self.synced_at,
         }
 
 
@@ -167,6 +169,7 @@ class SyncSessionManager:
                 global_version_id=version_id,
                 strategy=strategy,
                 up_to_date=True,
+                synced_at=synced,
                 message=(
                     f"Version {version_id} ({len(env.modules)} modules) is already up to date "
                     f"for '{strategy}' (synced {synced}); pass force=True to sync it again"
@@ -299,10 +302,11 @@ class SyncSessionManager:
     # -- follow ------------------------------------------------------------------------
     def get_sync_session(self, session_id: str) -> SyncSession:
         """A running session (live) or a finished one (from history)."""
+        session_id = _as_session_id(session_id)
         running = self._running.get(session_id)
         if running is not None:
             return running.session
-        rows = self.store.load_sessions(session_id=_as_session_id(session_id), limit=1)
+        rows = self.store.load_sessions(session_id=session_id, limit=1)
         if not rows:
             raise SessionNotFoundError(f"No sync session with id {session_id!r}")
         return session_from_row(rows[0])
@@ -332,18 +336,18 @@ class SyncSessionManager:
 
     async def wait(self, session_id: str) -> SyncSession:
         """Wait until a session ends; return its final state."""
-        running = self._running.get(session_id)
+        running = self._running.get(_as_session_id(session_id))
         if running is not None:
             await asyncio.shield(running.task)
         return self.get_sync_session(session_id)
 
     def add_progress_callback(self, session_id: str, callback: ProgressCallback) -> None:
         """Call ``callback(snapshot)`` (sync or async) as this session progresses (~10/s)."""
-        self.get_sync_session(session_id)  # unknown id: clear error now, not silence later
-        self._hub.add(session_id, callback)
+        session = self.get_sync_session(session_id)  # unknown id: a clear error now
+        self._hub.add(session.session_id, callback)
 
     def remove_progress_callback(self, session_id: str, callback: ProgressCallback) -> None:
-        self._hub.remove(session_id, callback)
+        self._hub.remove(_as_session_id(session_id), callback)
 
     def add_listener(self, callback: ProgressCallback) -> None:
         """Call ``callback(snapshot)`` for every session of this manager."""
@@ -358,6 +362,7 @@ class SyncSessionManager:
 
         When this returns, no further request is sent and the unfinished build is gone.
         """
+        session_id = _as_session_id(session_id)
         running = self._running.get(session_id)
         if running is None:
             self.get_sync_session(session_id)  # raises SessionNotFoundError when unknown
