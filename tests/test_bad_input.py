@@ -151,3 +151,11 @@ async def test_session_ids_are_normalised(emulator, make_manager):
     assert manager.get_sync_session(shouted) is manager.get_sync_session(sid)
     assert await manager.cancel_sync_session(shouted) is True
     assert manager.get_sync_session(sid).status == SyncStatus.CANCELLED
+
+
+async def test_cancel_right_after_start(emulator, make_manager):
+    manager = make_manager(emulator.base_url)
+    sid = (await manager.start(strategy="full")).session_id
+    assert await manager.cancel_sync_session(sid) is True
+    assert manager.get_sync_session(sid).status == SyncStatus.CANCELLED
+    assert manager.get_active_sessions() == []

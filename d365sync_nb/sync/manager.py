@@ -369,6 +369,14 @@ class SyncSessionManager:
             return False
         running.task.cancel()
         await asyncio.wait([running.task])
+        session = running.session
+        if not session.status.is_final:  # cancelled before its task ever ran
+            session.status = SyncStatus.CANCELLED
+            session.completed_at = utcnow()
+            await self.store.run(self.store.save_session, session.model_copy(deep=True))
+            self._running.pop(session_id, None)
+            self._hub.emit(session)
+            self._hub.forget(session_id)
         return True
 
     # -- cache -------------------------------------------------------------------------
