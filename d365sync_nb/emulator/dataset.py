@@ -1,0 +1,875 @@
+"""Deterministic synthetic D365 F&O metadata, shaped exactly like the OData metadata service.
+
+``build_dataset(scale, version, seed)`` returns the same :class:`Dataset` on every run: every
+random choice comes from one seeded :class:`random.Random`. Version 2 is version 1 plus a small,
+deterministic delta (modules, a few entities/enumerations, new labels and changed label texts).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from bisect import bisect_left
+from dataclasses import dataclass, field
+from itertools import accumulate
+from typing import Any
+
+__all__ = ["SCALES", "Dataset", "ScaleSpec", "build_dataset"]
+
+REFERENTIAL = "#Microsoft.Dynamics.Metadata.ReferentialConstraint"
+FIXED = "#Microsoft.Dynamics.Metadata.FixedConstraint"
+RELATED_FIXED = "#Microsoft.Dynamics.Metadata.RelatedFixedConstraint"
+
+ENTITY_CATEGORIES = (
+    "Master",
+    "Transaction",
+    "Configuration",
+    "Reference",
+    "Document",
+    "Parameters",
+)
+BINDING_KINDS = ("BoundToEntityInstance", "BoundToEntitySet", "Unbound")
+
+# Label ids that exercise client encoding: a quote (OData doubles it), space/ampersand, percent.
+QUOTE_LABEL_ID = "@SYS:O'Brien"
+SPACE_LABEL_ID = "@Retail:Price & Discount"
+PERCENT_LABEL_ID = "@FieldDescriptions:Rate (100%)"
+COMPANY_LABEL_ID = "@SYS13342"
+
+
+@dataclass(frozen=True)
+class ScaleSpec:
+    """Sizes of one dataset scale."""
+
+    data_entities: int
+    public_entities: int
+    properties: tuple[int, int]  # inclusive range per public entity
+    enumerations: int
+    members: tuple[int, int]  # inclusive range per enumeration
+    label_cap: int  # maximum distinct label ids handed out
+    field_vocab: int  # distinct property names available
+    modules: int
+
+
+SCALES: dict[str, ScaleSpec] = {
+    "small": ScaleSpec(100, 80, (5, 40), 80, (2, 8), 1_200, 600, 20),
+    "realistic": ScaleSpec(4_500, 3_500, (25, 55), 3_400, (2, 8), 27_000, 14_000, 150),
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Word lists
+# --------------------------------------------------------------------------------------------
+def _words(text: str) -> tuple[str, ...]:
+    """Whitespace-separated word list."""
+    return tuple(text.split())
+
+
+_AREAS = (
+    ("Cust", "Customer"),
+    ("Vend", "Vendor"),
+    ("Sales", "Sales"),
+    ("Purch", "Purchase"),
+    ("Invent", "Inventory"),
+    ("WHS", "Warehouse"),
+    ("Proj", "Project"),
+    ("Ledger", "Ledger"),
+    ("Bank", "Bank"),
+    ("Tax", "Tax"),
+    ("Budget", "Budget"),
+    ("Prod", "Production"),
+    ("Retail", "Retail"),
+    ("HcmWorker", "Worker"),
+    ("Asset", "Asset"),
+    ("Payroll", "Payroll"),
+    ("TrvExpense", "Expense"),
+    ("EcoRes", "Product"),
+    ("TMS", "Transport"),
+    ("Qm", "Quality"),
+    ("Req", "Planning"),
+    ("Cost", "Cost"),
+    ("Dir", "Party"),
+    ("Log", "Logistics"),
+    ("Mcr", "Channel"),
+    ("Kanban", "Kanban"),
+    ("Smm", "Campaign"),
+    ("Hcm", "Position"),
+    ("Rebate", "Rebate"),
+    ("Sub", "Subscription"),
+    ("Cash", "Cash"),
+    ("Fiscal", "Fiscal"),
+    ("Intercompany", "Intercompany"),
+    ("Route", "Route"),
+    ("Catch", "CatchWeight"),
+    ("Gift", "GiftCard"),
+    ("Loyalty", "Loyalty"),
+    ("Freight", "Freight"),
+    ("Dimension", "Dimension"),
+    ("Currency", "Currency"),
+    ("Payment", "Payment"),
+    ("Document", "Document"),
+)
+_OBJECTS = _words("""
+    Group OrderHeader OrderLine Invoice InvoiceLine Journal JournalLine Parameter Posting
+    Account Address Contact Charge Discount Price Setup Category Attribute Template Rule Policy
+    Schedule Calendar Code Type Status Transaction Balance Batch Location Agreement Confirmation
+    Receipt Shipment Request Quotation Budget Allocation Settlement Statement Profile Method
+    Term Reason Hold Note Role Assignment Registration Certificate
+""")
+_DETAILS = (
+    "",
+    "",
+    "",
+    "",
+    *_words("""
+    Detail Entry Mapping Summary History Setting Version Composite Staging Document
+"""),
+)
+_VERSIONS = ("", "", "", "V2", "V2", "V3", "V4")
+
+_MASTER_OBJECTS = frozenset(("Group", "Account", "Address", "Contact", "Profile", "Location"))
+_TRANSACTION_OBJECTS = frozenset(
+    _words("""
+    OrderHeader OrderLine Journal JournalLine Transaction Posting Settlement Allocation Balance
+    Batch
+""")
+)
+_DOCUMENT_OBJECTS = frozenset(
+    _words("""
+    Invoice InvoiceLine Receipt Shipment Confirmation Quotation Statement Agreement Certificate
+""")
+)
+_CONFIG_OBJECTS = frozenset(
+    ("Setup", "Template", "Rule", "Policy", "Schedule", "Calendar", "Method")
+)
+
+_QUALIFIERS = _words("""
+    Customer Vendor Sales Purchase Invoice Delivery Payment Ledger Main Offset Default Tax Item
+    Product Warehouse Site Inventory Project Worker Bank Currency Exchange Discount Price Line
+    Order Receipt Shipment Route Batch Serial Location Contact Primary Posting Budget Cost Asset
+    Journal Voucher Settlement Cash Credit Transfer Return Production Quality Expense Released
+    Intercompany Tracking Requested Confirmed Actual Original Legal Operating Store Channel
+    Freight Carrier Charge Packing Picking Unit Financial Physical Buyer Commission Rebate
+""")
+# (attribute word, OData type name, DataType)
+_ATTRIBUTES = (
+    ("Account", "Edm.String", "String"),
+    ("Name", "Edm.String", "String"),
+    ("Date", "Edm.Date", "Date"),
+    ("DateTime", "Edm.DateTimeOffset", "DateTime"),
+    ("Amount", "Edm.Decimal", "Real"),
+    ("Quantity", "Edm.Decimal", "Real"),
+    ("Code", "Edm.String", "String"),
+    ("Id", "Edm.String", "String"),
+    ("Number", "Edm.String", "String"),
+    ("Status", None, "Enum"),
+    ("Type", None, "Enum"),
+    ("Group", "Edm.String", "String"),
+    ("Description", "Edm.String", "String"),
+    ("Percentage", "Edm.Decimal", "Real"),
+    ("City", "Edm.String", "String"),
+    ("Street", "Edm.String", "String"),
+    ("ZipCode", "Edm.String", "String"),
+    ("CountryRegionId", "Edm.String", "String"),
+    ("Email", "Edm.String", "String"),
+    ("Phone", "Edm.String", "String"),
+    ("Price", "Edm.Decimal", "Real"),
+    ("Weight", "Edm.Decimal", "Real"),
+    ("LineNumber", "Edm.Decimal", "Real"),
+    ("RecId", "Edm.Int64", "Int64"),
+    ("Count", "Edm.Int32", "Int32"),
+    ("Days", "Edm.Int32", "Int32"),
+    ("Method", None, "Enum"),
+    ("Mode", None, "Enum"),
+    ("Category", "Edm.String", "String"),
+    ("Reference", "Edm.String", "String"),
+    ("Note", "Edm.String", "String"),
+    ("Guid", "Edm.Guid", "Guid"),
+    ("Blocked", None, "Enum"),
+    ("Image", "Edm.Binary", "Container"),
+    ("Time", "Edm.Int32", "Time"),
+    ("Unit", "Edm.String", "String"),
+)
+_ENUM_PREFIXES = _words("""
+    Sales Purch Invent Cust Vend Ledger Tax Bank Proj WHS Retail Hcm Asset Budget Prod Req TMS
+    Mcr Cost Trv Payroll EcoRes Smm Kanban Qm Dir Log Cash
+""")
+_ENUM_MIDDLES = (
+    "",
+    "",
+    "",
+    *_words("""
+    Line Order Invoice Payment Price Discount Journal Trans Document Charge Unit Item Account
+    Posting Delivery Batch Route
+"""),
+)
+_ENUM_CORES = _words("""
+    Status Type Mode Category Method Level Basis Origin Direction Priority Source State
+    Calculation Rounding Reason Option Policy
+""")
+_MEMBER_NAMES = _words("""
+    None Open Closed Invoiced Delivered Canceled Backorder Received Registered Picked Posted
+    Draft Approved Rejected Pending Submitted InReview Completed Started Stopped Ended Scheduled
+    Released Created Confirmed Blocked All Invoice Payment Table Group Percent Amount Quantity
+    Fixed Variable Standard Manual Automatic Daily Weekly Monthly Yearly Low Normal High
+    Critical Inbound Outbound Internal External Customer Vendor Worker Ledger Bank Project Item
+    Service Product Warehouse Site Location Batch Serial First Last Average Minimum Maximum Sum
+    Debit Credit Both Active Inactive Expired Locked Unlocked Reserved Ordered Physical
+    Financial Estimated Actual Budget Forecast Committed Accrued Reversed Settled Partial Full
+    Single Multiple Header Line Journal Voucher Default Custom Legacy
+""")
+_LABEL_FILES = _words("""
+    AccountsReceivable AccountsPayable GeneralLedger SCM Retail Tax ProductInformationManagement
+    WHS Proj HCM Budget FixedAssets CashManagement ExpenseManagement Payroll ElectronicReporting
+    DMF GLS TRV ApplicationSuite SYP Procurement Sales Ledger Inventory
+""")
+_GROUP_NAMES = _words("""
+    AutoLookup AutoReport AutoSummary AutoIdentification Overview General Details Dimensions
+""")
+_ACTION_VERBS = _words("""
+    Post Submit Approve Reject Cancel Copy Recalculate Validate Confirm Release Close Reopen
+    GetDefault Import Export Reverse Settle Print
+""")
+_PARAM_TYPES = _words("""
+    Edm.String Edm.Int32 Edm.Int64 Edm.Boolean Edm.Decimal Edm.Date Edm.Guid
+""")
+
+_MS_MODULES = _words("""
+    ApplicationSuite ApplicationPlatform ApplicationFoundation ApplicationCommon Directory
+    Ledger GeneralLedger SourceDocumentation Currency ContactPerson CaseManagement Calendar
+    Dimensions UnitOfMeasure Tax TaxEngine ElectronicReporting ElectronicReportingCore
+    FinancialReporting FiscalBooks Retail Commerce CommerceRuntime Personnel PersonnelCore
+    PersonnelManagement Payroll ProjectAccounting Warehouse TransportationManagement Inventory
+    MasterPlanning ProductionControl Kanban QualityManagement AssetManagement FixedAssets
+    Budgeting CashManagement BankManagement ExpenseManagement Travel Procurement CostManagement
+    PriceDiscount Rebate Subscription RevenueRecognition BusinessProcess DataManagement
+    DataImport Workflow Alerts DocumentRouting PrintManagement Batch SystemAdministration
+    Security TestEssentials Office365 PowerPlatformIntegration DualWrite DataLake
+    FeatureManagement GeneralLedgerPosting SubledgerJournal Consolidation IntercompanyAccounting
+    PublicSector FleetManagement ServiceManagement CustomerService CallCenter Loyalty GiftCard
+    Sustainability Planning DemandForecasting Kernel Directory365 Case Questionnaire Compliance
+""")
+_COUNTRIES = _words("""
+    GER FRA GBR ITA ESP NLD BEL POL CZE HUN SWE NOR DNK FIN AUT CHE USA CAN MEX BRA IND JPN CHN
+    AUS NZL SAU ARE EGY RUS THA MYS SGP EST LVA LTU
+""")
+_ISV_AREAS = _words("""
+    Connector Banking EDI Shipping Reporting Payments Compliance Pricing Approvals Archiving
+    Scanning Labels
+""")
+
+_CAMEL_RE = re.compile(r"[A-Z]+(?=[A-Z][a-z]|\d|\b)|[A-Z]?[a-z]+|\d+")
+
+
+def _humanize(name: str) -> str:
+    """Turn ``CustomerAccount`` into ``Customer account``."""
+    words = _CAMEL_RE.findall(name) or [name]
+    first, *rest = words
+    return " ".join(
+        [first[:1].upper() + first[1:], *(w if w.isupper() else w.lower() for w in rest)]
+    )
+
+
+def _plural(word: str) -> str:
+    """English plural of the last word of a camel-case name."""
+    if word.endswith("y") and word[-2:-1] not in "aeiou":
+        return word[:-1] + "ies"
+    if word.endswith(("s", "x", "ch", "sh")):
+        return word + "es"
+    return word + "s"
+
+
+# --------------------------------------------------------------------------------------------
+# Dataset
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Dataset:
+    """One global version of metadata, as the emulator serves it."""
+
+    scale: str
+    version: int
+    seed: int
+    data_entities: list[dict[str, Any]]
+    public_entities: list[dict[str, Any]]
+    enumerations: list[dict[str, Any]]
+    labels: dict[str, str | None]
+    modules: list[str]
+    application_version: str
+    platform_version: str
+    _referenced: set[str] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def label_ids_referenced(self) -> set[str]:
+        """Every distinct non-empty LabelId in the three collections (incl. properties, members)."""
+        if self._referenced is None:
+            ids: set[str] = set()
+            add = ids.add
+            for de in self.data_entities:
+                add(de["LabelId"])
+            for pe in self.public_entities:
+                add(pe["LabelId"])
+                for prop in pe["Properties"]:
+                    add(prop["LabelId"])
+            for en in self.enumerations:
+                add(en["LabelId"])
+                for member in en["Members"]:
+                    add(member["LabelId"])
+            ids.discard(None)
+            ids.discard("")
+            self._referenced = ids
+        return set(self._referenced)
+
+    def expected_counts(self) -> dict[str, int]:
+        """Counts a complete, correct sync of this dataset must report."""
+        referenced = self.label_ids_referenced()
+        texts = [self.labels.get(i) for i in referenced]
+        return {
+            "data_entities": len(self.data_entities),
+            "public_entities": len(self.public_entities),
+            "properties": sum(len(pe["Properties"]) for pe in self.public_entities),
+            "navigation_properties": sum(
+                len(pe["NavigationProperties"]) for pe in self.public_entities
+            ),
+            "actions": sum(len(pe["Actions"]) for pe in self.public_entities),
+            "enumerations": len(self.enumerations),
+            "enumeration_members": sum(len(en["Members"]) for en in self.enumerations),
+            "label_ids": len(referenced),
+            "labels": sum(1 for t in texts if t),
+            "labels_missing": sum(1 for t in texts if t is None),
+            "labels_empty": sum(1 for t in texts if t == ""),
+        }
+
+
+class _LabelAllocator:
+    """Hands out label ids per semantic key, reusing ids once the distinct-id cap is reached."""
+
+    def __init__(self, rng: random.Random, cap: int) -> None:
+        self.rng = rng
+        self.cap = cap
+        self.memo: dict[str, str] = {}
+        self.ids: list[str] = []
+        self.texts: dict[str, str | None] = {}
+        self._sys_numbers: set[int] = set()
+
+    def add(self, label_id: str, text: str) -> str:
+        """Register a fixed label id with its text."""
+        if label_id not in self.texts:
+            self.ids.append(label_id)
+        self.texts[label_id] = text
+        return label_id
+
+    def _new_id(self, hint: str) -> str:
+        rng = self.rng
+        if rng.random() < 0.55:
+            while True:
+                n = rng.randint(1000, 399_999)
+                if n not in self._sys_numbers:
+                    self._sys_numbers.add(n)
+                    candidate = f"@SYS{n}"
+                    if candidate not in self.texts:
+                        return candidate
+        base = f"@{rng.choice(_LABEL_FILES)}:{hint}"
+        candidate, i = base, 1
+        while candidate in self.texts:
+            i += 1
+            candidate = f"{base}{i}"
+        return candidate
+
+    def get(self, key: str, hint: str, text: str) -> str:
+        """Label id for ``key``: a new id while under the cap, else a random existing one."""
+        found = self.memo.get(key)
+        if found is not None:
+            return found
+        if len(self.ids) < self.cap:
+            label_id = self.add(self._new_id(hint), text)
+        else:
+            label_id = self.ids[self.rng.randrange(len(self.ids))]
+        self.memo[key] = label_id
+        return label_id
+
+
+class _Builder:
+    """Generates a dataset; one instance per build."""
+
+    def __init__(self, scale: str, seed: int) -> None:
+        self.spec = SCALES[scale]
+        self.seed = seed
+        self.rng = random.Random(f"d365sync-emulator:{scale}:{seed}")
+        self.labels = _LabelAllocator(self.rng, self.spec.label_cap)
+        self.used_names: set[str] = set()
+        self.enum_names: list[str] = []
+        self.public_names: list[str] = []
+        self.data_entities: list[dict[str, Any]] = []
+        self.public_entities: list[dict[str, Any]] = []
+        self.enumerations: list[dict[str, Any]] = []
+        self.vocab: list[tuple[str, str, str, str]] = []
+        self.vocab_cum: list[float] = []
+        self.referenced: set[str | None] = set()
+
+    # -- names ---------------------------------------------------------------------------------
+    def entity_names(self) -> tuple[str, str, str, str]:
+        """Unique (data entity name, public name, collection name, base noun) tuple."""
+        rng = self.rng
+        while True:
+            prefix, area = rng.choice(_AREAS)
+            obj = rng.choice(_OBJECTS)
+            detail = rng.choice(_DETAILS)
+            ver = rng.choice(_VERSIONS)
+            base = f"{area}{obj}{detail}"
+            public = base + ver
+            if public in self.used_names:
+                continue
+            self.used_names.add(public)
+            collection = _plural(base) + ver
+            de_name = f"{prefix}{obj}{detail}{ver}Entity"
+            if de_name in self.used_names:
+                de_name = f"{prefix}{area}{obj}{detail}{ver}Entity"
+            if de_name in self.used_names:
+                continue
+            self.used_names.add(de_name)
+            return de_name, public, collection, obj
+
+    def enum_name(self) -> str:
+        """A unique enumeration name."""
+        rng = self.rng
+        while True:
+            name = rng.choice(_ENUM_PREFIXES) + rng.choice(_ENUM_MIDDLES) + rng.choice(_ENUM_CORES)
+            if name not in self.used_names:
+                self.used_names.add(name)
+                return name
+
+    # -- enumerations --------------------------------------------------------------------------
+    def make_enum(self, name: str, members: list[str] | None = None) -> dict[str, Any]:
+        """One PublicEnumerations item."""
+        rng, labels = self.rng, self.labels
+        if members is None:
+            lo, hi = self.spec.members
+            members = rng.sample(_MEMBER_NAMES, rng.randint(lo, hi))
+        label = labels.get(f"enum:{name}", name, _humanize(name))
+        value, out = 0, []
+        for m in members:
+            out.append(
+                {
+                    "Name": m,
+                    "Value": value,
+                    "LabelId": labels.get(f"member:{m}", m, _humanize(m))
+                    if rng.random() > 0.03
+                    else "",
+                    "ConfigurationEnabled": rng.random() > 0.05,
+                }
+            )
+            value += 1 if rng.random() > 0.15 else rng.randint(2, 10)
+        return {"Name": name, "LabelId": label, "Members": out}
+
+    def build_enums(self, count: int) -> None:
+        """Generate ``count`` enumerations (NoYes first)."""
+        self.used_names.add("NoYes")
+        self.enumerations.append(self.make_enum("NoYes", ["No", "Yes"]))
+        self.enum_names.append("NoYes")
+        for _ in range(count - 1):
+            name = self.enum_name()
+            self.enum_names.append(name)
+            self.enumerations.append(self.make_enum(name))
+
+    # -- property vocabulary -------------------------------------------------------------------
+    def build_vocab(self) -> None:
+        """Distinct property names with fixed types; early entries are the most popular."""
+        rng, size = self.rng, self.spec.field_vocab
+        seen: set[str] = {"dataAreaId"}
+        vocab: list[tuple[str, str, str, str]] = []
+        attrs = [(a, t, d) for a, t, d in _ATTRIBUTES]
+        for attr, type_name, data_type in attrs:  # single-word fields are the commonest
+            seen.add(attr)
+            vocab.append(self._field(attr, type_name, data_type))
+        while len(vocab) < size:
+            attr, type_name, data_type = rng.choice(attrs)
+            if rng.random() < 0.7:
+                name = rng.choice(_QUALIFIERS) + attr
+            else:
+                name = rng.choice(_QUALIFIERS) + rng.choice(_QUALIFIERS) + attr
+            if name in seen:
+                continue
+            seen.add(name)
+            vocab.append(self._field(name, type_name, data_type))
+        self.vocab = vocab
+        self.vocab_cum = list(accumulate(1.0 / (i + 8) for i in range(len(vocab))))
+
+    def _field(self, name: str, type_name: str | None, data_type: str) -> tuple[str, str, str, str]:
+        if data_type == "Enum":
+            enum = "NoYes" if name.endswith("Blocked") else self.rng.choice(self.enum_names)
+            type_name = f"Microsoft.Dynamics.DataEntities.{enum}"
+        return name, type_name or "Edm.String", data_type, _humanize(name)
+
+    # -- entities ------------------------------------------------------------------------------
+    def make_data_entity(self, names: tuple[str, str, str, str]) -> dict[str, Any]:
+        """One DataEntities item (DataServiceEnabled is decided by the caller)."""
+        rng = self.rng
+        de_name, public, collection, obj = names
+        if obj in _TRANSACTION_OBJECTS:
+            category = "Transaction"
+        elif obj in _DOCUMENT_OBJECTS:
+            category = "Document"
+        elif obj == "Parameter":
+            category = "Parameters"
+        elif obj in _CONFIG_OBJECTS:
+            category = "Configuration"
+        elif obj in _MASTER_OBJECTS:
+            category = "Master"
+        else:
+            category = rng.choice(ENTITY_CATEGORIES)
+        label = (
+            None
+            if rng.random() < 0.02
+            else self.labels.get(f"entity:{public}", public, _humanize(collection))
+        )
+        return {
+            "Name": de_name,
+            "PublicEntityName": public,
+            "PublicCollectionName": collection,
+            "LabelId": label,
+            "DataServiceEnabled": False,
+            "DataManagementEnabled": rng.random() > 0.1,
+            "EntityCategory": category,
+            "IsReadOnly": rng.random() < 0.08,
+        }
+
+    def make_properties(self, public: str) -> list[dict[str, Any]]:
+        """The Properties of one public entity."""
+        rng, labels, vocab = self.rng, self.labels, self.vocab
+        lo, hi = self.spec.properties
+        count = rng.randint(lo, hi)
+        props: list[dict[str, Any]] = []
+        names: set[str] = set()
+        if rng.random() < 0.7:
+            names.add("dataAreaId")
+            props.append(
+                self._prop(
+                    "dataAreaId",
+                    "Edm.String",
+                    "String",
+                    COMPANY_LABEL_ID,
+                    key=True,
+                    mandatory=False,
+                )
+            )
+        n_keys = rng.randint(1, 3)
+        cum, total = self.vocab_cum, self.vocab_cum[-1]
+        attempts = 0
+        while len(props) < count and attempts < count * 20:
+            attempts += 1
+            name, type_name, data_type, text = vocab[bisect_left(cum, rng.random() * total)]
+            if name in names:
+                continue
+            names.add(name)
+            r = rng.random()
+            if r < 0.004:
+                label = ""
+            elif r < 0.10:  # entity-specific label for a common field
+                label = labels.get(f"field:{public}.{name}", name, text)
+            elif r < 0.13 and data_type == "Enum":  # field labelled like its enum
+                enum = type_name.rsplit(".", 1)[-1]
+                label = labels.get(f"enum:{enum}", enum, _humanize(enum))
+            else:
+                label = labels.get(f"field:{name}", name, text)
+            is_key = len(props) < n_keys + ("dataAreaId" in names) and data_type == "String"
+            props.append(
+                self._prop(
+                    name,
+                    type_name,
+                    data_type,
+                    label,
+                    key=is_key,
+                    mandatory=is_key or rng.random() < 0.15,
+                )
+            )
+        if rng.random() < 0.15:
+            props.append(self._dimension_prop(public))
+        return props
+
+    def _prop(
+        self, name: str, type_name: str, data_type: str, label: str, *, key: bool, mandatory: bool
+    ) -> dict[str, Any]:
+        rng = self.rng
+        return {
+            "Name": name,
+            "TypeName": type_name,
+            "DataType": data_type,
+            "LabelId": label,
+            "IsKey": key,
+            "IsMandatory": mandatory,
+            "ConfigurationEnabled": rng.random() > 0.03,
+            "AllowEdit": not key and rng.random() > 0.1,
+            "AllowEditOnCreate": rng.random() > 0.02,
+            "IsDimension": False,
+            "DimensionRelation": "",
+            "IsDynamicDimension": False,
+            "DimensionLegalEntityProperty": "",
+            "DimensionTypeProperty": "",
+        }
+
+    def _dimension_prop(self, public: str) -> dict[str, Any]:
+        rng = self.rng
+        relation = rng.choice(("DefaultDimension", "LedgerDimension", "OffsetLedgerDimension"))
+        dynamic = relation != "DefaultDimension"
+        prop = self._prop(
+            f"{relation}DisplayValue",
+            "Edm.String",
+            "String",
+            self.labels.get(f"dim:{relation}", relation, _humanize(relation)),
+            key=False,
+            mandatory=False,
+        )
+        prop.update(
+            {
+                "IsDimension": True,
+                "DimensionRelation": relation,
+                "IsDynamicDimension": dynamic,
+                "DimensionLegalEntityProperty": "dataAreaId",
+                "DimensionTypeProperty": "AccountType" if dynamic else "",
+            }
+        )
+        return prop
+
+    def make_navigation(
+        self, props: list[dict[str, Any]], public: str, force_all: bool
+    ) -> list[dict[str, Any]]:
+        """NavigationProperties with all three constraint kinds present overall."""
+        rng = self.rng
+        count = 3 if force_all else rng.choice((0, 0, 1, 1, 2, 3, 4))
+        navs, used = [], set()
+        prop_names = [p["Name"] for p in props]
+        for i in range(count):
+            related = rng.choice(self.public_names)
+            name = related if related not in used else f"{related}{i}"
+            used.add(name)
+            constraints: list[dict[str, Any]] = []
+            for _ in range(rng.randint(1, 2)):
+                p = rng.choice(prop_names)
+                constraints.append(
+                    {"@odata.type": REFERENTIAL, "Property": p, "ReferencedProperty": p}
+                )
+            kind = i if force_all else rng.randint(0, 6)
+            if kind == 1:
+                v = rng.randint(0, 5)
+                constraints.append(
+                    {
+                        "@odata.type": FIXED,
+                        "Property": rng.choice(prop_names),
+                        "Value": v,
+                        "ValueStr": str(v),
+                    }
+                )
+            elif kind == 2:
+                v = rng.randint(0, 5)
+                constraints.append(
+                    {
+                        "@odata.type": RELATED_FIXED,
+                        "RelatedProperty": rng.choice(prop_names),
+                        "Value": v,
+                        "ValueStr": rng.choice(_MEMBER_NAMES),
+                    }
+                )
+            navs.append(
+                {
+                    "Name": name,
+                    "RelatedEntity": related,
+                    "RelatedRelationName": public,
+                    "Cardinality": rng.choice(("Single", "Multiple")),
+                    "Constraints": constraints,
+                }
+            )
+        return navs
+
+    def make_actions(self, props: list[dict[str, Any]], force_all: bool) -> list[dict[str, Any]]:
+        """Actions with every BindingKind present overall."""
+        rng = self.rng
+        count = 3 if force_all else rng.choice((0, 0, 0, 0, 1, 1, 2, 3))
+        verbs = rng.sample(_ACTION_VERBS, count)
+        actions = []
+        for i, verb in enumerate(verbs):
+            params = [
+                {
+                    "Name": f"_{p[:1].lower()}{p[1:]}",
+                    "Type": {
+                        "TypeName": rng.choice(_PARAM_TYPES),
+                        "IsCollection": rng.random() < 0.1,
+                    },
+                }
+                for p in rng.sample(
+                    ("SalesId", "Reason", "Quantity", "Company", "Date", "Account", "Comment"),
+                    rng.randint(0, 3),
+                )
+            ]
+            returns = (
+                None
+                if rng.random() < 0.4
+                else {"TypeName": rng.choice(_PARAM_TYPES), "IsCollection": rng.random() < 0.2}
+            )
+            actions.append(
+                {
+                    "Name": verb,
+                    "BindingKind": BINDING_KINDS[i] if force_all else rng.choice(BINDING_KINDS),
+                    "FieldLookup": rng.choice(props)["Name"] if rng.random() < 0.1 else None,
+                    "Parameters": params,
+                    "ReturnType": returns,
+                }
+            )
+        return actions
+
+    def make_public_entity(self, de: dict[str, Any], force_all: bool = False) -> dict[str, Any]:
+        """One PublicEntities item matching a data entity."""
+        rng = self.rng
+        public = de["PublicEntityName"]
+        props = self.make_properties(public)
+        groups = []
+        for g in rng.sample(_GROUP_NAMES, rng.choice((0, 1, 1, 2, 3))):
+            groups.append(
+                {
+                    "Name": g,
+                    "Properties": [
+                        p["Name"] for p in rng.sample(props, min(len(props), rng.randint(1, 6)))
+                    ],
+                }
+            )
+        return {
+            "Name": public,
+            "EntitySetName": de["PublicCollectionName"],
+            "LabelId": de["LabelId"],
+            "IsReadOnly": de["IsReadOnly"],
+            "ConfigurationEnabled": rng.random() > 0.05,
+            "Properties": props,
+            "NavigationProperties": self.make_navigation(props, public, force_all),
+            "PropertyGroups": groups,
+            "Actions": self.make_actions(props, force_all),
+        }
+
+    def build_entities(self) -> None:
+        """Data entities, then the public subset with full schemas."""
+        spec, rng = self.spec, self.rng
+        names = [self.entity_names() for _ in range(spec.data_entities)]
+        for n in names:
+            self.data_entities.append(self.make_data_entity(n))
+        public_idx = sorted(rng.sample(range(spec.data_entities), spec.public_entities))
+        self.public_names = [names[i][1] for i in public_idx]
+        for k, i in enumerate(public_idx):
+            de = self.data_entities[i]
+            de["DataServiceEnabled"] = True
+            self.public_entities.append(self.make_public_entity(de, force_all=k == 0))
+
+    # -- labels --------------------------------------------------------------------------------
+    def place_special_labels(self) -> None:
+        """Put ids needing URL/quote handling where a sync will meet them."""
+        labels = self.labels
+        pe = next(p for p in self.public_entities if p["LabelId"])
+        de = next(d for d in self.data_entities if d["PublicEntityName"] == pe["Name"])
+        de["LabelId"] = pe["LabelId"] = labels.add(QUOTE_LABEL_ID, "O'Brien contact details")
+        self.enumerations[1]["LabelId"] = labels.add(SPACE_LABEL_ID, "Price & discount")
+        pe["Properties"][-1]["LabelId"] = labels.add(PERCENT_LABEL_ID, "Rate (100%)")
+
+    def finalize_labels(self) -> dict[str, str | None]:
+        """Label texts; ~2% of referenced ids unknown (None), ~1% empty."""
+        texts = dict(self.labels.texts)
+        referenced: set[str | None] = set()
+        for coll in (self.data_entities, self.public_entities, self.enumerations):
+            for item in coll:
+                referenced.add(item["LabelId"])
+                for sub in item.get("Properties", ()) or item.get("Members", ()):
+                    referenced.add(sub["LabelId"])
+        referenced.discard(None)
+        referenced.discard("")
+        self.referenced = referenced
+        special = {QUOTE_LABEL_ID, SPACE_LABEL_ID, PERCENT_LABEL_ID, COMPANY_LABEL_ID}
+        candidates = sorted(i for i in referenced if i not in special)
+        picked = self.rng.sample(candidates, max(2, round(len(candidates) * 0.03)))
+        n_missing = max(1, round(len(candidates) * 0.02))
+        for i in picked[:n_missing]:
+            texts[i] = None
+        for i in picked[n_missing:]:
+            texts[i] = ""
+        return texts
+
+
+def _module_line(name: str, version: str, publisher: str) -> str:
+    display = " ".join(_CAMEL_RE.findall(name))
+    return (
+        f"Name: {name} | Version: {version} | Module: {name} | Publisher: {publisher} | "
+        f"DisplayName: {display}"
+    )
+
+
+def _modules(count: int, version: int) -> list[str]:
+    names: list[tuple[str, str, str]] = []
+    for m in _MS_MODULES:
+        ver = (
+            "7.0.7367.49"
+            if m in ("ApplicationPlatform", "ApplicationFoundation")
+            else "10.0.2095.71"
+        )
+        names.append((m, ver, "Microsoft Corporation"))
+    names.extend(
+        (f"ApplicationSuiteLocalization{c}", "10.0.2095.71", "Microsoft Corporation")
+        for c in _COUNTRIES
+    )
+    names.extend(
+        (f"Contoso{a}", f"2.{i}.0.{10 + i}", "Contoso Ltd.") for i, a in enumerate(_ISV_AREAS)
+    )
+    names.extend(
+        (f"Fabrikam{a}", f"1.{i}.3.{i}", "Fabrikam Inc.") for i, a in enumerate(_ISV_AREAS)
+    )
+    names.extend(
+        (f"Adatum{a}", f"3.0.{i}.0", "Adatum Corporation") for i, a in enumerate(_ISV_AREAS)
+    )
+    selected = names[:count]
+    if version >= 2:
+        selected[0] = (selected[0][0], "10.0.2095.92", selected[0][2])
+        selected.append(("ContosoWarehouseExtensions", "1.0.0.1", "Contoso Ltd."))
+    return [_module_line(n, v, p) for n, v, p in selected]
+
+
+def _apply_version2(b: _Builder, labels: dict[str, str | None]) -> None:
+    """Delta of global version 2: a few more entities/enums, new labels, changed texts."""
+    rng = random.Random(f"d365sync-emulator:v2:{b.spec.data_entities}:{b.seed}")
+    b.rng = b.labels.rng = rng
+    candidates = sorted(i for i in b.referenced if labels[i] and i != QUOTE_LABEL_ID)
+    for i in rng.sample(candidates, 8):
+        labels[i] = f"{labels[i]} (revised)"
+    b.labels.cap = len(b.labels.ids) + 1_000  # new keys get new ids again
+    new_des = [b.make_data_entity(b.entity_names()) for _ in range(6)]
+    b.data_entities.extend(new_des)
+    for de in new_des[:4]:
+        de["DataServiceEnabled"] = True
+        b.public_entities.append(b.make_public_entity(de))
+    for _ in range(3):
+        b.enumerations.append(b.make_enum(b.enum_name()))
+    for label_id, text in b.labels.texts.items():
+        labels.setdefault(label_id, text)
+
+
+def build_dataset(scale: str = "small", version: int = 1, seed: int = 365) -> Dataset:
+    """Build the deterministic dataset for ``scale`` (small | realistic) and global ``version``."""
+    if scale not in SCALES:
+        raise ValueError(f"unknown scale {scale!r}: expected one of {', '.join(SCALES)}")
+    if version not in (1, 2):
+        raise ValueError(f"unknown version {version!r}: expected 1 or 2")
+    b = _Builder(scale, seed)
+    b.labels.add(COMPANY_LABEL_ID, "Company")
+    b.build_enums(b.spec.enumerations)
+    b.build_vocab()
+    b.build_entities()
+    b.place_special_labels()
+    labels = b.finalize_labels()
+    if version == 2:
+        _apply_version2(b, labels)
+    return Dataset(
+        scale=scale,
+        version=version,
+        seed=seed,
+        data_entities=b.data_entities,
+        public_entities=b.public_entities,
+        enumerations=b.enumerations,
+        labels=labels,
+        modules=_modules(b.spec.modules, version),
+        application_version="10.0.41.2095" if version == 1 else "10.0.41.2096",
+        platform_version="7.0.7367.49" if version == 1 else "7.0.7367.52",
+    )
