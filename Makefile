@@ -29,6 +29,9 @@ test: lint test-core test-notebooks
 demo: $(STAMP)
 	$(BIN)/d365sync demo
 
+lab: $(STAMP)
+	cd notebooks && ../$(BIN)/jupyter lab 01-quickstart.ipynb
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_sync.py
 

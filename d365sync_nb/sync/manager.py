@@ -195,7 +195,9 @@ class SyncSessionManager:
                     environment=found["environment"],
                     has_labels=found["has_labels"],
                 )
-        plan = make_plan(strategy, previous, sharing)
+        plan = make_plan(
+            strategy, previous, sharing, previous_complete=bool(version and version["has_metadata"])
+        )
         session = SyncSession(
             session_id=str(uuid.uuid4()),
             environment=self.settings.base_url,

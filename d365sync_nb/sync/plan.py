@@ -29,8 +29,19 @@ class SyncPlan:
     metadata: dict[SyncPhase, str] = field(default_factory=dict)
     labels: str = "skip"
     previous_build: int | None = None
+    previous_complete: bool = False
     sharing: SharingSource | None = None
     message: str | None = None
+
+    @property
+    def has_metadata_after(self) -> bool:
+        """True when entities, schemas and enumerations all end up in the new build."""
+        if self.sharing is not None:
+            return True
+        actions = [self.metadata.get(p, "skip") for p in METADATA_PHASES]
+        if "skip" in actions:
+            return False
+        return "copy" not in actions or self.previous_complete
 
     @property
     def has_labels_after(self) -> bool:
@@ -53,9 +64,12 @@ def make_plan(
     strategy: SyncStrategy,
     previous_build: int | None,
     sharing: SharingSource | None,
+    *,
+    previous_complete: bool = False,
 ) -> SyncPlan:
-    """Decide each phase's action; ``previous_build`` is this version's visible build."""
-    plan = SyncPlan(previous_build=previous_build)
+    """Decide each phase's action; ``previous_build`` is this version's visible build and
+    ``previous_complete`` says whether it holds all three metadata collections."""
+    plan = SyncPlan(previous_build=previous_build, previous_complete=previous_complete)
     fetch_all = dict.fromkeys(METADATA_PHASES, "fetch")
     copy_all = dict.fromkeys(METADATA_PHASES, "copy")
     if strategy == SyncStrategy.FULL:

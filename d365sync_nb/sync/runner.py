@@ -96,12 +96,11 @@ class SessionRunner:
 
         r.begin(SyncPhase.FINALIZING, total=1)
         counts = await self.store.run(self.store.build_counts, self.build_id, self.language)
-        has_metadata = counts["data_entities"] > 0 or counts["public_entities"] > 0
         await self.store.run(
             lambda: self.store.finalize_build(
                 self.version_id,
                 self.build_id,  # type: ignore[arg-type]
-                has_metadata=has_metadata,
+                has_metadata=self.plan.has_metadata_after,
                 has_labels=self.plan.has_labels_after,
                 counts=counts,
             )
