@@ -325,6 +325,13 @@ class D365MetadataClient:
             yield _value(data, url)
             next_link = data.get("@odata.nextLink") if isinstance(data, dict) else None
             if next_link is not None:
+                if not str(http_url := httpx.URL(self.base_url).join(next_link)).startswith(
+                    self.base_url + "/"
+                ):
+                    raise D365ResponseError(
+                        f"@odata.nextLink points outside the environment ({http_url.host}); "
+                        "not following it with this environment's token"
+                    )
                 if next_link in seen:
                     raise D365ResponseError(f"@odata.nextLink loops back to {next_link}")
                 seen.add(next_link)

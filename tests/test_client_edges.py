@@ -1,0 +1,80 @@
+"""Client behaviours the emulator does not provoke, through httpx's transport seam.
+
+The emulator is an honest service; these answers come from a misbehaving or hostile one,
+which cannot exist on this machine's network, so a handler stands in for it.
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from d365sync_nb.d365.client import D365MetadataClient, label_path
+from d365sync_nb.errors import D365ResponseError
+
+BASE = "https://contoso.operations.dynamics.com"
+
+
+class Token:
+    def __init__(self) -> None:
+        self.token = "bearer-secret"
+        self.expires_on = 2**31
+
+    def get_token(self, *scopes: str, **kw: object) -> Token:
+        return self
+
+
+def client_for(handler) -> D365MetadataClient:
+    return D365MetadataClient(
+        BASE, credential=Token(), transport=httpx.MockTransport(handler), backoff_base=0.001
+    )
+
+
+async def test_next_link_to_another_host_is_not_followed_with_our_token():
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(
+            200,
+            json={"value": [{"Name": "A"}], "@odata.nextLink": "https://evil.example/steal"},
+        )
+
+    async with client_for(handler) as client:
+        with pytest.raises(D365ResponseError, match="outside the environment"):
+            await client.get_collection("DataEntities")
+    assert [r.url.host for r in seen] == ["contoso.operations.dynamics.com"]
+
+
+async def test_next_link_loop_is_an_error_not_a_hang():
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200, json={"value": [], "@odata.nextLink": f"{BASE}/Metadata/DataEntities?p=2"}
+        )
+
+    async with client_for(handler) as client:
+        with pytest.raises(D365ResponseError, match="loops"):
+            await client.get_collection("DataEntities")
+
+
+async def test_chunking_falls_back_when_top_and_skip_are_ignored():
+    items = [{"Name": f"E{i}"} for i in range(7)]
+    calls: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(str(request.url))
+        return httpx.Response(200, json={"value": items})  # ignores $top and $skip
+
+    async with client_for(handler) as client:
+        chunks = [c async for c in client.iter_chunks("PublicEntities", chunk_size=3)]
+    names = [i["Name"] for chunk in chunks for i in chunk]
+    assert names == [i["Name"] for i in items]
+
+
+def test_label_path_quotes_and_encodes():
+    assert (
+        label_path("@SYS:O'Brien", "en-us")
+        == "Metadata/Labels(Id='@SYS:O''Brien',Language='en-us')"
+    )
+    assert "%20" in label_path("@Foo:A B", "en-us")
+    assert "%2F" in label_path("@Foo:a/b", "en-us")
