@@ -217,7 +217,7 @@ class SyncSession(BaseModel):
             "estimated_remaining_seconds": self.estimated_remaining_seconds,
             "is_running": self.is_running,
             "can_cancel": self.is_running,
-            "started_at": self.started_at.isoformat(),
+            "started_at": self.model_dump(mode="json", include={"started_at"})["started_at"],
             "duration_seconds": self.duration_seconds,
             "initiated_by": self.initiated_by,
         }

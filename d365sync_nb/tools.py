@@ -1,0 +1,492 @@
+"""The five assistant tools: start, follow, cancel, list and review sync sessions.
+
+Each tool is an ``async def`` returning a JSON-ready dict. Failure is a value, never an
+exception: ``{"success": False, "error": ..., "tool": ..., "arguments": ...}``. The tools are a
+thin surface over :class:`~d365sync_nb.sync.manager.SyncSessionManager`; the MCP server
+(:mod:`d365sync_nb.mcp_server`) serves the same functions with the metadata in :data:`TOOLS`.
+
+Which environment a call talks to: ``profile`` names a connection profile; without one, the
+connection bound with :func:`set_default_connection` / :func:`use_connection`, else the
+``D365FO_*`` environment variables. Connections are cached, so each environment keeps one
+manager (and a demo emulator is started once).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import logging
+import os
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field
+
+from d365sync_nb.config import load_profiles
+from d365sync_nb.connection import Connection, connect
+from d365sync_nb.errors import ConfigurationError, D365SyncError, SessionNotFoundError
+from d365sync_nb.sync.session import STRATEGY_DESCRIPTIONS, SyncSession, SyncStatus, SyncStrategy
+
+log = logging.getLogger(__name__)
+
+MAX_HISTORY = 100
+DEFAULT_STRATEGY = SyncStrategy.FULL_WITHOUT_LABELS.value
+INITIATED_BY = "assistant"
+
+# -- argument metadata (shared by Python signatures and the MCP JSON schemas) ---------------
+Profile = Annotated[
+    str | None,
+    Field(
+        description="Named connection profile from the profiles file; omit to use the default "
+        "connection (the one this server or notebook is bound to, else D365FO_* variables)"
+    ),
+]
+SessionId = Annotated[
+    str,
+    Field(description="Session id (a UUID) returned by d365fo_start_sync or listed by the tools"),
+]
+Strategy = Annotated[
+    str,
+    Field(
+        description="What to sync: "
+        + "; ".join(f"'{s.value}': {d}" for s, d in STRATEGY_DESCRIPTIONS.items()),
+        json_schema_extra={"enum": [s.value for s in SyncStrategy]},
+    ),
+]
+GlobalVersionId = Annotated[
+    int | None,
+    Field(
+        description="Cached global version id to sync; omit to detect the version the "
+        "environment runs now (the usual choice)"
+    ),
+]
+Limit = Annotated[
+    int,
+    Field(
+        description=f"How many recent sessions to return, 1 to {MAX_HISTORY} (out-of-range "
+        "values are clamped)",
+        json_schema_extra={"minimum": 1, "maximum": MAX_HISTORY},
+    ),
+]
+
+Result = dict[str, Any]
+_FIND_SESSIONS = (
+    "d365fo_list_sync_sessions lists the running sessions, d365fo_get_sync_history the "
+    "recorded ones"
+)
+
+
+# -- connections ---------------------------------------------------------------------------
+class _Connections:
+    """The default connection (bound by a caller) and connections opened per profile."""
+
+    def __init__(self) -> None:
+        self.default: Connection | None = None
+        self.opened: dict[str | None, Connection] = {}
+        self.options: dict[str, Any] = {}
+        self.lock = threading.Lock()
+
+    def get(self, profile: str | None) -> Connection:
+        with self.lock:
+            default = self.default
+            if default is not None and (profile is None or default.settings.profile == profile):
+                return default
+            conn = self.opened.get(profile)
+            if conn is None:
+                conn = connect(profile=profile, **self.options)
+                self.opened[profile] = conn
+            return conn
+
+    def all(self) -> list[Connection]:
+        with self.lock:
+            conns = list(self.opened.values())
+            if self.default is not None and self.default not in conns:
+                conns.append(self.default)
+            return conns
+
+
+_connections = _Connections()
+
+
+def set_default_connection(conn: Connection | None) -> None:
+    """Bind the tools' ``profile=None`` calls to ``conn`` (``None``: back to ``D365FO_*``)."""
+    _connections.default = conn
+
+
+@contextlib.contextmanager
+def use_connection(conn: Connection) -> Iterator[Connection]:
+    """``with use_connection(conn):`` bind the default connection, restoring it afterwards."""
+    previous = _connections.default
+    _connections.default = conn
+    try:
+        yield conn
+    finally:
+        _connections.default = previous
+
+
+def set_connection_options(
+    *, cache_dir: str | Path | None = None, concurrency: int | None = None
+) -> None:
+    """Cache directory and concurrency for connections the tools open per profile."""
+    _connections.options = {"cache_dir": cache_dir, "concurrency": concurrency}
+
+
+def get_connection(profile: str | None = None) -> Connection:
+    """The connection a tool call with this ``profile`` uses (opened and cached on first use)."""
+    return _connections.get(profile)
+
+
+def open_connections() -> list[Connection]:
+    """Every connection the tools hold: the bound default and those opened per profile."""
+    return _connections.all()
+
+
+def close_connections() -> None:
+    """Forget connections opened per profile (stopping any emulator they own)."""
+    with _connections.lock:
+        conns, _connections.opened = list(_connections.opened.values()), {}
+    for conn in conns:
+        conn.close()
+
+
+# -- the five tools ------------------------------------------------------------------------
+ToolFn = Callable[..., Awaitable[Result]]
+
+
+def _tool(fn: ToolFn) -> ToolFn:
+    """Turn errors into a failure value and redact secrets from every answer."""
+    signature = inspect.signature(fn)
+    name = fn.__name__
+
+    @functools.wraps(fn)
+    async def call(*args: Any, **kwargs: Any) -> Result:
+        try:
+            bound = signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            return _failure(name, {**kwargs}, f"Bad arguments: {exc}")
+        bound.apply_defaults()
+        arguments = dict(bound.arguments)
+        try:
+            answer = await fn(*bound.args, **bound.kwargs)
+        except SessionNotFoundError as exc:
+            answer = _failure(name, arguments, f"{exc}. {_FIND_SESSIONS}")
+        except D365SyncError as exc:
+            answer = _failure(name, arguments, str(exc))
+        except Exception as exc:
+            log.exception("tool %s failed unexpectedly", name)
+            answer = _failure(
+                name,
+                arguments,
+                f"Internal error ({type(exc).__name__}: {exc}); this is a bug, the server log "
+                "has the details",
+            )
+        return _redact(answer, _secrets(arguments.get("profile")))
+
+    return call
+
+
+@_tool
+async def d365fo_start_sync(
+    strategy: Strategy = DEFAULT_STRATEGY,
+    global_version_id: GlobalVersionId = None,
+    profile: Profile = None,
+) -> Result:
+    """Start a background sync session; ``session_id`` is None when already up to date."""
+    conn = get_connection(profile)
+    result = await conn.manager.start(
+        global_version_id, SyncStrategy.parse(strategy), initiated_by=INITIATED_BY
+    )
+    answer: Result = {
+        "success": True,
+        "environment": conn.settings.base_url,
+        "session_id": result.session_id,
+        "global_version_id": result.global_version_id,
+        "strategy": result.strategy.value,
+        "up_to_date": result.up_to_date,
+    }
+    sid = result.session_id
+    if sid is None:
+        synced = f" (synced {result.synced_at})" if result.synced_at else ""
+        answer["synced_at"] = result.synced_at
+        answer["message"] = (
+            f"Version {result.global_version_id} is already up to date for "
+            f"'{result.strategy}'{synced}; no session was started."
+        )
+        answer["instructions"] = (
+            "Nothing to follow: the cached metadata is current (d365fo_get_sync_history shows "
+            "when it was synced). To fetch what this strategy leaves out, start another "
+            "strategy, e.g. 'full' adds the labels."
+        )
+    else:
+        answer["message"] = f"{result.message} (session {sid})."
+        answer["instructions"] = (
+            f"The sync runs in the background. Call d365fo_get_sync_progress with "
+            f"session_id='{sid}' every few seconds until summary.is_running is false; call "
+            "d365fo_cancel_sync with the same session_id to stop it."
+        )
+    return answer
+
+
+@_tool
+async def d365fo_get_sync_progress(session_id: SessionId, profile: Profile = None) -> Result:
+    """Full detail and a short summary of a running or finished session."""
+    manager = get_connection(profile).manager
+    session = manager.get_sync_session(_session_id(session_id))
+    return {
+        "success": True,
+        "message": describe(session),
+        "summary": session.summary(),
+        "session": session.to_dict(),
+    }
+
+
+@_tool
+async def d365fo_cancel_sync(session_id: SessionId, profile: Profile = None) -> Result:
+    """Cancel a running session and wait until it has stopped."""
+    manager = get_connection(profile).manager
+    sid = _session_id(session_id)
+    stopped = await manager.cancel_sync_session(sid)
+    session = manager.get_sync_session(sid)
+    outcome = {"session_id": session.session_id, "status": session.status.value}
+    if stopped and session.status == SyncStatus.CANCELLED:
+        return {
+            "success": True,
+            **outcome,
+            "message": f"Cancelled session {session.session_id}; its unfinished data was "
+            "discarded and the cache keeps the last complete sync.",
+        }
+    when = "before the cancel took effect" if stopped else "already"
+    error = (
+        f"Session {session.session_id} had {when} finished ({session.status}); there was "
+        "nothing to cancel. d365fo_get_sync_progress shows its outcome."
+    )
+    arguments = {"session_id": session_id, "profile": profile}
+    return {**_failure("d365fo_cancel_sync", arguments, error), **outcome}
+
+
+@_tool
+async def d365fo_list_sync_sessions(profile: Profile = None) -> Result:
+    """Sessions running now, with status, percent, phase and ETA."""
+    conn = get_connection(profile)
+    active = conn.manager.get_active_sessions()
+    if active:
+        text = f"{len(active)} sync session(s) running: " + "; ".join(
+            f"{s.session_id}: {describe(s)}" for s in active
+        )
+    else:
+        text = "No sync session is running."
+    return {
+        "success": True,
+        "environment": conn.settings.base_url,
+        "active_sessions": [s.summary() for s in active],
+        "total_count": len(active),
+        "running_count": sum(1 for s in active if s.status == SyncStatus.RUNNING),
+        "summary": {
+            "has_running_sessions": bool(active),
+            "latest_session_id": active[-1].session_id if active else None,
+            "message": text,
+        },
+    }
+
+
+@_tool
+async def d365fo_get_sync_history(limit: Limit = 20, profile: Profile = None) -> Result:
+    """Recent sessions, newest first, with success/failure counts and average duration."""
+    requested = _integer(limit, "limit")
+    used = min(MAX_HISTORY, max(1, requested))
+    conn = get_connection(profile)
+    history = conn.manager.get_session_history(limit=used)
+    answer: Result = {
+        "success": True,
+        "environment": conn.settings.base_url,
+        "limit": used,
+        "history": [_history_row(s) for s in history],
+        "total_count": len(history),
+        "recorded_count": conn.manager.store.count_sessions(),
+        "summary": _history_summary(history),
+    }
+    if used != requested:
+        answer["notice"] = f"limit {requested} is outside 1..{MAX_HISTORY}; used {used} instead"
+    return answer
+
+
+# -- tool metadata (one place for Python and MCP) --------------------------------------------
+@dataclass(frozen=True)
+class ToolSpec:
+    """One tool: its function, title, description and whether it only reads."""
+
+    name: str
+    title: str
+    description: str
+    fn: ToolFn
+    read_only: bool
+    destructive: bool = False
+
+
+_STRATEGIES = "; ".join(f"'{s.value}': {d}" for s, d in STRATEGY_DESCRIPTIONS.items())
+
+TOOLS: tuple[ToolSpec, ...] = (
+    ToolSpec(
+        "d365fo_start_sync",
+        "Start a metadata sync",
+        "Start syncing Dynamics 365 F&O metadata (data entities, entity schemas, enumerations, "
+        "labels) into the local cache. Returns at once with a session_id while the sync runs in "
+        "the background: follow it with d365fo_get_sync_progress, stop it with "
+        "d365fo_cancel_sync. session_id is null when the cache is already up to date for the "
+        f"environment's current version and strategy. Strategies: {_STRATEGIES}.",
+        d365fo_start_sync,
+        read_only=False,
+    ),
+    ToolSpec(
+        "d365fo_get_sync_progress",
+        "Get sync progress",
+        "Progress of one sync session, running or finished: summary (status, percent, current "
+        "phase, estimated seconds remaining, is_running, can_cancel) and full detail (each of "
+        "the 8 phases with items done/total and current item, counts, timestamps, error).",
+        d365fo_get_sync_progress,
+        read_only=True,
+    ),
+    ToolSpec(
+        "d365fo_cancel_sync",
+        "Cancel a sync",
+        "Cancel a running sync session and wait until it has stopped. Its partial data is "
+        "discarded; the cache keeps the last complete sync. Fails with a clear error when the "
+        "session has already finished.",
+        d365fo_cancel_sync,
+        read_only=False,
+        destructive=True,
+    ),
+    ToolSpec(
+        "d365fo_list_sync_sessions",
+        "List running syncs",
+        "The sync sessions running now, each with status, percent, current phase and "
+        "estimated seconds remaining.",
+        d365fo_list_sync_sessions,
+        read_only=True,
+    ),
+    ToolSpec(
+        "d365fo_get_sync_history",
+        "Get sync history",
+        f"Recorded sync sessions, newest first (limit 1..{MAX_HISTORY}, default 20), with a "
+        "summary: successful, failed and cancelled counts, average duration in seconds, and "
+        "when the last successful sync ended.",
+        d365fo_get_sync_history,
+        read_only=True,
+    ),
+)
+
+
+# -- helpers -------------------------------------------------------------------------------
+def describe(session: SyncSession) -> str:
+    """One sentence on where a session stands."""
+    if session.is_running:
+        phase = session.current_phase.value if session.current_phase else "starting"
+        eta = session.estimated_remaining_seconds
+        left = f", about {eta:.{0 if eta >= 10 else 1}f} s left" if eta is not None else ""
+        return f"Running: {session.progress_percent:.0f}% done, phase '{phase}'{left}."
+    took = f"{session.duration_seconds:.1f} s"
+    if session.status == SyncStatus.COMPLETED:
+        return f"Completed in {took}."
+    if session.status == SyncStatus.CANCELLED:
+        return f"Cancelled after {took}."
+    return f"Failed after {took}: {session.error or 'no error recorded'}"
+
+
+def _history_row(session: SyncSession) -> dict[str, Any]:
+    return {
+        **session.summary(),
+        "completed_at": session.completed_at.isoformat() if session.completed_at else None,
+        "counts": session.counts,
+        "requests": session.requests,
+        "error": session.error,
+        "message": session.message,
+    }
+
+
+def _history_summary(history: list[SyncSession]) -> dict[str, Any]:
+    by_status = {s: [x for x in history if x.status == s] for s in SyncStatus}
+    finished = [x for x in history if x.status.is_final]
+    completed = by_status[SyncStatus.COMPLETED]
+    last_ok = max((x.completed_at for x in completed if x.completed_at), default=None)
+    return {
+        "successful_syncs": len(completed),
+        "failed_syncs": len(by_status[SyncStatus.FAILED]),
+        "cancelled_syncs": len(by_status[SyncStatus.CANCELLED]),
+        "running_syncs": len(by_status[SyncStatus.RUNNING]) + len(by_status[SyncStatus.PENDING]),
+        "average_duration_seconds": (
+            round(sum(x.duration_seconds for x in finished) / len(finished), 3)
+            if finished
+            else None
+        ),
+        "last_successful_sync_at": last_ok.isoformat() if last_ok else None,
+    }
+
+
+def _session_id(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigurationError(f"session_id must be a non-empty string, not {value!r}")
+    return value.strip()
+
+
+def _integer(value: Any, name: str) -> int:
+    if isinstance(value, bool):
+        raise ConfigurationError(f"{name} must be an integer, not {value!r}")
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"{name} must be an integer, not {value!r}") from None
+
+
+def _failure(tool: str, arguments: dict[str, Any], error: str) -> Result:
+    return {"success": False, "error": error, "tool": tool, "arguments": arguments}
+
+
+def _secrets(profile: str | None) -> set[str]:
+    """Secret strings this call could have touched: env, open connections, the profile's."""
+    found = {os.environ.get("D365FO_CLIENT_SECRET") or ""}
+    for conn in open_connections():
+        if conn.settings.client_secret is not None:
+            found.add(conn.settings.client_secret.get_secret_value())
+    if profile:
+        with contextlib.suppress(Exception):
+            entry = load_profiles().get(profile) or {}
+            if isinstance(entry, dict):
+                found.add(str(entry.get("client_secret") or ""))
+                found.add(os.environ.get(str(entry.get("client_secret_env") or ""), ""))
+    return {s for s in found if len(s) >= 4}
+
+
+def _redact(value: Any, secrets: set[str]) -> Any:
+    if not secrets:
+        return value
+    if isinstance(value, str):
+        for secret in secrets:
+            value = value.replace(secret, "***")
+        return value
+    if isinstance(value, dict):
+        return {k: _redact(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact(v, secrets) for v in value]
+    return value
+
+
+__all__ = [
+    "TOOLS",
+    "ToolSpec",
+    "close_connections",
+    "d365fo_cancel_sync",
+    "d365fo_get_sync_history",
+    "d365fo_get_sync_progress",
+    "d365fo_list_sync_sessions",
+    "d365fo_start_sync",
+    "describe",
+    "get_connection",
+    "open_connections",
+    "set_connection_options",
+    "set_default_connection",
+    "use_connection",
+]

@@ -1,0 +1,280 @@
+"""The MCP server over stdio, driven by the SDK's own client (a real subprocess, --demo)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("mcp", reason="the [mcp] extra is not installed")
+
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
+from mcp.types import CallToolResult
+
+from d365sync_nb import connect
+from d365sync_nb.emulator import build_dataset
+from d365sync_nb.sync.session import SyncStatus, SyncStrategy
+
+FIVE = {
+    "d365fo_start_sync",
+    "d365fo_get_sync_progress",
+    "d365fo_cancel_sync",
+    "d365fo_list_sync_sessions",
+    "d365fo_get_sync_history",
+}
+UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
+
+
+def server_command(cache_dir: Path, latency_ms: int = 30) -> list[str]:
+    return [
+        "-m", "d365sync_nb", "mcp", "--demo", "--cache-dir", str(cache_dir),
+        "--latency-ms", str(latency_ms),
+    ]  # fmt: skip
+
+
+def demo_server(cache_dir: Path, latency_ms: int = 30) -> Client:
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=server_command(cache_dir, latency_ms),
+        env={"D365SYNC_PROFILES": str(cache_dir / "no-profiles.toml")},
+    )
+    return Client(params, read_timeout_seconds=30)
+
+
+async def call(client: Client, tool: str, **arguments: Any) -> CallToolResult:
+    return await client.call_tool(tool, arguments)
+
+
+def data(result: CallToolResult) -> dict[str, Any]:
+    """The structured answer; the text content carries the same JSON."""
+    assert result.structured_content is not None, result
+    assert json.loads(result.content[0].text) == result.structured_content
+    return result.structured_content
+
+
+async def poll(
+    fetch: Callable[[], Awaitable[dict[str, Any]]],
+    until: Callable[[dict[str, Any]], bool],
+    timeout: float = 20,
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = await fetch()
+        if until(answer):
+            return answer
+        assert time.monotonic() < deadline, f"condition not met in {timeout} s: {answer}"
+        await asyncio.sleep(0.05)
+
+
+async def progress(client: Client, session_id: str) -> dict[str, Any]:
+    result = await call(client, "d365fo_get_sync_progress", session_id=session_id)
+    assert not result.is_error, result
+    return data(result)
+
+
+async def test_tools_schemas_and_bad_arguments(tmp_path: Path) -> None:
+    async with demo_server(tmp_path) as client:
+        assert "d365fo_start_sync" in (client.instructions or "")
+        listed = (await client.list_tools()).tools
+        tools = {t.name: t for t in listed}
+        assert set(tools) == FIVE
+        for tool in listed:
+            assert tool.description and len(tool.description) > 60
+            assert tool.input_schema["type"] == "object"
+            profile = tool.input_schema["properties"]["profile"]
+            assert "profile" in profile["description"] and profile["default"] is None
+
+        strategy = tools["d365fo_start_sync"].input_schema["properties"]["strategy"]
+        assert strategy["enum"] == [s.value for s in SyncStrategy]
+        assert strategy["default"] == "full_without_labels"
+        assert "label" in strategy["description"]
+        version = tools["d365fo_start_sync"].input_schema["properties"]["global_version_id"]
+        assert "detect" in version["description"]
+        for name in ("d365fo_get_sync_progress", "d365fo_cancel_sync"):
+            schema = tools[name].input_schema
+            assert schema["required"] == ["session_id"]
+            assert "UUID" in schema["properties"]["session_id"]["description"]
+        limit = tools["d365fo_get_sync_history"].input_schema["properties"]["limit"]
+        assert (limit["type"], limit["minimum"], limit["maximum"], limit["default"]) == (
+            "integer", 1, 100, 20,
+        )  # fmt: skip
+        assert tools["d365fo_get_sync_progress"].annotations.read_only_hint is True
+        assert tools["d365fo_cancel_sync"].annotations.destructive_hint is True
+
+        bad = await call(client, "d365fo_start_sync", strategy="everything")
+        assert bad.is_error
+        assert "Unknown strategy 'everything'; choose one of: full," in data(bad)["error"]
+        assert data(bad)["tool"] == "d365fo_start_sync"
+
+        for tool in ("d365fo_get_sync_progress", "d365fo_cancel_sync"):
+            unknown = await call(client, tool, session_id=UNKNOWN_ID)
+            assert unknown.is_error
+            assert f"No sync session with id '{UNKNOWN_ID}'" in data(unknown)["error"]
+        malformed = await call(client, "d365fo_get_sync_progress", session_id="last one")
+        assert malformed.is_error and "UUID" in data(malformed)["error"]
+        missing = await call(client, "d365fo_cancel_sync")
+        assert missing.is_error and "session_id" in missing.content[0].text
+        assert "Field required" in missing.content[0].text
+
+        for limit_value, used in ((0, 1), (1000, 100)):
+            clamped = await call(client, "d365fo_get_sync_history", limit=limit_value)
+            assert not clamped.is_error
+            assert data(clamped)["limit"] == used
+            assert data(clamped)["notice"] == (
+                f"limit {limit_value} is outside 1..100; used {used} instead"
+            )
+        not_int = await call(client, "d365fo_get_sync_history", limit="lots")
+        assert not_int.is_error and "limit" in not_int.content[0].text
+        assert "valid integer" in not_int.content[0].text
+
+        profile = await call(client, "d365fo_list_sync_sessions", profile="prod")
+        assert profile.is_error and "Unknown profile 'prod'" in data(profile)["error"]
+
+
+async def test_sync_progress_cancel_history(tmp_path: Path) -> None:
+    expected = build_dataset("small").expected_counts()
+    async with demo_server(tmp_path) as client:
+        started = data(await call(client, "d365fo_start_sync"))
+        assert started["success"] and started["strategy"] == "full_without_labels"
+        first = started["session_id"]
+        assert first in started["instructions"]
+        done = await poll(lambda: progress(client, first), lambda a: not a["summary"]["is_running"])
+        assert done["summary"]["status"] == "completed"
+        counts = done["session"]["counts"]
+        for key in ("data_entities", "public_entities", "properties", "actions", "enumerations"):
+            assert counts[key] == expected[key], key
+        assert counts["labels"] == 0
+
+        again = data(await call(client, "d365fo_start_sync", strategy="full_without_labels"))
+        assert again["session_id"] is None and "already up to date" in again["message"]
+
+        # a 'full' sync, followed while it runs between calls, then cancelled mid-flight
+        second = data(await call(client, "d365fo_start_sync", strategy="full"))["session_id"]
+        assert second
+        running = await poll(
+            lambda: progress(client, second),
+            lambda a: a["session"]["phases"]["labels"]["items_processed"] > 0,
+        )
+        assert running["summary"]["is_running"] and running["summary"]["can_cancel"]
+        listed = data(await call(client, "d365fo_list_sync_sessions"))
+        assert listed["running_count"] == 1
+        assert listed["active_sessions"][0]["session_id"] == second
+
+        cancelled = await call(client, "d365fo_cancel_sync", session_id=second)
+        assert not cancelled.is_error, cancelled
+        assert data(cancelled)["status"] == "cancelled"
+        after = await progress(client, second)
+        assert after["summary"]["status"] == "cancelled" and not after["summary"]["is_running"]
+        assert data(await call(client, "d365fo_list_sync_sessions"))["total_count"] == 0
+        twice = await call(client, "d365fo_cancel_sync", session_id=second)
+        assert twice.is_error and "nothing to cancel" in data(twice)["error"]
+
+        history = data(await call(client, "d365fo_get_sync_history", limit=10))
+        assert [h["session_id"] for h in history["history"]] == [second, first]
+        assert history["summary"]["successful_syncs"] == 1
+        assert history["summary"]["cancelled_syncs"] == 1
+        assert history["summary"]["failed_syncs"] == 0
+        assert history["summary"]["average_duration_seconds"] > 0
+
+
+def test_stdout_carries_only_protocol_and_server_stops_with_a_running_sync(
+    tmp_path: Path,
+) -> None:
+    """Raw JSON-RPC: every stdout line is a message, logs go to stderr, EOF stops the server."""
+    stderr_path = tmp_path / "server.stderr"
+    command = server_command(tmp_path, latency_ms=50)
+    command.insert(2, "--debug")  # python -m d365sync_nb --debug mcp ...: plenty of logs
+    with stderr_path.open("w") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, *command],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
+    requests = [
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "raw-test", "version": "0"},
+            },
+        },
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {
+            "jsonrpc": "2.0",
+            "id": 2,
+            "method": "tools/call",
+            "params": {"name": "d365fo_start_sync", "arguments": {"strategy": "full"}},
+        },
+    ]
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(json.dumps(requests[0]) + "\n")
+        proc.stdin.flush()
+        init = json.loads(proc.stdout.readline())
+        assert init["id"] == 1 and init["result"]["serverInfo"]["name"] == "d365sync"
+        for message in requests[1:]:
+            proc.stdin.write(json.dumps(message) + "\n")
+        proc.stdin.flush()
+        answer = json.loads(proc.stdout.readline())
+        assert answer["id"] == 2 and answer["result"]["structuredContent"]["session_id"]
+        proc.stdin.close()  # the client goes away while the sync runs
+        proc.wait(timeout=20)
+        rest = proc.stdout.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    errors = stderr_path.read_text()
+    assert proc.returncode == 0, errors
+    for line in rest.splitlines():
+        json.loads(line)  # nothing but JSON-RPC on stdout
+    assert "DEBUG" in errors and "Traceback" not in errors
+    # the server cancelled the sync on its way out (not left 'interrupted' in the history)
+    conn = connect(demo=True, cache_dir=tmp_path)
+    try:
+        [last] = conn.manager.get_session_history(limit=5)
+    finally:
+        conn.close()
+    assert last.session_id == answer["result"]["structuredContent"]["session_id"]
+    assert last.status == SyncStatus.CANCELLED
+
+
+def test_bad_profile_fails_at_startup(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "d365sync_nb", "mcp", "--profile", "prod"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"D365SYNC_PROFILES": str(tmp_path / "none.toml"), "PATH": ""},
+    )
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert "Unknown profile 'prod'" in done.stderr
+
+
+def test_without_the_sdk_the_package_works_and_mcp_says_what_to_install() -> None:
+    script = (
+        "import sys; sys.modules['mcp'] = None\n"  # as if the [mcp] extra were not installed
+        "import d365sync_nb.tools, d365sync_nb.mcp_server\n"
+        "from d365sync_nb.cli import main\n"
+        "sys.exit(main(['mcp', '--demo']))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stdout == ""
+    assert "pip install 'd365sync_nb[mcp]'" in done.stderr
