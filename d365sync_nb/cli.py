@@ -79,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _connect(args: argparse.Namespace) -> Connection:
+def connect_from_args(args: argparse.Namespace) -> Connection:
+    """The connection named by the shared ``--base-url/--profile/--demo`` options."""
     return connect(
         base_url=args.base_url,
         profile=args.profile,
@@ -199,7 +200,7 @@ async def run_sync(
 
 
 def _history(args: argparse.Namespace) -> int:
-    conn = _connect(args)
+    conn = connect_from_args(args)
     try:
         sessions = conn.manager.get_session_history(limit=args.limit)
         if args.json:
@@ -225,7 +226,7 @@ def _history(args: argparse.Namespace) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
-    conn = _connect(args)
+    conn = connect_from_args(args)
     try:
         hits = conn.manager.search(args.text, limit=args.limit)
         print(json.dumps(hits) if args.json else render.table(hits))
@@ -235,7 +236,7 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _sync(args: argparse.Namespace) -> int:
-    conn = _connect(args)
+    conn = connect_from_args(args)
     try:
         return asyncio.run(
             run_sync(

@@ -17,7 +17,8 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from d365sync_nb import tools
-from d365sync_nb.connection import Connection, connect
+from d365sync_nb.cli import connect_from_args
+from d365sync_nb.connection import Connection
 from d365sync_nb.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -132,15 +133,7 @@ def _connection(args: argparse.Namespace) -> Connection | None:
     )
     if not (args.demo or args.profile or args.base_url):
         return None
-    return connect(
-        base_url=args.base_url,
-        profile=args.profile,
-        demo=args.demo,
-        scale=getattr(args, "scale", "small"),
-        latency_ms=getattr(args, "latency_ms", None),
-        cache_dir=getattr(args, "cache_dir", None),
-        concurrency=getattr(args, "concurrency", None),
-    )
+    return connect_from_args(args)
 
 
 def serve_stdio(args: argparse.Namespace) -> None:
