@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from d365sync_nb.errors import D365Error
+from d365sync_nb.errors import D365Error, SessionConflictError
 from d365sync_nb.store.cache import store_path
 from d365sync_nb.sync.session import PhaseStatus, SyncPhase, SyncStatus
 from tests.conftest import expected, visible_counts, wait_for
@@ -160,3 +160,38 @@ async def test_killed_process_leaves_previous_version_and_marks_session_interrup
     version = fresh.store.get_version(base.global_version_id)
     builds = fresh.store._rows("SELECT id FROM builds")
     assert [b["id"] for b in builds] == [version["current_build_id"]]
+
+
+async def test_a_live_process_session_is_left_alone(emulator, make_manager, tmp_path):
+    cache = tmp_path / "cache"
+    emulator.configure(latency_ms=30)
+    probe = make_manager(emulator.base_url, cache_dir=cache)
+    db = store_path(cache, probe.settings.environment_name)
+    probe.store.close()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "d365sync_nb",
+            "sync",
+            "--base-url",
+            emulator.base_url,
+            "--cache-dir",
+            str(cache),
+            "--strategy",
+            "full",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        await wait_for(lambda: _labels_running(db), timeout=60)
+        other = make_manager(emulator.base_url, cache_dir=cache)
+        assert other.interrupted_sessions == []
+        with pytest.raises(SessionConflictError, match=f"pid {proc.pid}"):
+            await other.start(strategy="full", force=True)
+        assert _labels_running(db)
+    finally:
+        os.kill(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=60) == 130
+    assert [status for _, status in _sessions(db)] == ["cancelled"]

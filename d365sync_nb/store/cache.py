@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import socket
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -470,6 +472,8 @@ class MetadataStore:
             rows = self._writer.execute(
                 "SELECT id FROM builds WHERE status != 'complete' AND id NOT IN"
                 " (SELECT current_build_id FROM versions WHERE current_build_id IS NOT NULL)"
+                " AND session_id NOT IN"
+                " (SELECT session_id FROM sessions WHERE status IN ('running', 'pending'))"
             ).fetchall()
         for row in rows:
             self.discard_build(int(row["id"]))
@@ -529,7 +533,7 @@ class MetadataStore:
         """Upsert a SyncSession and its phases (the persistent history)."""
         with self._write() as db:
             db.execute(
-                "INSERT OR REPLACE INTO sessions VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT OR REPLACE INTO sessions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     session.session_id,
                     session.environment,
@@ -543,6 +547,8 @@ class MetadataStore:
                     session.message,
                     json.dumps(session.counts),
                     session.requests,
+                    os.getpid(),
+                    HOST,
                 ),
             )
             db.executemany(
@@ -598,15 +604,28 @@ class MetadataStore:
     def count_sessions(self) -> int:
         return int(self._rows("SELECT count(*) FROM sessions")[0][0])
 
+    def running_elsewhere(self) -> list[dict[str, Any]]:
+        """Sessions recorded as running by another live process on this host."""
+        rows = self._rows(
+            "SELECT session_id, global_version_id, pid, host FROM sessions"
+            " WHERE status IN ('running', 'pending')"
+        )
+        return [dict(r) for r in rows if _alive_elsewhere(r["pid"], r["host"])]
+
     def mark_interrupted(self, message: str) -> list[str]:
-        """Sessions a killed process left running become failed; returns their ids."""
+        """Sessions whose process has died become failed; returns their ids.
+
+        A session another live process on this host is running is left alone.
+        """
         now = _now()
         with self._write() as db:
             ids = [
                 r[0]
                 for r in db.execute(
-                    "SELECT session_id FROM sessions WHERE status IN ('running', 'pending')"
+                    "SELECT session_id, pid, host FROM sessions"
+                    " WHERE status IN ('running', 'pending')"
                 ).fetchall()
+                if not _alive_elsewhere(r[1], r[2])
             ]
             db.executemany(
                 "UPDATE sessions SET status = 'failed', error = ?, completed_at = ?"
@@ -630,6 +649,22 @@ class MetadataStore:
             (strategy, limit),
         )
         return {r[0]: float(r[1]) for r in rows if r[1] is not None}
+
+
+HOST = socket.gethostname()
+
+
+def _alive_elsewhere(pid: int | None, host: str | None) -> bool:
+    """True when ``pid`` is another process, alive on this host."""
+    if not pid or host != HOST or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _version_dict(row: sqlite3.Row) -> dict[str, Any]:

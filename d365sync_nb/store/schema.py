@@ -171,7 +171,9 @@ CREATE TABLE IF NOT EXISTS sessions (
     error TEXT,
     message TEXT,
     counts_json TEXT,
-    requests INTEGER
+    requests INTEGER,
+    pid INTEGER,
+    host TEXT
 );
 CREATE INDEX IF NOT EXISTS sessions_started ON sessions(started_at);
 

@@ -154,6 +154,12 @@ class SyncSessionManager:
                 f"Version {global_version_id} is not what the environment runs now "
                 f"(its modules are version {version_id}); omit the version or pass {version_id}"
             )
+        for other in self.store.running_elsewhere():
+            if other["global_version_id"] == version_id:
+                raise SessionConflictError(
+                    f"Session {other['session_id']} is already syncing version {version_id} "
+                    f"in another process (pid {other['pid']}); wait for it or stop that process"
+                )
         for running in self._running.values():
             if running.session.global_version_id == version_id:
                 raise SessionConflictError(
