@@ -96,3 +96,27 @@ def test_eta_and_percent_from_weights():
     assert session.estimated_remaining_seconds is not None
     session.phases[SyncPhase.INDEXING].status = PhaseStatus.SKIPPED
     assert abs(session.progress_percent - 100 * 8.5 / 13) < 0.01
+
+
+async def test_wait_and_cancel_from_another_threads_loop(emulator, make_manager):
+    import asyncio
+    import threading
+
+    emulator.configure(latency_ms=20)
+    manager = make_manager(emulator.base_url)
+    sid = (await manager.start(strategy="full")).session_id
+    outcome: dict[str, object] = {}
+
+    def other_thread() -> None:
+        async def act() -> None:
+            outcome["cancelled"] = await manager.cancel_sync_session(sid)
+            outcome["final"] = (await manager.wait(sid)).status
+
+        asyncio.run(act())
+
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    final = await manager.wait(sid)  # this loop keeps running the session meanwhile
+    await asyncio.to_thread(thread.join, 30)
+    assert outcome == {"cancelled": True, "final": SyncStatus.CANCELLED}
+    assert final.status == SyncStatus.CANCELLED

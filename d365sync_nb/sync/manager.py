@@ -1,7 +1,8 @@
 """The session manager: starts, tracks, cancels and records sync sessions of one environment.
 
 One manager per environment serves every surface (notebook, tools/MCP, CLI). Sessions run as
-asyncio tasks on the loop that started them; history is persisted in the environment's cache.
+asyncio tasks on the loop that started them (``wait`` and ``cancel_sync_session`` work from any
+other loop too); history is persisted in the environment's cache.
 """
 
 from __future__ import annotations
@@ -72,6 +73,14 @@ class StartResult:
 class _Running:
     session: SyncSession
     task: asyncio.Task[None]
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self.task.get_loop()
+
+    def elsewhere(self) -> bool:
+        """True when called from a loop other than the one the session runs on."""
+        return asyncio.get_running_loop() is not self.loop
 
 
 class SyncSessionManager:
@@ -345,6 +354,9 @@ class SyncSessionManager:
     async def wait(self, session_id: str) -> SyncSession:
         """Wait until a session ends; return its final state."""
         running = self._running.get(_as_session_id(session_id))
+        if running is not None and running.elsewhere():
+            ended = asyncio.run_coroutine_threadsafe(self.wait(session_id), running.loop)
+            return await asyncio.wrap_future(ended)
         if running is not None:
             await asyncio.shield(running.task)
         return self.get_sync_session(session_id)
@@ -375,6 +387,11 @@ class SyncSessionManager:
         if running is None:
             self.get_sync_session(session_id)  # raises SessionNotFoundError when unknown
             return False
+        if running.elsewhere():  # e.g. a widget or tool on another thread's loop
+            done = asyncio.run_coroutine_threadsafe(
+                self.cancel_sync_session(session_id), running.loop
+            )
+            return await asyncio.wrap_future(done)
         running.task.cancel()
         await asyncio.wait([running.task])
         session = running.session
