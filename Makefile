@@ -29,8 +29,10 @@ test: lint test-core test-notebooks
 demo: $(STAMP)
 	$(BIN)/d365sync demo
 
+# JupyterLab refuses to start as root without --allow-root (CI and these machines run as root).
+LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
 lab: $(STAMP)
-	cd notebooks && ../$(BIN)/jupyter lab 01-quickstart.ipynb
+	cd notebooks && ../$(BIN)/jupyter lab $(LAB_ARGS) 01-quickstart.ipynb
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_sync.py
