@@ -1,0 +1,365 @@
+"""The live session panel (ipywidgets 8), bound to the session manager's progress callbacks.
+
+Structure and CSS classes (stable; browser tests select on them)::
+
+    VBox  .d365sync-panel .d365sync-session-<id> .d365sync-status-<status>
+      HTML  .d365sync-header              strategy, version, session id, plan note
+      HBox  .d365sync-overall
+        FloatProgress .d365sync-overall-bar   (bar_style follows the session status)
+        HTML  .d365sync-overall-text      percent · ETA · items/s (percent · duration at the end)
+      VBox  .d365sync-phases
+        HBox  .d365sync-phase .d365sync-phase-<phase> .d365sync-status-<phase status>
+          Label .d365sync-phase-name
+          FloatProgress .d365sync-phase-bar
+          HTML  .d365sync-phase-text      status · items · seconds (· error)
+      HTML  .d365sync-current             current phase and item while running
+      HBox  .d365sync-actions
+        Button .d365sync-cancel           disabled once the session has ended
+      HTML  .d365sync-summary             counts and duration, or the error in red
+
+The widgets are built once; each snapshot updates them under ``hold_sync`` (one message per
+widget that changed). Snapshots arrive on the manager's loop; the Cancel button's callback may
+arrive on another thread (ipykernel 7 subshells) and hops onto the loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import time
+from typing import Any
+
+import ipywidgets as widgets
+
+from d365sync_nb import render
+from d365sync_nb.notebook.event_loop import LoopBridge
+from d365sync_nb.sync.manager import SyncSessionManager
+from d365sync_nb.sync.session import (
+    PhaseProgress,
+    PhaseStatus,
+    SyncPhase,
+    SyncSession,
+    SyncStatus,
+)
+
+PHASE_BAR_STYLE = {
+    PhaseStatus.PENDING: "",
+    PhaseStatus.RUNNING: "info",
+    PhaseStatus.COMPLETED: "success",
+    PhaseStatus.FAILED: "danger",
+    PhaseStatus.CANCELLED: "warning",
+    PhaseStatus.SKIPPED: "",
+}
+SESSION_BAR_STYLE = {
+    SyncStatus.PENDING: "info",
+    SyncStatus.RUNNING: "info",
+    SyncStatus.COMPLETED: "success",
+    SyncStatus.FAILED: "danger",
+    SyncStatus.CANCELLED: "warning",
+}
+SKIPPED_COLOR = "#d0d0d0"
+ERROR_COLOR = "#c62828"
+STATUS_CLASS_PREFIX = "d365sync-status-"
+SUMMARY_COUNTS = (
+    ("data_entities", "data entities"),
+    ("public_entities", "public entities"),
+    ("enumerations", "enumerations"),
+    ("labels", "labels"),
+)
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    return f"{seconds:.1f} s" if seconds < 60 else render.fmt_seconds(seconds)
+
+
+def set_status_class(widget: widgets.DOMWidget, status: str) -> None:
+    """Swap the widget's ``d365sync-status-*`` class for this status (one state message)."""
+    classes = tuple(c for c in widget._dom_classes if not c.startswith(STATUS_CLASS_PREFIX))
+    wanted = (*classes, STATUS_CLASS_PREFIX + status)
+    if wanted != tuple(widget._dom_classes):
+        widget._dom_classes = wanted
+
+
+class Smoothed:
+    """Exponential moving average (tqdm-style smoothing of rate and ETA)."""
+
+    def __init__(self, alpha: float = 0.3) -> None:
+        self.alpha = alpha
+        self.value: float | None = None
+        self.key: object = None
+
+    def update(self, value: float | None, key: object = None) -> float | None:
+        if key != self.key:
+            self.key, self.value = key, None
+        if value is None:
+            return self.value
+        self.value = (
+            value if self.value is None else self.alpha * value + (1 - self.alpha) * (self.value)
+        )
+        return self.value
+
+
+class PhaseRow:
+    """One phase: name, bar and text; a failed bar stays danger."""
+
+    def __init__(self, phase: SyncPhase) -> None:
+        self.phase = phase
+        self.name = widgets.Label(phase.value, layout=widgets.Layout(width="110px", flex="none"))
+        self.name.add_class("d365sync-phase-name")
+        self.bar = widgets.FloatProgress(
+            value=0.0,
+            min=0.0,
+            max=100.0,
+            bar_style="",
+            layout=widgets.Layout(width="280px", flex="none"),
+        )
+        self.bar.add_class("d365sync-phase-bar")
+        self.text = widgets.HTML("pending")
+        self.text.add_class("d365sync-phase-text")
+        self.box = widgets.HBox([self.name, self.bar, self.text])
+        self.box.add_class("d365sync-phase").add_class(f"d365sync-phase-{phase.value}")
+        set_status_class(self.box, PhaseStatus.PENDING.value)
+        self.widgets: tuple[widgets.DOMWidget, ...] = (self.box, self.bar, self.text)
+
+    def update(self, p: PhaseProgress) -> None:
+        status = p.status
+        if self.bar.bar_style == "danger" and status != PhaseStatus.FAILED:
+            return  # never repaint a failed bar (tqdm's rule)
+        self.bar.value = p.percent
+        self.bar.bar_style = PHASE_BAR_STYLE[status]
+        if status == PhaseStatus.SKIPPED:
+            self.bar.style.bar_color = SKIPPED_COLOR
+        set_status_class(self.box, status.value)
+        self.text.value = self._text(p)
+        self.text.tooltip = p.error
+
+    @staticmethod
+    def _text(p: PhaseProgress) -> str:
+        if p.status in (PhaseStatus.PENDING, PhaseStatus.SKIPPED):
+            return p.status.value
+        parts = [p.status.value]
+        items = f"{p.items_processed:,}"
+        if p.items_total is not None:
+            items += f"/{p.items_total:,}"
+        parts.append(items)
+        if p.status == PhaseStatus.RUNNING and p.items_per_second:
+            parts.append(f"{p.items_per_second:,.0f}/s")
+        elif p.seconds is not None:
+            parts.append(fmt_duration(p.seconds))
+        text = html.escape(" · ".join(parts))
+        if p.status == PhaseStatus.FAILED:  # the error itself is in the summary (and tooltip)
+            text = f'<span style="color:{ERROR_COLOR}">{text}</span>'
+        return text
+
+
+class SessionPanel:
+    """Live widget view of one session. Display it (``display(panel)``) as often as you like."""
+
+    def __init__(
+        self,
+        manager: SyncSessionManager,
+        bridge: LoopBridge,
+        session: SyncSession,
+        *,
+        throttle: float = 0.1,
+    ) -> None:
+        self.manager = manager
+        self.bridge = bridge
+        self.session_id = session.session_id
+        self.throttle = throttle
+        self.session = session
+        self.bound = False
+        self._painted = 0.0
+        self._phase_states: tuple[PhaseStatus, ...] = ()
+        self._rate = Smoothed()
+        self._eta = Smoothed()
+        self._build()
+        self.paint(session)
+        if session.is_running:
+            if bridge.on_loop_thread():
+                self._bind()
+            else:
+                bridge.call(self._bind)
+
+    # -- widgets ---------------------------------------------------------------------------
+    def _build(self) -> None:
+        self.header = widgets.HTML().add_class("d365sync-header")
+        overall_name = widgets.Label("overall", layout=widgets.Layout(width="110px", flex="none"))
+        self.overall_bar = widgets.FloatProgress(
+            value=0.0,
+            min=0.0,
+            max=100.0,
+            bar_style="info",
+            layout=widgets.Layout(width="280px", flex="none"),
+        ).add_class("d365sync-overall-bar")
+        self.overall_text = widgets.HTML().add_class("d365sync-overall-text")
+        overall = widgets.HBox([overall_name, self.overall_bar, self.overall_text]).add_class(
+            "d365sync-overall"
+        )
+        self.rows = {phase: PhaseRow(phase) for phase in self.session.phases}
+        phases = widgets.VBox([row.box for row in self.rows.values()]).add_class("d365sync-phases")
+        self.current = widgets.HTML().add_class("d365sync-current")
+        self.cancel_button = widgets.Button(
+            description="Cancel", icon="stop", button_style="warning", tooltip="Cancel this sync"
+        ).add_class("d365sync-cancel")
+        self.cancel_button.on_click(self._on_cancel_click)
+        actions = widgets.HBox([self.cancel_button]).add_class("d365sync-actions")
+        self.summary = widgets.HTML().add_class("d365sync-summary")
+        self.widget = widgets.VBox(
+            [self.header, overall, phases, self.current, actions, self.summary]
+        )
+        self.widget.add_class("d365sync-panel").add_class(f"d365sync-session-{self.session_id}")
+        self._all: tuple[widgets.Widget, ...] = (
+            overall_name,
+            overall,
+            phases,
+            actions,
+            *(w for row in self.rows.values() for w in (row.name, *row.widgets)),
+            self.header,
+            self.overall_bar,
+            self.overall_text,
+            self.current,
+            self.cancel_button,
+            self.summary,
+            self.widget,
+        )
+        self._updatable: tuple[widgets.DOMWidget, ...] = (
+            self.widget,
+            self.header,
+            self.overall_bar,
+            self.overall_text,
+            self.current,
+            self.cancel_button,
+            self.summary,
+            *(w for row in self.rows.values() for w in row.widgets),
+        )
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        data = self.widget._repr_mimebundle_(**kwargs) or {}
+        data["text/plain"] = self.text()
+        return data
+
+    def text(self) -> str:
+        """The text report of the state last painted."""
+        return render.session_report(self.session)
+
+    # -- binding ---------------------------------------------------------------------------
+    def _bind(self) -> None:
+        """Subscribe to the session (on the loop's thread, so no notification is missed)."""
+        if self.bound:
+            return
+        session = self.manager.get_sync_session(self.session_id)
+        if not session.is_running:
+            self.paint(session)
+            return
+        self.manager.add_progress_callback(self.session_id, self.on_snapshot)
+        self.bound = True
+        self.paint(session.model_copy(deep=True))
+
+    def unbind(self) -> None:
+        if self.bound:
+            self.manager.remove_progress_callback(self.session_id, self.on_snapshot)
+            self.bound = False
+
+    def close(self) -> None:
+        """Stop following and close the widgets."""
+        self.unbind()
+        for w in self._all:
+            w.close()
+
+    def on_snapshot(self, session: SyncSession) -> None:
+        """Progress callback: repaint at most every ``throttle`` seconds, always on transitions."""
+        states = tuple(p.status for p in session.phases.values())
+        final = session.status.is_final
+        now = time.monotonic()
+        if final or states != self._phase_states or now - self._painted >= self.throttle:
+            self.paint(session)
+        if final:
+            self.unbind()
+
+    # -- painting --------------------------------------------------------------------------
+    def paint(self, session: SyncSession) -> None:
+        """Update every widget from one snapshot (one sync message per changed widget)."""
+        self.session = session
+        self._painted = time.monotonic()
+        self._phase_states = tuple(p.status for p in session.phases.values())
+        with contextlib.ExitStack() as stack:
+            for w in self._updatable:
+                stack.enter_context(w.hold_sync())
+            self._paint(session)
+
+    def _paint(self, s: SyncSession) -> None:
+        final = s.status.is_final
+        set_status_class(self.widget, s.status.value)
+        note = (
+            f'<br><small style="color:#616161">{html.escape(s.message)}</small>'
+            if (s.message)
+            else ""
+        )
+        self.header.value = (
+            f"<b>D365 metadata sync</b> · {html.escape(s.strategy.value)} · version "
+            f"{s.global_version_id} · <code>{html.escape(s.session_id)}</code> · "
+            f"<b>{s.status.value}</b>{note}"
+        )
+        if self.overall_bar.bar_style != "danger":
+            self.overall_bar.value = s.progress_percent
+            self.overall_bar.bar_style = SESSION_BAR_STYLE[s.status]
+        self.overall_text.value = html.escape(self._overall_text(s))
+        for phase, row in self.rows.items():
+            row.update(s.phases[phase])
+        self.current.value = self._current_text(s)
+        if final:
+            self.cancel_button.disabled = True
+            self.cancel_button.description = "Cancel"
+            self.cancel_button.button_style = ""
+            self.summary.value = self._summary(s)
+
+    def _overall_text(self, s: SyncSession) -> str:
+        if s.status.is_final:
+            return f"{s.progress_percent:.1f}% · {fmt_duration(s.duration_seconds)}"
+        eta = self._eta.update(s.estimated_remaining_seconds)
+        rate = self._rate.update(s.items_per_second, key=s.current_phase)
+        parts = [f"{s.progress_percent:.1f}%", f"ETA {render.fmt_seconds(eta)}"]
+        if rate:
+            parts.append(f"{rate:,.0f} items/s")
+        return " · ".join(parts)
+
+    @staticmethod
+    def _current_text(s: SyncSession) -> str:
+        if s.status.is_final or s.current_phase is None:
+            return ""
+        p = s.phases[s.current_phase]
+        item = f": {html.escape(p.current_item)}" if p.current_item else ""
+        return f"<b>{p.phase.value}</b>{item}"
+
+    @staticmethod
+    def _summary(s: SyncSession) -> str:
+        took = fmt_duration(s.duration_seconds)
+        if s.status == SyncStatus.COMPLETED:
+            counts = ", ".join(
+                f"{s.counts[key]:,} {label}" for key, label in SUMMARY_COUNTS if key in s.counts
+            )
+            requests = f" ({s.requests:,} requests)" if s.requests else ""
+            return html.escape(f"Completed in {took}: {counts}{requests}")
+        where = f" in phase {s.current_phase.value}" if s.current_phase else ""
+        if s.status == SyncStatus.CANCELLED:
+            return html.escape(f"Cancelled{where} after {took}; the cache keeps its previous build")
+        error = html.escape(s.error or "unknown error")
+        return (
+            f'<span style="color:{ERROR_COLOR}">Failed{html.escape(where)} after '
+            f"{html.escape(took)}: {error}</span>"
+        )
+
+    # -- cancel ----------------------------------------------------------------------------
+    def _on_cancel_click(self, _button: widgets.Button) -> None:
+        self.bridge.call(self.cancel)
+
+    def cancel(self) -> None:
+        """Cancel the session (on the loop's thread); the final snapshot repaints the panel."""
+        if self.session.status.is_final or self.cancel_button.disabled:
+            return
+        self.cancel_button.disabled = True
+        self.cancel_button.description = "Cancelling…"
+        self.bridge.spawn(self.manager.cancel_sync_session(self.session_id))
