@@ -85,4 +85,11 @@ class D365TransportError(D365Error):
 
 
 class D365ResponseError(D365Error):
-    """The answer is not the JSON the service sends (HTML, truncated, wrong shape)."""
+    """The answer is not the JSON the service sends (HTML, truncated, wrong shape).
+
+    ``transient`` is False when retrying cannot help (an HTML page: the URL is wrong).
+    """
+
+    def __init__(self, message: str, *, transient: bool = True, **kwargs: str | None) -> None:
+        self.transient = transient
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]

@@ -117,6 +117,16 @@ async def test_non_json_collection_is_one_clear_client_error(emulator):
     assert "expected JSON" in one_line(info.value)
 
 
+async def test_an_html_answer_is_not_retried(emulator):
+    from d365sync_nb.d365.client import D365MetadataClient
+
+    emulator.configure(corrupt="non_json")
+    async with D365MetadataClient(emulator.base_url) as client:
+        with pytest.raises(D365ResponseError, match="is the base URL a D365"):
+            await client.get_collection("DataEntities")
+    assert emulator.stats()["requests_by_endpoint"]["DataEntities"] == 1
+
+
 async def test_401_without_credentials_is_one_clear_error(emulator, make_manager):
     emulator.configure(token="expected-token")
     manager = make_manager(emulator.base_url)

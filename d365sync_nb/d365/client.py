@@ -234,7 +234,8 @@ class D365MetadataClient:
             try:
                 data = self._parse(response, body)
             except D365ResponseError as exc:
-                if attempt >= self.max_attempts:
+                # HTML or another non-JSON answer means a wrong URL, not a glitch: no retry
+                if attempt >= self.max_attempts or not exc.transient:
                     raise D365ResponseError(exc.detail, **context) from None
                 self.stats.retries += 1
                 await self._backoff(attempt)
@@ -249,7 +250,8 @@ class D365MetadataClient:
             snippet = body[:60].decode("utf-8", "replace").strip()
             raise D365ResponseError(
                 f"expected JSON but got {ctype or 'no content type'} ({snippet!r}...); "
-                "is the base URL a D365 F&O environment?"
+                "is the base URL a D365 F&O environment?",
+                transient=False,
             )
         try:
             return orjson.loads(body)

@@ -49,9 +49,12 @@ def pytest_runtest_makereport(
     return report
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """Headless Chromium; the test is skipped when the Debian package is not installed."""
+    """Headless Chromium; the test is skipped when the Debian package is not installed.
+
+    Module-scoped: playwright's sync API holds a running asyncio loop on this thread until it
+    stops, which would break the async tests collected after this package."""
     if not CHROMIUM.is_file():
         pytest.skip(
             f"{CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium; "
