@@ -93,6 +93,27 @@ async def test_persistent_503_fails_clearly_and_keeps_previous_version(emulator,
     assert visible_counts(manager, base.global_version_id) == before
 
 
+def cli_sync(base_url: str, cache, *extra: str) -> subprocess.Popen[bytes]:
+    """A full sync by the CLI in another process (output discarded)."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "d365sync_nb",
+            "sync",
+            "--base-url",
+            base_url,
+            "--cache-dir",
+            str(cache),
+            "--strategy",
+            "full",
+            *extra,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def _sessions(db_path):
     conn = sqlite3.connect(db_path)
     try:
@@ -127,23 +148,7 @@ async def test_killed_process_leaves_previous_version_and_marks_session_interrup
     manager.store.close()
     emulator.configure(latency_ms=30)
     db = store_path(cache, manager.settings.environment_name)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "d365sync_nb",
-            "sync",
-            "--base-url",
-            emulator.base_url,
-            "--cache-dir",
-            str(cache),
-            "--strategy",
-            "full",
-            "--force",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = cli_sync(emulator.base_url, cache, "--force")
     try:
         await wait_for(lambda: _labels_running(db), timeout=60)
     finally:
@@ -168,22 +173,7 @@ async def test_a_live_process_session_is_left_alone(emulator, make_manager, tmp_
     probe = make_manager(emulator.base_url, cache_dir=cache)
     db = store_path(cache, probe.settings.environment_name)
     probe.store.close()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "d365sync_nb",
-            "sync",
-            "--base-url",
-            emulator.base_url,
-            "--cache-dir",
-            str(cache),
-            "--strategy",
-            "full",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = cli_sync(emulator.base_url, cache)
     try:
         await wait_for(lambda: _labels_running(db), timeout=60)
         other = make_manager(emulator.base_url, cache_dir=cache)
