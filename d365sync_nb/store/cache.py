@@ -490,8 +490,11 @@ class MetadataStore:
         if not version or version["current_build_id"] is None:
             return []
         rows = self._rows(
-            "SELECT kind, name, label, parent, bm25(search_index) AS score FROM search_index"
-            " WHERE search_index MATCH ? AND build_id = ? ORDER BY score LIMIT ?",
+            # names weigh most, then labels; entities before their fields on equal scores
+            "SELECT kind, name, label, parent, bm25(search_index, 0, 10, 4, 1) AS score"
+            " FROM search_index WHERE search_index MATCH ? AND build_id = ?"
+            " ORDER BY score, CASE kind WHEN 'public_entity' THEN 0 WHEN 'data_entity' THEN 1"
+            " WHEN 'enumeration' THEN 2 WHEN 'property' THEN 3 ELSE 4 END, name LIMIT ?",
             (query, version["current_build_id"], limit),
         )
         return [dict(r) for r in rows]
