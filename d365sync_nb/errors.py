@@ -9,7 +9,6 @@
       - ``D365AuthError``: 401/403, after one token refresh.
     - ``D365TransportError``: no usable answer (connection refused, dropped, timed out).
     - ``D365ResponseError``: an answer that is not the JSON the service sends (HTML, truncated).
-  - ``SyncCancelledError``: the session was cancelled.
 """
 
 from __future__ import annotations
@@ -34,10 +33,6 @@ class SessionConflictError(D365SyncError):
     """A sync session is already running for this version."""
 
 
-class SyncCancelledError(D365SyncError):
-    """The session was cancelled."""
-
-
 class D365Error(D365SyncError):
     """Talking to the D365 metadata service failed."""
 
@@ -49,11 +44,13 @@ class D365Error(D365SyncError):
         url: str = "",
         request_id: str | None = None,
         activity_id: str | None = None,
+        server_timing: str | None = None,
     ) -> None:
         self.method = method
         self.url = url
         self.request_id = request_id
         self.activity_id = activity_id
+        self.server_timing = server_timing
         self.detail = message
         super().__init__(self._format(message))
 
@@ -64,6 +61,8 @@ class D365Error(D365SyncError):
             trace.append(f"ms-dyn-aid {self.activity_id}")
         if self.request_id:
             trace.append(f"x-ms-client-request-id {self.request_id}")
+        if self.server_timing:
+            trace.append(f"server-timing {self.server_timing}")
         suffix = f" ({', '.join(trace)})" if trace else ""
         return f"{where}{message}{suffix}"
 

@@ -78,3 +78,30 @@ def test_label_path_quotes_and_encodes():
     )
     assert "%20" in label_path("@Foo:A B", "en-us")
     assert "%2F" in label_path("@Foo:a/b", "en-us")
+
+
+async def test_chunking_when_top_is_honoured_but_skip_ignored_yields_each_item_once():
+    items = [{"Name": f"E{i:04d}"} for i in range(600)]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        top = int(request.url.params.get("$top", len(items)))
+        return httpx.Response(200, json={"value": items[:top]})
+
+    async with client_for(handler) as client:
+        got = [i["Name"] async for c in client.iter_chunks("PublicEntities", 250) for i in c]
+    assert sorted(got) == [i["Name"] for i in items]
+
+
+async def test_a_failing_credential_is_one_clear_auth_error():
+    from d365sync_nb.errors import D365AuthError
+
+    class Broken:
+        def get_token(self, *scopes: str, **kw: object) -> Token:
+            raise RuntimeError("DefaultAzureCredential failed to retrieve a token.\n" * 5)
+
+    client = D365MetadataClient(BASE, credential=Broken(), transport=httpx.MockTransport(print))
+    async with client:
+        with pytest.raises(D365AuthError) as info:
+            await client.get_installed_modules()
+    text = str(info.value)
+    assert "\n" not in text and "az login" in text and "RuntimeError" in text

@@ -6,7 +6,7 @@ import pytest
 
 from d365sync_nb.errors import ConfigurationError, SessionConflictError
 from d365sync_nb.sync.session import PhaseStatus, SyncPhase, SyncStatus
-from tests.conftest import expected, visible_counts
+from tests.conftest import expected, visible_counts, wait_for
 
 
 async def run(manager, strategy="full", **kw):
@@ -185,3 +185,78 @@ async def test_server_driven_paging_is_followed(emulator, make_manager):
     want = expected(emulator)
     for key in ("data_entities", "public_entities", "enumerations", "properties"):
         assert session.counts[key] == want[key], key
+
+
+async def test_two_concurrent_starts_give_one_session(emulator, make_manager):
+    import asyncio
+
+    emulator.configure(latency_ms=5)
+    manager = make_manager(emulator.base_url)
+    results = await asyncio.gather(
+        manager.start(strategy="full"), manager.start(strategy="full"), return_exceptions=True
+    )
+    started = [r for r in results if not isinstance(r, Exception)]
+    assert len(started) == 1
+    assert [type(r) for r in results if isinstance(r, Exception)] == [SessionConflictError]
+    await manager.wait(started[0].session_id)
+
+
+async def test_incremental_completes_what_entities_only_left_out(emulator, make_manager):
+    manager = make_manager(emulator.base_url)
+    await run(manager, "entities_only")
+    session = await run(manager, "incremental")
+    assert visible_counts(manager, session.global_version_id) == expected(emulator)
+    assert (await manager.start(strategy="incremental")).up_to_date
+
+
+async def test_sharing_mode_ignores_an_incomplete_cache(make_manager):
+    from d365sync_nb.emulator import Emulator
+
+    with Emulator(scale="small") as a_url, Emulator(scale="small") as b_url:
+        await run(make_manager(a_url), "entities_only")
+        b = make_manager(b_url)
+        session = await run(b, "sharing_mode")
+        assert "full sync instead" in (session.message or "")
+        assert session.counts["public_entities"] > 0
+
+
+async def test_a_second_manager_in_this_process_leaves_a_running_session_alone(
+    emulator, make_manager, tmp_path
+):
+    emulator.configure(latency_ms=10)
+    first = make_manager(emulator.base_url, cache_dir=tmp_path / "shared")
+    sid = (await first.start(strategy="full")).session_id
+    session = first.get_sync_session(sid)
+    await wait_for(lambda: session.phases[SyncPhase.LABELS].items_processed > 10)
+    second = make_manager(emulator.base_url, cache_dir=tmp_path / "shared")
+    assert second.interrupted_sessions == []
+    final = await first.wait(sid)
+    assert final.status == SyncStatus.COMPLETED, final.error
+    assert visible_counts(first, final.global_version_id) == expected(emulator)
+
+
+async def test_cancel_at_finalize_leaves_a_consistent_cache(emulator, make_manager):
+    import asyncio
+
+    manager = make_manager(emulator.base_url)
+    base = await run(manager, "full_without_labels")
+    before = visible_counts(manager, base.global_version_id)
+    sid = (await manager.start(strategy="full", force=True)).session_id
+    cancels: list[asyncio.Task[bool]] = []
+
+    def on_progress(snapshot) -> None:
+        if snapshot.current_phase == SyncPhase.FINALIZING and not cancels:
+            cancels.append(asyncio.ensure_future(manager.cancel_sync_session(sid)))
+
+    manager.add_progress_callback(sid, on_progress)
+    final = await manager.wait(sid)
+    assert cancels
+    await cancels[0]
+    visible = visible_counts(manager, base.global_version_id)
+    version = manager.store.get_version(base.global_version_id)
+    if final.status == SyncStatus.COMPLETED:  # the cancel came after the commit
+        assert visible == expected(emulator) and version["has_labels"]
+    else:
+        assert final.status == SyncStatus.CANCELLED
+        assert visible == before and not version["has_labels"]
+    assert manager.get_active_sessions() == []

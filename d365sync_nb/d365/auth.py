@@ -8,6 +8,7 @@ import time
 from typing import Any, Protocol
 
 from d365sync_nb.config import ConnectionSettings
+from d365sync_nb.errors import D365AuthError
 
 
 class TokenCredential(Protocol):
@@ -58,10 +59,18 @@ class TokenProvider:
                 fresh = False
             if fresh and current is not None:
                 return current
-            if inspect.iscoroutinefunction(self._credential.get_token):
-                access = await self._credential.get_token(self.scope)
-            else:  # a sync credential may block on I/O: keep the loop free
-                access = await asyncio.to_thread(self._credential.get_token, self.scope)
+            try:
+                if inspect.iscoroutinefunction(self._credential.get_token):
+                    access = await self._credential.get_token(self.scope)
+                else:  # a sync credential may block on I/O: keep the loop free
+                    access = await asyncio.to_thread(self._credential.get_token, self.scope)
+            except Exception as exc:  # azure-identity's errors are many lines long
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise D365AuthError(
+                    f"could not get a token for {self.scope} ({type(exc).__name__}: {first}); "
+                    "set D365FO_CLIENT_ID/D365FO_TENANT_ID/D365FO_CLIENT_SECRET or run `az login`",
+                    status=401,
+                ) from None
             self._token = str(access.token)
             self._expires_on = float(getattr(access, "expires_on", time.time() + 3600))
             return self._token

@@ -203,6 +203,7 @@ class D365MetadataClient:
             body = response.content
             self.stats.bytes_received += len(body)
             context["activity_id"] = response.headers.get("ms-dyn-aid")
+            context["server_timing"] = response.headers.get("server-timing")
             status = response.status_code
             if status == 429:
                 limiter.throttled()
@@ -378,11 +379,14 @@ class D365MetadataClient:
                 if len(items) > chunk_size or (
                     index > 0 and items and items[0].get("Name") == first_name
                 ):
-                    # $top or $skip ignored: everything came in one answer
+                    # $top or $skip ignored: read it whole, minus the chunks already yielded
                     if index == 0:
                         yield items
-                    else:
-                        async for page in self.iter_pages(collection):
+                        return
+                    already = index * chunk_size
+                    async for page in self.iter_pages(collection):
+                        page, already = page[already:], max(0, already - len(page))
+                        if page:
                             yield page
                     return
                 if index == 0 and items:
@@ -413,11 +417,6 @@ class D365MetadataClient:
     ) -> AsyncIterator[list[PublicEntity]]:
         async for chunk in self.iter_chunks("PublicEntities", chunk_size):
             yield [PublicEntity.from_service(d) for d in chunk]
-
-    async def get_public_entity(self, name: str) -> PublicEntity | None:
-        path = f"Metadata/PublicEntities('{quote(name.replace(chr(39), chr(39) * 2), safe='')}')"
-        data = await self.request_json("GET", path, not_found_ok=True)
-        return None if data is None else PublicEntity.from_service(data)
 
     # -- labels ----------------------------------------------------------------------------
     async def get_label(self, label_id: str, language: str = "en-us") -> Label:

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from d365sync_nb.errors import D365SyncError
 from d365sync_nb.metadata import (
     DataEntity,
     EnvironmentVersion,
@@ -132,17 +133,6 @@ class MetadataStore:
 
     def list_versions(self) -> list[dict[str, Any]]:
         return [_version_dict(r) for r in self._rows("SELECT * FROM versions ORDER BY id")]
-
-    def latest_version(self) -> dict[str, Any] | None:
-        rows = self._rows("SELECT * FROM versions ORDER BY last_detected DESC, id DESC LIMIT 1")
-        return _version_dict(rows[0]) if rows else None
-
-    def find_complete_version(self, modules_hash: str) -> dict[str, Any] | None:
-        rows = self._rows(
-            "SELECT * FROM versions WHERE modules_hash = ? AND current_build_id IS NOT NULL",
-            (modules_hash,),
-        )
-        return _version_dict(rows[0]) if rows else None
 
     # -- builds -------------------------------------------------------------------------
     def begin_build(self, version_id: int, session_id: str, strategy: str) -> int:
@@ -427,6 +417,12 @@ class MetadataStore:
     ) -> None:
         """Make a build the version's visible one and drop the build it replaces, atomically."""
         with self._write() as db:
+            build = db.execute("SELECT status FROM builds WHERE id = ?", (build_id,)).fetchone()
+            if build is None or build["status"] != "building":
+                raise D365SyncError(
+                    f"build {build_id} of this session was removed from the cache meanwhile; "
+                    "nothing was changed, run the sync again"
+                )
             row = db.execute(
                 "SELECT current_build_id FROM versions WHERE id = ?", (version_id,)
             ).fetchone()
@@ -454,9 +450,14 @@ class MetadataStore:
                 self._delete_build_rows(db, old)
 
     def discard_build(self, build_id: int) -> None:
-        """Delete a build that will never become visible (failed, cancelled, interrupted)."""
+        """Delete a build that will never become visible (failed, cancelled, interrupted).
+
+        A build that was finalized meanwhile is left alone: it is the visible one now.
+        """
         with self._write() as db:
-            self._delete_build_rows(db, build_id)
+            row = db.execute("SELECT status FROM builds WHERE id = ?", (build_id,)).fetchone()
+            if row is not None and row["status"] == "building":
+                self._delete_build_rows(db, build_id)
 
     @staticmethod
     def _delete_build_rows(db: sqlite3.Connection, build_id: int) -> None:
@@ -470,14 +471,15 @@ class MetadataStore:
         """Builds left by a killed process: never visible, safe to delete."""
         with self._lock:
             rows = self._writer.execute(
-                "SELECT id FROM builds WHERE status != 'complete' AND id NOT IN"
+                "SELECT id, session_id FROM builds WHERE status != 'complete' AND id NOT IN"
                 " (SELECT current_build_id FROM versions WHERE current_build_id IS NOT NULL)"
                 " AND session_id NOT IN"
                 " (SELECT session_id FROM sessions WHERE status IN ('running', 'pending'))"
             ).fetchall()
-        for row in rows:
-            self.discard_build(int(row["id"]))
-        return len(rows)
+        orphans = [int(r["id"]) for r in rows if r["session_id"] not in LIVE_SESSIONS]
+        for build_id in orphans:
+            self.discard_build(build_id)
+        return len(orphans)
 
     # -- queries ------------------------------------------------------------------------
     def search(self, text: str, limit: int = 20, version_id: int | None = None) -> list[dict]:
@@ -505,25 +507,6 @@ class MetadataStore:
             " ORDER BY synced_at DESC LIMIT 1"
         )
         return _version_dict(rows[0]) if rows else None
-
-    def label_text(self, label_id: str, language: str = "en-us") -> str | None:
-        rows = self._rows(
-            "SELECT value FROM labels WHERE label_id = ? AND language = ?", (label_id, language)
-        )
-        return rows[0]["value"] if rows else None
-
-    def visible_names(self, table: str, version_id: int) -> list[str]:
-        """Names in a version's visible build (``data_entities``, ``public_entities``...)."""
-        if table not in ("data_entities", "public_entities", "enumerations"):
-            raise ValueError(f"not a named collection: {table}")
-        return [
-            r[0]
-            for r in self._rows(
-                f"SELECT t.name FROM {table} t JOIN versions v ON t.build_id = v.current_build_id"
-                " WHERE v.id = ? ORDER BY t.name",
-                (version_id,),
-            )
-        ]
 
     def label_stats(self, language: str = "en-us") -> dict[str, int]:
         rows = self._rows(
@@ -628,7 +611,7 @@ class MetadataStore:
                     "SELECT session_id, pid, host FROM sessions"
                     " WHERE status IN ('running', 'pending')"
                 ).fetchall()
-                if not _alive_elsewhere(r[1], r[2])
+                if r[0] not in LIVE_SESSIONS and not _alive_elsewhere(r[1], r[2])
             ]
             db.executemany(
                 "UPDATE sessions SET status = 'failed', error = ?, completed_at = ?"
@@ -655,6 +638,8 @@ class MetadataStore:
 
 
 HOST = socket.gethostname()
+# Sessions running in this process (any manager): never "interrupted", their builds never orphans.
+LIVE_SESSIONS: set[str] = set()
 
 
 def _alive_elsewhere(pid: int | None, host: str | None) -> bool:
@@ -694,7 +679,8 @@ def find_shared_build(cache_dir: Path, modules_hash: str, exclude: Path) -> dict
             try:
                 row = conn.execute(
                     "SELECT current_build_id, synced_at, has_labels FROM versions"
-                    " WHERE modules_hash = ? AND current_build_id IS NOT NULL",
+                    " WHERE modules_hash = ? AND current_build_id IS NOT NULL"
+                    " AND has_metadata = 1",
                     (modules_hash,),
                 ).fetchone()
             finally:

@@ -193,17 +193,17 @@ CREATE TABLE IF NOT EXISTS session_phases (
 ) WITHOUT ROWID;
 """
 
-# Tables whose rows belong to a build, with the rows' key columns beyond build_id.
-BUILD_TABLES: dict[str, tuple[str, ...]] = {
-    "data_entities": ("name",),
-    "public_entities": ("name",),
-    "entity_properties": ("entity_name", "ordinal"),
-    "navigation_properties": ("entity_name", "ordinal"),
-    "property_groups": ("entity_name", "ordinal"),
-    "entity_actions": ("entity_name", "ordinal"),
-    "enumerations": ("name",),
-    "enumeration_members": ("enum_name", "ordinal"),
-}
+# Tables whose rows belong to a build.
+BUILD_TABLES: tuple[str, ...] = (
+    "data_entities",
+    "public_entities",
+    "entity_properties",
+    "navigation_properties",
+    "property_groups",
+    "entity_actions",
+    "enumerations",
+    "enumeration_members",
+)
 
 SCHEMA_TABLES = (
     "public_entities",

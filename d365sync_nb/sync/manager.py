@@ -26,7 +26,7 @@ from d365sync_nb.errors import (
     SessionNotFoundError,
 )
 from d365sync_nb.metadata import EnvironmentVersion
-from d365sync_nb.store.cache import MetadataStore, find_shared_build, store_path
+from d365sync_nb.store.cache import LIVE_SESSIONS, MetadataStore, find_shared_build, store_path
 from d365sync_nb.sync.plan import SharingSource, make_plan, needs_sync
 from d365sync_nb.sync.progress import CallbackHub, ProgressCallback, ProgressReporter
 from d365sync_nb.sync.runner import SessionRunner
@@ -108,6 +108,7 @@ class SyncSessionManager:
         self._running: dict[str, _Running] = {}
         self._hub = CallbackHub()
         self._saves: set[asyncio.Future[None]] = set()
+        self._starting: set[int] = set()
 
     def __repr__(self) -> str:
         return (
@@ -176,6 +177,25 @@ class SyncSessionManager:
                     f"{version_id} ({running.session.progress_percent:.0f}% done); follow or "
                     "cancel it before starting another"
                 )
+        if version_id in self._starting:
+            raise SessionConflictError(
+                f"A session for version {version_id} is being started right now; follow it "
+                "(d365fo_list_sync_sessions / get_active_sessions) instead of starting another"
+            )
+        self._starting.add(version_id)  # no await between the checks above and this line
+        try:
+            return await self._start_version(version_id, env, strategy, initiated_by, force)
+        finally:
+            self._starting.discard(version_id)
+
+    async def _start_version(
+        self,
+        version_id: int,
+        env: EnvironmentVersion,
+        strategy: SyncStrategy,
+        initiated_by: str,
+        force: bool,
+    ) -> StartResult:
         version = self.store.get_version(version_id)
         if not force and not needs_sync(strategy, version):
             synced = version["synced_at"] if version else None
@@ -223,7 +243,12 @@ class SyncSessionManager:
             message=plan.message,
         )
         self._apply_weights(session)
-        await self.store.run(self.store.save_session, session.model_copy(deep=True))
+        LIVE_SESSIONS.add(session.session_id)
+        try:
+            await self.store.run(self.store.save_session, session.model_copy(deep=True))
+        except BaseException:
+            LIVE_SESSIONS.discard(session.session_id)
+            raise
         task = asyncio.create_task(
             self._run(session, plan, version_id, len(env.modules)),
             name=f"d365sync-{session.session_id}",
@@ -287,10 +312,16 @@ class SyncSessionManager:
             session.status = SyncStatus.COMPLETED
             session.current_phase = None
         except asyncio.CancelledError:
-            session.status = SyncStatus.CANCELLED
-            session.error = None
-            await asyncio.shield(runner.discard())
-            reporter.fail(session.current_phase, "cancelled", PhaseStatus.CANCELLED)
+            if runner.finalized:  # the cancel came after the new build was committed
+                session.status = SyncStatus.COMPLETED
+                session.message = "Cancel arrived after the new version was committed; kept it"
+                reporter.end(SyncPhase.FINALIZING)
+                session.current_phase = None
+            else:
+                session.status = SyncStatus.CANCELLED
+                session.error = None
+                await asyncio.shield(runner.discard())
+                reporter.fail(session.current_phase, "cancelled", PhaseStatus.CANCELLED)
         except Exception as exc:
             session.status = SyncStatus.FAILED
             session.error = _describe(exc)
@@ -300,10 +331,13 @@ class SyncSessionManager:
             reporter.fail(session.current_phase, session.error, PhaseStatus.FAILED)
         finally:
             session.completed_at = utcnow()
-            await asyncio.shield(self._final_save(session))
-            self._running.pop(session.session_id, None)
-            reporter.notify(force=True)
-            self._hub.forget(session.session_id)
+            try:
+                await asyncio.shield(self._final_save(session))
+            finally:  # even when a late cancel interrupts the save
+                self._running.pop(session.session_id, None)
+                LIVE_SESSIONS.discard(session.session_id)
+                reporter.notify(force=True)
+                self._hub.forget(session.session_id)
 
     def _persist(self, session: SyncSession) -> None:
         snapshot = session.model_copy(deep=True)
@@ -358,7 +392,7 @@ class SyncSessionManager:
             ended = asyncio.run_coroutine_threadsafe(self.wait(session_id), running.loop)
             return await asyncio.wrap_future(ended)
         if running is not None:
-            await asyncio.shield(running.task)
+            await asyncio.wait([running.task])  # never raises, even for a cancelled task
         return self.get_sync_session(session_id)
 
     def add_progress_callback(self, session_id: str, callback: ProgressCallback) -> None:
@@ -392,6 +426,9 @@ class SyncSessionManager:
                 self.cancel_sync_session(session_id), running.loop
             )
             return await asyncio.wrap_future(done)
+        if running.session.status.is_final:  # it is only saving its outcome
+            await asyncio.wait([running.task])
+            return False
         running.task.cancel()
         await asyncio.wait([running.task])
         session = running.session
@@ -400,6 +437,7 @@ class SyncSessionManager:
             session.completed_at = utcnow()
             await self.store.run(self.store.save_session, session.model_copy(deep=True))
             self._running.pop(session_id, None)
+            LIVE_SESSIONS.discard(session_id)
             self._hub.emit(session)
             self._hub.forget(session_id)
         return True

@@ -86,7 +86,8 @@ def make_plan(
     elif strategy == SyncStrategy.LABELS_ONLY:
         plan.metadata, plan.labels = copy_all, "all"
     elif strategy == SyncStrategy.INCREMENTAL:
-        plan.metadata = copy_all if previous_build is not None else fetch_all
+        reuse = previous_build is not None and previous_complete
+        plan.metadata = copy_all if reuse else fetch_all
         plan.labels = "missing"
     elif strategy == SyncStrategy.SHARING_MODE:
         if sharing is not None:

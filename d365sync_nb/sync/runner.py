@@ -96,17 +96,26 @@ class SessionRunner:
 
         r.begin(SyncPhase.FINALIZING, total=1)
         counts = await self.store.run(self.store.build_counts, self.build_id, self.language)
-        await self.store.run(
-            lambda: self.store.finalize_build(
-                self.version_id,
-                self.build_id,  # type: ignore[arg-type]
-                has_metadata=self.plan.has_metadata_after,
-                has_labels=self.plan.has_labels_after,
-                counts=counts,
+        self.session.counts = counts
+        build_id = self.build_id
+        finalize = asyncio.ensure_future(
+            self.store.run(
+                lambda: self.store.finalize_build(
+                    self.version_id,
+                    build_id,
+                    has_metadata=self.plan.has_metadata_after,
+                    has_labels=self.plan.has_labels_after,
+                    counts=counts,
+                )
             )
         )
+        try:
+            await asyncio.shield(finalize)
+        except asyncio.CancelledError:
+            await finalize  # one transaction already under way: let it land, then report
+            self.finalized = True
+            raise
         self.finalized = True
-        self.session.counts = counts
         r.advance(SyncPhase.FINALIZING)
         r.end(SyncPhase.FINALIZING)
 
