@@ -82,6 +82,19 @@ def set_status_class(widget: widgets.DOMWidget, status: str) -> None:
         widget._dom_classes = wanted
 
 
+def percent_bar(bar_style: str, css_class: str) -> widgets.FloatProgress:
+    """A 0-100 progress bar of the panel's fixed width."""
+    bar = widgets.FloatProgress(
+        value=0.0,
+        min=0.0,
+        max=100.0,
+        bar_style=bar_style,
+        layout=widgets.Layout(width="280px", flex="none"),
+    )
+    bar.add_class(css_class)
+    return bar
+
+
 class Smoothed:
     """Exponential moving average (tqdm-style smoothing of rate and ETA)."""
 
@@ -108,14 +121,7 @@ class PhaseRow:
         self.phase = phase
         self.name = widgets.Label(phase.value, layout=widgets.Layout(width="110px", flex="none"))
         self.name.add_class("d365sync-phase-name")
-        self.bar = widgets.FloatProgress(
-            value=0.0,
-            min=0.0,
-            max=100.0,
-            bar_style="",
-            layout=widgets.Layout(width="280px", flex="none"),
-        )
-        self.bar.add_class("d365sync-phase-bar")
+        self.bar = percent_bar("", "d365sync-phase-bar")
         self.text = widgets.HTML("pending")
         self.text.add_class("d365sync-phase-text")
         self.box = widgets.HBox([self.name, self.bar, self.text])
@@ -187,13 +193,7 @@ class SessionPanel:
     def _build(self) -> None:
         self.header = widgets.HTML().add_class("d365sync-header")
         overall_name = widgets.Label("overall", layout=widgets.Layout(width="110px", flex="none"))
-        self.overall_bar = widgets.FloatProgress(
-            value=0.0,
-            min=0.0,
-            max=100.0,
-            bar_style="info",
-            layout=widgets.Layout(width="280px", flex="none"),
-        ).add_class("d365sync-overall-bar")
+        self.overall_bar = percent_bar("info", "d365sync-overall-bar")
         self.overall_text = widgets.HTML().add_class("d365sync-overall-text")
         overall = widgets.HBox([overall_name, self.overall_bar, self.overall_text]).add_class(
             "d365sync-overall"
