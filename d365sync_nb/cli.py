@@ -15,7 +15,7 @@ from typing import Any
 from d365sync_nb import render
 from d365sync_nb.connection import Connection, connect
 from d365sync_nb.errors import ConfigurationError, D365SyncError
-from d365sync_nb.sync.session import STRATEGY_DESCRIPTIONS, SyncSession, SyncStatus
+from d365sync_nb.models import STRATEGY_DESCRIPTIONS, SyncSession, SyncStatus
 
 EXIT_CODES = {SyncStatus.COMPLETED: 0, SyncStatus.FAILED: 1, SyncStatus.CANCELLED: 130}
 

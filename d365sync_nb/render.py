@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from d365sync_nb.sync.session import PhaseStatus, SyncSession
+from d365sync_nb.models import PhaseStatus, SyncSession
 
 BAR_WIDTH = 24
 STATUS_MARK = {
@@ -15,6 +15,7 @@ STATUS_MARK = {
     PhaseStatus.FAILED: "✗",
     PhaseStatus.CANCELLED: "■",
     PhaseStatus.SKIPPED: "-",
+    PhaseStatus.REUSED: "↺",
 }
 
 

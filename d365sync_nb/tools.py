@@ -29,7 +29,7 @@ from pydantic import Field
 from d365sync_nb.config import load_profiles
 from d365sync_nb.connection import Connection, connect
 from d365sync_nb.errors import ConfigurationError, D365SyncError, SessionNotFoundError
-from d365sync_nb.sync.session import STRATEGY_DESCRIPTIONS, SyncSession, SyncStatus, SyncStrategy
+from d365sync_nb.models import STRATEGY_DESCRIPTIONS, SyncSession, SyncStatus, SyncStrategy
 
 log = logging.getLogger(__name__)
 
@@ -345,7 +345,7 @@ TOOLS: tuple[ToolSpec, ...] = (
         "d365fo_get_sync_progress",
         "Get sync progress",
         "Progress of one sync session, running or finished: summary (status, percent, current "
-        "phase, estimated seconds remaining, is_running, can_cancel) and full detail (each of "
+        "phase, estimated seconds remaining, is_running) and full detail (each of "
         "the 8 phases with items done/total and current item, counts, timestamps, error).",
         d365fo_get_sync_progress,
         read_only=True,
@@ -416,7 +416,7 @@ def _history_summary(history: list[SyncSession]) -> dict[str, Any]:
         "successful_syncs": len(completed),
         "failed_syncs": len(by_status[SyncStatus.FAILED]),
         "cancelled_syncs": len(by_status[SyncStatus.CANCELLED]),
-        "running_syncs": len(by_status[SyncStatus.RUNNING]) + len(by_status[SyncStatus.PENDING]),
+        "running_syncs": len(by_status[SyncStatus.RUNNING]),
         "average_duration_seconds": (
             round(sum(x.duration_seconds for x in finished) / len(finished), 3)
             if finished

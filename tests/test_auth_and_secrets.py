@@ -10,8 +10,8 @@ from azure.core.credentials import AccessToken
 
 from d365sync_nb.config import resolve_settings
 from d365sync_nb.d365.auth import make_credential
+from d365sync_nb.models import SyncStatus
 from d365sync_nb.sync.manager import SyncSessionManager
-from d365sync_nb.sync.session import SyncStatus
 
 SECRET = "s3cr3t-value-that-must-never-leak"
 

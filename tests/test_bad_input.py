@@ -13,7 +13,7 @@ from d365sync_nb.errors import (
     D365ResponseError,
     SessionNotFoundError,
 )
-from d365sync_nb.sync.session import SyncStatus, SyncStrategy
+from d365sync_nb.models import SyncStatus, SyncStrategy
 from tests.conftest import visible_counts
 
 

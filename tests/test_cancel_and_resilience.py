@@ -13,8 +13,8 @@ import time
 import pytest
 
 from d365sync_nb.errors import D365Error, SessionConflictError
+from d365sync_nb.models import PhaseStatus, SyncPhase, SyncStatus
 from d365sync_nb.store.cache import store_path
-from d365sync_nb.sync.session import PhaseStatus, SyncPhase, SyncStatus
 from tests.conftest import expected, visible_counts, wait_for
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from d365sync_nb.sync.session import PhaseStatus, SyncPhase, SyncSession, SyncStatus
+from d365sync_nb.models import PhaseStatus, SyncPhase, SyncSession, SyncStatus
 
 
 async def test_callbacks_sync_async_and_failing(emulator, make_manager):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from d365sync_nb.errors import ConfigurationError, SessionConflictError
-from d365sync_nb.sync.session import PhaseStatus, SyncPhase, SyncStatus
+from d365sync_nb.models import PhaseStatus, SyncPhase, SyncStatus
 from tests.conftest import expected, visible_counts, wait_for
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from d365sync_nb import connect, tools
 from d365sync_nb.connection import Connection
-from d365sync_nb.sync.session import SyncStrategy
+from d365sync_nb.models import SyncStrategy
 
 Answer = dict[str, Any]
 FIVE = [
@@ -109,7 +109,7 @@ async def test_start_then_poll_to_completion(demo: Connection) -> None:
     done = await run_to_end(sid)
     summary, session = done["summary"], done["session"]
     assert summary["status"] == "completed" and summary["progress_percent"] == 100.0
-    assert summary["is_running"] is False and summary["can_cancel"] is False
+    assert summary["is_running"] is False
     assert summary["estimated_remaining_seconds"] == 0.0
     assert session["session_id"] == sid and session["initiated_by"] == "assistant"
     assert session["counts"] == demo.emulator.dataset.expected_counts()
@@ -160,7 +160,7 @@ async def test_cancel_running_session_and_list(demo: Connection) -> None:
     assert listed["success"] is True
     assert listed["total_count"] == 1 and listed["running_count"] == 1
     [active] = listed["active_sessions"]
-    assert active["session_id"] == sid and active["can_cancel"] is True
+    assert active["session_id"] == sid and active["is_running"] is True
     assert active["current_phase"] == "labels" and 0 < active["progress_percent"] < 100
     assert listed["summary"]["has_running_sessions"] is True
     assert listed["summary"]["latest_session_id"] == sid

@@ -10,8 +10,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from d365sync_nb.models import PHASES
 from d365sync_nb.notebook.frontend import ensure_figure_display
-from d365sync_nb.sync.session import PHASES
 
 STATUS_COLORS = {
     "pending": "#e0e0e0",

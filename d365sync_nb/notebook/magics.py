@@ -17,10 +17,10 @@ from IPython.core.magic import Magics, line_magic, magics_class
 from traitlets import Enum, Float, Int, Unicode, observe, validate
 
 from d365sync_nb.errors import D365SyncError
+from d365sync_nb.models import STRATEGY_DESCRIPTIONS, SyncStatus, SyncStrategy
 from d365sync_nb.notebook import api
 from d365sync_nb.notebook.context import context
 from d365sync_nb.notebook.frontend import DISPLAY_MODES
-from d365sync_nb.sync.session import STRATEGY_DESCRIPTIONS, SyncStatus, SyncStrategy
 
 log = logging.getLogger(__name__)
 

@@ -32,15 +32,15 @@ from typing import Any
 import ipywidgets as widgets
 
 from d365sync_nb import render
-from d365sync_nb.notebook.event_loop import LoopBridge
-from d365sync_nb.sync.manager import SyncSessionManager
-from d365sync_nb.sync.session import (
+from d365sync_nb.models import (
     PhaseProgress,
     PhaseStatus,
     SyncPhase,
     SyncSession,
     SyncStatus,
 )
+from d365sync_nb.notebook.event_loop import LoopBridge
+from d365sync_nb.sync.manager import SyncSessionManager
 
 PHASE_BAR_STYLE = {
     PhaseStatus.PENDING: "",
@@ -49,9 +49,9 @@ PHASE_BAR_STYLE = {
     PhaseStatus.FAILED: "danger",
     PhaseStatus.CANCELLED: "warning",
     PhaseStatus.SKIPPED: "",
+    PhaseStatus.REUSED: "",
 }
 SESSION_BAR_STYLE = {
-    SyncStatus.PENDING: "info",
     SyncStatus.RUNNING: "info",
     SyncStatus.COMPLETED: "success",
     SyncStatus.FAILED: "danger",

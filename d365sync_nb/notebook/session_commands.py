@@ -12,12 +12,12 @@ from collections.abc import Coroutine
 from typing import Any
 
 from d365sync_nb import render
+from d365sync_nb.models import SyncSession, SyncStrategy
 from d365sync_nb.notebook.context import context
 from d365sync_nb.notebook.event_loop import interrupt_calls
 from d365sync_nb.notebook.panel import SessionPanel
 from d365sync_nb.notebook.text_progress import TextProgress, follow
 from d365sync_nb.sync.manager import SyncSessionManager
-from d365sync_nb.sync.session import SyncSession, SyncStrategy
 
 FOLLOW_HINT = "Follow it with %d365sync progress [--wait]; stop it with %d365sync cancel."
 INITIATED_BY = "notebook"

@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from d365sync_nb.sync.session import (
+from d365sync_nb.models import (
     PHASES,
     PhaseStatus,
     SyncSession,

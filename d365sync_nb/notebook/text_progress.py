@@ -11,8 +11,8 @@ import sys
 from typing import TextIO
 
 from d365sync_nb import render
+from d365sync_nb.models import PhaseStatus, SyncSession
 from d365sync_nb.sync.manager import SyncSessionManager
-from d365sync_nb.sync.session import PhaseStatus, SyncSession
 
 ENDED = frozenset(
     {PhaseStatus.COMPLETED, PhaseStatus.FAILED, PhaseStatus.CANCELLED, PhaseStatus.SKIPPED}

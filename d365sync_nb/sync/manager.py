@@ -26,47 +26,26 @@ from d365sync_nb.errors import (
     SessionNotFoundError,
 )
 from d365sync_nb.metadata import EnvironmentVersion
-from d365sync_nb.store.cache import LIVE_SESSIONS, MetadataStore, find_shared_build, store_path
-from d365sync_nb.sync.plan import SharingSource, make_plan, needs_sync
-from d365sync_nb.sync.progress import CallbackHub, ProgressCallback, ProgressReporter
-from d365sync_nb.sync.runner import SessionRunner
-from d365sync_nb.sync.session import (
+from d365sync_nb.models import (
     DEFAULT_PHASE_WEIGHTS,
     PHASES,
     PhaseProgress,
     PhaseStatus,
+    StartResult,
     SyncPhase,
     SyncSession,
     SyncStatus,
     SyncStrategy,
     utcnow,
 )
+from d365sync_nb.store.cache import LIVE_SESSIONS, MetadataStore, find_shared_build, store_path
+from d365sync_nb.sync.plan import SharingSource, make_plan, needs_sync
+from d365sync_nb.sync.progress import CallbackHub, ProgressCallback, ProgressReporter
+from d365sync_nb.sync.runner import SessionRunner
 
 log = logging.getLogger(__name__)
 
 INTERRUPTED = "interrupted: the process running this session stopped before it finished"
-
-
-@dataclass
-class StartResult:
-    """What a start request led to: a new session, or 'already up to date'."""
-
-    session_id: str | None
-    global_version_id: int
-    strategy: SyncStrategy
-    up_to_date: bool
-    message: str
-    synced_at: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "session_id": self.session_id,
-            "global_version_id": self.global_version_id,
-            "strategy": self.strategy.value,
-            "up_to_date": self.up_to_date,
-            "message": self.message,
-            "synced_at": self.synced_at,
-        }
 
 
 @dataclass

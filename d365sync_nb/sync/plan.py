@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from d365sync_nb.sync.session import SyncPhase, SyncStrategy
+from d365sync_nb.models import SyncPhase, SyncStrategy
 
 METADATA_PHASES = (SyncPhase.ENTITIES, SyncPhase.SCHEMAS, SyncPhase.ENUMERATIONS)
 

@@ -9,7 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from d365sync_nb.sync.session import PhaseStatus, SyncPhase, SyncSession, utcnow
+from d365sync_nb.models import PhaseStatus, SyncPhase, SyncSession, utcnow
 
 log = logging.getLogger(__name__)
 

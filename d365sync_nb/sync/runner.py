@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 
 from d365sync_nb.d365.client import D365MetadataClient
 from d365sync_nb.metadata import Label
+from d365sync_nb.models import SyncPhase, SyncSession
 from d365sync_nb.store.schema import ENUM_TABLES, SCHEMA_TABLES
 from d365sync_nb.sync.plan import SyncPlan
 from d365sync_nb.sync.progress import ProgressReporter
-from d365sync_nb.sync.session import SyncPhase, SyncSession
 
 if TYPE_CHECKING:
     from d365sync_nb.store.cache import MetadataStore

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from IPython.core.interactiveshell import InteractiveShell
 
+from d365sync_nb.models import PhaseStatus, SyncPhase, SyncStatus
 from d365sync_nb.notebook import api
 from d365sync_nb.notebook.context import context
 from d365sync_nb.notebook.dashboard import Dashboard
 from d365sync_nb.notebook.panel import SessionPanel
-from d365sync_nb.sync.session import PhaseStatus, SyncPhase, SyncStatus
 
 from .conftest import wait_until
 

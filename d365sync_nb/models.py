@@ -1,7 +1,10 @@
-"""Sync session models: strategies, phases, per-phase progress, and the session itself."""
+"""Sync session models: strategies, statuses, phases, per-phase progress, the session itself,
+and what a start request led to. Every timestamp is tz-aware UTC; as JSON it is ISO 8601 with
+a ``Z`` suffix (:func:`iso`), the same in every answer and in the cache."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -13,6 +16,13 @@ from d365sync_nb.errors import ConfigurationError
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def iso(value: datetime | None) -> str | None:
+    """The one timestamp format of JSON answers and stored rows: ``2026-11-30T13:28:52.1Z``."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 class SyncStrategy(StrEnum):
@@ -46,7 +56,6 @@ STRATEGY_DESCRIPTIONS: dict[SyncStrategy, str] = {
 
 
 class SyncStatus(StrEnum):
-    PENDING = "pending"
     RUNNING = "running"
     COMPLETED = "completed"
     FAILED = "failed"
@@ -64,6 +73,16 @@ class PhaseStatus(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     SKIPPED = "skipped"
+    REUSED = "reused"
+
+    @property
+    def is_done(self) -> bool:
+        """Ended without error: did its work, had none to do, or reused what was cached."""
+        return self in (PhaseStatus.COMPLETED, PhaseStatus.SKIPPED, PhaseStatus.REUSED)
+
+
+# Phase statuses that mean "no work was expected of it" (left out of the overall percent).
+NO_WORK = frozenset({PhaseStatus.SKIPPED, PhaseStatus.REUSED})
 
 
 class SyncPhase(StrEnum):
@@ -104,12 +123,15 @@ class PhaseProgress(BaseModel):
     started_at: datetime | None = None
     completed_at: datetime | None = None
     error: str | None = None
+    note: str | None = Field(
+        default=None, description="what the phase did or reused, e.g. 'reused from build 3'"
+    )
     weight: float = Field(default=1.0, description="expected share of the session's work")
 
     @computed_field  # type: ignore[prop-decorator]
     @property
     def percent(self) -> float:
-        if self.status in (PhaseStatus.COMPLETED, PhaseStatus.SKIPPED):
+        if self.status.is_done:
             return 100.0
         if self.items_total:
             return round(min(100.0, 100.0 * self.items_processed / self.items_total), 2)
@@ -138,7 +160,7 @@ class SyncSession(BaseModel):
     session_id: str
     environment: str
     strategy: SyncStrategy
-    status: SyncStatus = SyncStatus.PENDING
+    status: SyncStatus = SyncStatus.RUNNING
     global_version_id: int | None = None
     initiated_by: str = "user"
     started_at: datetime = Field(default_factory=utcnow)
@@ -158,7 +180,7 @@ class SyncSession(BaseModel):
         """Overall percent, each phase weighted by the work it is expected to take."""
         if self.status == SyncStatus.COMPLETED:
             return 100.0
-        active = [p for p in self.phases.values() if p.status != PhaseStatus.SKIPPED]
+        active = [p for p in self.phases.values() if p.status not in NO_WORK]
         total = sum(p.weight for p in active)
         if total <= 0:
             return 0.0
@@ -194,13 +216,10 @@ class SyncSession(BaseModel):
 
     @property
     def is_running(self) -> bool:
-        return self.status in (SyncStatus.PENDING, SyncStatus.RUNNING)
-
-    def phase(self, phase: SyncPhase) -> PhaseProgress:
-        return self.phases[phase]
+        return self.status == SyncStatus.RUNNING
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict: ISO timestamps, enum values, computed figures included."""
+        """JSON-ready dict: ISO timestamps (``Z``), enum values, computed figures included."""
         data = self.model_dump(mode="json")
         data["phases"] = {str(k): v for k, v in data["phases"].items()}
         return data
@@ -216,8 +235,29 @@ class SyncSession(BaseModel):
             "current_phase": self.current_phase.value if self.current_phase else None,
             "estimated_remaining_seconds": self.estimated_remaining_seconds,
             "is_running": self.is_running,
-            "can_cancel": self.is_running,
-            "started_at": self.model_dump(mode="json", include={"started_at"})["started_at"],
+            "started_at": iso(self.started_at),
             "duration_seconds": self.duration_seconds,
             "initiated_by": self.initiated_by,
+        }
+
+
+@dataclass
+class StartResult:
+    """What a start request led to: a new session, or 'already up to date'."""
+
+    session_id: str | None
+    global_version_id: int
+    strategy: SyncStrategy
+    up_to_date: bool
+    message: str
+    synced_at: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "session_id": self.session_id,
+            "global_version_id": self.global_version_id,
+            "strategy": self.strategy.value,
+            "up_to_date": self.up_to_date,
+            "message": self.message,
+            "synced_at": self.synced_at,
         }
