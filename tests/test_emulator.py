@@ -28,6 +28,8 @@ from d365sync_nb.emulator.dataset import (
     RELATED_FIXED,
     SPACE_LABEL_ID,
 )
+from d365sync_nb.emulator.faults import FaultGate
+from d365sync_nb.emulator.odata import ODataError, parse_filter, parse_key, query_body
 
 DE_FIELDS = {
     "Name",
@@ -467,6 +469,63 @@ def test_latency(client: httpx.Client, emu: Emulator) -> None:
     t0 = time.perf_counter()
     assert client.get(label_url("@SYS13342")).status_code == 200
     assert time.perf_counter() - t0 >= 0.08
+
+
+def test_odata_query_pieces_without_a_server() -> None:
+    assert parse_key("('a''b')") == "a'b"
+    assert parse_key("(Id='@SYS1', Language='de')") == {"Id": "@SYS1", "Language": "de"}
+    with pytest.raises(ODataError, match="Bad key segment"):
+        parse_key("(Id=1)")
+    fields = frozenset({"Name", "IsReadOnly"})
+    pred = parse_filter("startswith(Name,'Cu') and IsReadOnly ne true", fields)
+    assert pred({"Name": "Cust", "IsReadOnly": False})
+    assert not pred({"Name": "Cust", "IsReadOnly": True})
+    with pytest.raises(ODataError, match="Could not find a property named 'Nope'"):
+        parse_filter("Nope eq 1", fields)
+    items = [{"Name": f"E{i}", "IsReadOnly": i % 2 == 0} for i in range(5)]
+    body = orjson.loads(
+        query_body("Things", items, fields, "$select=Name&$count=true", 2, "http://h", "/M/Things")
+    )
+    assert body == {
+        "@odata.context": "http://h/Metadata/$metadata#Things(Name)",
+        "@odata.count": 5,
+        "value": [{"Name": "E0"}, {"Name": "E1"}],
+        "@odata.nextLink": "http://h/M/Things?$select=Name&$count=true&$skiptoken=2",
+    }
+    with pytest.raises(ODataError) as err:
+        query_body("Things", items, fields, "$top=-1", None, "http://h", "/M/Things")
+    assert err.value.status == 400
+
+
+def test_fault_gate_checks_auth_before_the_slot() -> None:
+    gate = FaultGate(fault_seed=1)
+    options = EmulatorOptions(token="t", max_concurrency=1, retry_after=0.5)
+    with pytest.raises(ODataError) as err:
+        gate.admit(options, b"Bearer wrong")
+    assert err.value.status == 401 and gate.in_flight == 0
+    gate.admit(options, b"Bearer t")
+    with pytest.raises(ODataError) as err:
+        gate.admit(options, b"Bearer t")
+    assert err.value.status == 429 and (b"retry-after", b"0.5") in err.value.headers
+    assert (gate.in_flight, gate.max_in_flight) == (1, 1)
+    gate.release()
+    assert gate.in_flight == 0
+    faulty = EmulatorOptions(fault_rate=0.5)
+
+    def outcomes() -> list[str]:
+        out = []
+        for _ in range(50):
+            try:
+                out.append("drop" if gate.fault(faulty) else "ok")
+            except ODataError as exc:
+                out.append(str(exc.status))
+        return out
+
+    gate.reseed(7)
+    first = outcomes()
+    gate.reseed(7)
+    assert outcomes() == first and {"ok", "drop", "503"} == set(first)
+    assert not gate.fault(EmulatorOptions())
 
 
 # ------------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Embedded emulator of the D365 F&O OData metadata service (offline tests, demos, benchmarks)."""
 
-from .app import EmulatorOptions
 from .dataset import Dataset, build_dataset
+from .options import EmulatorOptions
 from .server import Emulator, serve
 
 __all__ = ["Dataset", "Emulator", "EmulatorOptions", "build_dataset", "serve"]

@@ -1,25 +1,19 @@
-"""ASGI app emulating the D365 F&O OData metadata service (plus a small ``/_emulator/`` admin API).
-
-The service endpoints are served by a lean hand-written ASGI dispatcher (the label phase is tens
-of thousands of tiny requests); the admin endpoints use Starlette routing.
-"""
+"""The ASGI app emulating the D365 F&O OData metadata service: path dispatch, the service
+handlers and their responses, the served (pre-serialized) dataset, stats, the request log and the
+small ``/_emulator/`` admin API. Service requests go through a lean hand-written dispatcher (the
+label phase is tens of thousands of tiny requests); only the admin API uses Starlette routing."""
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import dataclasses
 import functools
-import hmac
-import random
 import re
 import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode
 
 import orjson
 from starlette.applications import Starlette
@@ -28,15 +22,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .dataset import SCALES, Dataset, build_dataset
+from .dataset import Dataset, build_dataset
+from .faults import DROP_FILTER, FaultGate
+from .odata import ODataError, context_url, parse_key, query_body
+from .options import EmulatorOptions, coerce_options
 
-__all__ = ["CORRUPT_MODES", "EmulatorApp", "EmulatorOptions", "create_app"]
+__all__ = ["EmulatorApp", "EmulatorOptions"]
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-CORRUPT_MODES = ("non_json", "truncated")
 COLLECTIONS = ("DataEntities", "PublicEntities", "PublicEnumerations")
 ACTIONS = {
     "/data/SystemNotifications/Microsoft.Dynamics.DataEntities.GetInstalledModules": (
@@ -57,120 +53,10 @@ _JSON = b"application/json; odata.metadata=minimal; odata.streaming=true"
 _PATH_RE = re.compile(
     r"^/Metadata/(DataEntities|PublicEntities|PublicEnumerations|Labels)(\(.*\))?/?$", re.S
 )
-_KEY_PAIR_RE = re.compile(r"\s*([A-Za-z_]\w*)\s*=\s*'((?:[^']|'')*)'\s*(?:,|$)", re.S)
-_KEY_LITERAL_RE = re.compile(r"\s*'((?:[^']|'')*)'\s*$", re.S)
-_LITERAL = r"'(?:[^']|'')*'|true|false|null|-?\d+(?:\.\d+)?"
-_CLAUSE_RE = re.compile(
-    rf"\s*(?:(?P<field>[A-Za-z_]\w*)\s+(?P<op>eq|ne)\s+(?P<value>{_LITERAL})"
-    r"|(?P<fn>startswith|endswith|contains)\(\s*(?P<ffield>[A-Za-z_]\w*)\s*,\s*"
-    r"(?P<fvalue>'(?:[^']|'')*')\s*\))\s*",
-    re.S,
-)
-_AND_RE = re.compile(r"and\s+")
 _HTML_BODY = (
     b"<!DOCTYPE html><html><head><title>Sign in to your account</title></head>"
     b"<body><p>Redirecting to login.microsoftonline.com ...</p></body></html>"
 )
-
-
-class ODataError(Exception):
-    """An error the service answers with an OData error body."""
-
-    def __init__(
-        self, status: int, code: str, message: str, headers: Iterable[tuple[bytes, bytes]] = ()
-    ) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.headers = status, code, message, list(headers)
-
-
-@dataclass
-class EmulatorOptions:
-    """Runtime behaviour of the emulator; every field can be changed while it runs.
-
-    scale/version/seed select the dataset; latency_ms delays each service request;
-    max_concurrency answers 429 + Retry-After (retry_after seconds) beyond K in-flight requests;
-    fault_rate is the per-request probability of a fault (half 503, half a dropped connection);
-    token requires ``Authorization: Bearer <token>``; page_size turns on server-driven paging;
-    corrupt ("non_json" | "truncated") breaks collection bodies.
-    """
-
-    scale: str = "small"
-    version: int = 1
-    seed: int = 365
-    latency_ms: float = 0.0
-    max_concurrency: int | None = None
-    retry_after: float = 1.0
-    fault_rate: float = 0.0
-    fault_seed: int = 365
-    token: str | None = None
-    page_size: int | None = None
-    corrupt: str | None = None
-
-    def __post_init__(self) -> None:
-        if isinstance(self.retry_after, str):  # "0.2" from a CLI flag or JSON
-            self.retry_after = float(self.retry_after)
-        self.validate()
-
-    def validate(self) -> None:
-        """Raise ValueError when an option is out of range."""
-        if self.scale not in SCALES:
-            raise ValueError(f"unknown scale {self.scale!r}: expected one of {', '.join(SCALES)}")
-        if self.version not in (1, 2):
-            raise ValueError(f"unknown version {self.version!r}: expected 1 or 2")
-        if self.latency_ms < 0:
-            raise ValueError("latency_ms must be >= 0")
-        if self.max_concurrency is not None and self.max_concurrency < 1:
-            raise ValueError("max_concurrency must be >= 1 or None")
-        if self.retry_after < 0:
-            raise ValueError("retry_after must be >= 0")
-        if not 0.0 <= self.fault_rate <= 1.0:
-            raise ValueError("fault_rate must be between 0 and 1")
-        if self.page_size is not None and self.page_size < 1:
-            raise ValueError("page_size must be >= 1 or None")
-        if self.corrupt is not None and self.corrupt not in CORRUPT_MODES:
-            raise ValueError(f"corrupt must be None or one of {', '.join(CORRUPT_MODES)}")
-
-    def public_dict(self) -> dict[str, Any]:
-        """Options as JSON-able dict, with the token redacted."""
-        data = dataclasses.asdict(self)
-        data["token"] = None if self.token is None else "***"
-        return data
-
-
-_OPTION_TYPES: dict[str, tuple[type, ...]] = {
-    "scale": (str,),
-    "version": (int,),
-    "seed": (int,),
-    "latency_ms": (int, float),
-    "max_concurrency": (int, type(None)),
-    "retry_after": (int, float, str),
-    "fault_rate": (int, float),
-    "fault_seed": (int,),
-    "token": (str, type(None)),
-    "page_size": (int, type(None)),
-    "corrupt": (str, type(None)),
-}
-
-
-def _coerce_options(changes: dict[str, Any]) -> dict[str, Any]:
-    """Check option names and types; ``retry_after`` may be a numeric string like "0.2"."""
-    unknown = set(changes) - set(_OPTION_TYPES)
-    if unknown:
-        raise ValueError(f"unknown emulator option(s): {', '.join(sorted(unknown))}")
-    out = {}
-    for key, value in changes.items():
-        types = _OPTION_TYPES[key]
-        if isinstance(value, bool) or not isinstance(value, types):
-            raise ValueError(f"option {key} has invalid value {value!r}")
-        if key == "retry_after":
-            value = float(value)
-        out[key] = value
-    return out
-
-
-def _format_seconds(value: float) -> str:
-    """Retry-After value: integers without decimals, fractions as given."""
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
 class _Collection:
@@ -214,123 +100,6 @@ def _load_served(scale: str, version: int, seed: int) -> ServedDataset:
     return ServedDataset(build_dataset(scale, version, seed))
 
 
-class _DropFilter:
-    """Silences uvicorn's error log for connections the emulator drops on purpose."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._pending = 0
-
-    def expect(self) -> None:
-        """Announce one intentional drop."""
-        with self._lock:
-            self._pending += 1
-
-    def filter(self, record: Any) -> bool:
-        """logging filter protocol: False drops the record."""
-        if "without completing response" not in str(record.msg):
-            return True
-        with self._lock:
-            if self._pending > 0:
-                self._pending -= 1
-                return False
-        return True
-
-
-DROP_FILTER = _DropFilter()
-
-
-def _odata_literal(raw: str) -> Any:
-    if raw.startswith("'"):
-        return raw[1:-1].replace("''", "'")
-    if raw in ("true", "false"):
-        return raw == "true"
-    if raw == "null":
-        return None
-    return float(raw) if "." in raw else int(raw)
-
-
-def _parse_filter(text: str, fields: frozenset[str]) -> Callable[[dict[str, Any]], bool]:
-    """Compile a ``$filter`` expression (eq/ne, startswith/endswith/contains, joined by and)."""
-    preds: list[Callable[[dict[str, Any]], bool]] = []
-    pos, end = 0, len(text)
-    while True:
-        m = _CLAUSE_RE.match(text, pos)
-        if not m:
-            raise ODataError(
-                400,
-                "BadRequest",
-                f"The query specified in the URI is not valid: unsupported $filter "
-                f"near position {pos}: {text[pos : pos + 40]!r}",
-            )
-        name = m["field"] or m["ffield"]
-        if name not in fields:
-            raise ODataError(
-                400, "BadRequest", f"Could not find a property named '{name}' in $filter."
-            )
-        if m["op"]:
-            value, neg = _odata_literal(m["value"]), m["op"] == "ne"
-            preds.append(lambda item, n=name, v=value, ng=neg: (item.get(n) == v) != ng)
-        else:
-            value, fn = _odata_literal(m["fvalue"]), m["fn"]
-            method = {"startswith": "startswith", "endswith": "endswith"}.get(fn)
-
-            def pred(
-                item: dict[str, Any], n: str = name, v: str = value, meth: str | None = method
-            ) -> bool:
-                got = item.get(n)
-                if not isinstance(got, str):
-                    return False
-                return getattr(got, meth)(v) if meth else v in got
-
-            preds.append(pred)
-        pos = m.end()
-        if pos >= end:
-            break
-        m_and = _AND_RE.match(text, pos)
-        if not m_and:
-            raise ODataError(
-                400,
-                "BadRequest",
-                f"The query specified in the URI is not valid: unsupported $filter "
-                f"near position {pos}: {text[pos : pos + 40]!r}",
-            )
-        pos = m_and.end()
-    return lambda item: all(p(item) for p in preds)
-
-
-def _parse_key(text: str) -> dict[str, str] | str:
-    """Parse an OData key ``('x')`` or ``(A='x',B='y')``; doubled quotes are unescaped."""
-    inner = text[1:-1]
-    m = _KEY_LITERAL_RE.match(inner)
-    if m:
-        return m[1].replace("''", "'")
-    pairs: dict[str, str] = {}
-    pos = 0
-    while pos < len(inner):
-        m = _KEY_PAIR_RE.match(inner, pos)
-        if not m or m.end() == pos:
-            raise ODataError(400, "BadRequest", f"Bad key segment: {text!r}")
-        pairs[m[1]] = m[2].replace("''", "'")
-        pos = m.end()
-    if not pairs:
-        raise ODataError(400, "BadRequest", f"Bad key segment: {text!r}")
-    return pairs
-
-
-def _int_param(params: dict[str, str], name: str) -> int | None:
-    raw = params.get(name)
-    if raw is None:
-        return None
-    try:
-        value = int(raw)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise ODataError(400, "BadRequest", f"Invalid value for {name}: {raw!r}")
-    return value
-
-
 class _Request:
     """Per-request state of a service request."""
 
@@ -361,12 +130,10 @@ class EmulatorApp:
         self._config_lock = threading.Lock()
         self._stats_lock = threading.Lock()
         self._served = _load_served(self.options.scale, self.options.version, self.options.seed)
-        self._fault_rng = random.Random(self.options.fault_seed)
+        self._gate = FaultGate(self.options.fault_seed, self._stats_lock)
         self._log: collections.deque[tuple[float, str]] = collections.deque(maxlen=REQUEST_LOG_SIZE)
         self._context_cache: dict[tuple[str, str], bytes] = {}
         self._reset_counters()
-        self._in_flight = 0
-        self._max_in_flight = 0
         self.admin = Starlette(
             routes=[
                 Route("/_emulator/stats", self._admin_stats, methods=["GET"]),
@@ -389,7 +156,7 @@ class EmulatorApp:
 
     def configure(self, **changes: Any) -> EmulatorOptions:
         """Change options at runtime; switching scale/version/seed swaps the dataset."""
-        changes = _coerce_options(changes)
+        changes = coerce_options(changes)
         with self._config_lock:
             new = dataclasses.replace(self.options, **changes)
             new.validate()
@@ -400,7 +167,7 @@ class EmulatorApp:
             ):
                 self._served = _load_served(new.scale, new.version, new.seed)
             if "fault_rate" in changes or "fault_seed" in changes:
-                self._fault_rng = random.Random(new.fault_seed)
+                self._gate.reseed(new.fault_seed)
             for key in changes:  # mutate in place: holders of .options see the change
                 setattr(self.options, key, getattr(new, key))
         return self.options
@@ -412,8 +179,8 @@ class EmulatorApp:
                 "total_requests": self._total,
                 "requests_by_endpoint": dict(self._by_endpoint),
                 "responses_by_status": dict(self._by_status),
-                "in_flight": self._in_flight,
-                "max_in_flight": self._max_in_flight,
+                "in_flight": self._gate.in_flight,
+                "max_in_flight": self._gate.max_in_flight,
                 "last_request_started_at": self._last_started,
             }
 
@@ -421,7 +188,7 @@ class EmulatorApp:
         """Zero the counters and clear the request log (in-flight requests stay counted)."""
         with self._stats_lock:
             self._reset_counters()
-            self._max_in_flight = self._in_flight
+            self._gate.reset_peak()
             self._log.clear()
 
     def request_log(self) -> list[tuple[float, str]]:
@@ -469,41 +236,13 @@ class EmulatorApp:
             self._last_started = req.started
         self._log.append((req.started, endpoint))
 
+        gate = self._gate
         try:
-            if options.token is not None and not (
-                req.auth is not None
-                and hmac.compare_digest(req.auth, b"Bearer " + options.token.encode())
-            ):
-                raise ODataError(
-                    401,
-                    "Unauthorized",
-                    "Authentication failed: a valid bearer token is required.",
-                    [(b"www-authenticate", b'Bearer error="invalid_token"')],
-                )
-            limit = options.max_concurrency
-            with self._stats_lock:
-                if limit is None or self._in_flight < limit:
-                    self._in_flight += 1
-                    self._max_in_flight = max(self._max_in_flight, self._in_flight)
-                    req.holds_slot = True
-            if not req.holds_slot:
-                raise ODataError(
-                    429,
-                    "TooManyRequests",
-                    "The request was throttled by service protection limits; retry later.",
-                    [(b"retry-after", _format_seconds(options.retry_after).encode())],
-                )
-            if scope["method"] == "POST":
-                await _drain(receive)
-            if options.latency_ms:
-                await asyncio.sleep(options.latency_ms / 1000)
-            if options.fault_rate and self._fault_rng.random() < options.fault_rate:
-                if self._fault_rng.random() < 0.5:
-                    raise ODataError(
-                        503,
-                        "ServiceUnavailable",
-                        "The service is temporarily unavailable. Please retry.",
-                    )
+            gate.admit(options, req.auth)  # 401, then 429 beyond max_concurrency
+            req.holds_slot = True
+            if gate.delays(options, req.method):  # most requests skip the coroutine
+                await gate.delay(options, req.method, receive)
+            if gate.fault(options):  # raises 503; True: drop the connection
                 await self._drop(req)
                 return
             served = self._served
@@ -532,8 +271,7 @@ class EmulatorApp:
         """Leave the in-flight count (once per request)."""
         if req.holds_slot:
             req.holds_slot = False
-            with self._stats_lock:
-                self._in_flight -= 1
+            self._gate.release()
 
     # -- responses ---------------------------------------------------------------------------------
     async def _send(
@@ -584,7 +322,7 @@ class EmulatorApp:
         if cached is None:
             if len(self._context_cache) > 1000:
                 self._context_cache.clear()
-            cached = orjson.dumps(_context_url(base, fragment))
+            cached = orjson.dumps(context_url(base, fragment))
             self._context_cache[key] = cached
         return cached
 
@@ -599,7 +337,16 @@ class EmulatorApp:
             ctx = self._context(req.base, name)
             parts = [b'{"@odata.context":' + ctx + b',"value":', *coll.array_chunks, b"}"]
         else:
-            parts = [self._query_body(coll, req, query.decode("latin-1"), options.page_size)]
+            body = query_body(
+                name,
+                coll.items,
+                coll.fields,
+                query.decode("latin-1"),
+                options.page_size,
+                req.base,
+                req.path,
+            )
+            parts = [body]
         if options.corrupt == "non_json":
             await self._send(req, 200, [_HTML_BODY], content_type=b"text/html; charset=utf-8")
             return
@@ -608,61 +355,10 @@ class EmulatorApp:
             parts = [body[: len(body) // 2]]
         await self._send(req, 200, parts)
 
-    def _query_body(
-        self, coll: _Collection, req: _Request, query: str, page_size: int | None
-    ) -> bytes:
-        """Body for a collection request with query options and/or server paging."""
-        pairs = parse_qsl(query, keep_blank_values=True)
-        params = dict(pairs)
-        items: list[dict[str, Any]] = coll.items
-        flt = params.get("$filter")
-        if flt:
-            pred = _parse_filter(flt, coll.fields)
-            items = [item for item in items if pred(item)]
-        skip = _int_param(params, "$skip")
-        top = _int_param(params, "$top")
-        if skip:
-            items = items[skip:]
-        if top is not None:
-            items = items[:top]
-        total = len(items)
-        fields: list[str] | None = None
-        if params.get("$select"):
-            fields = [f.strip() for f in params["$select"].split(",") if f.strip()]
-            bad = [f for f in fields if f not in coll.fields]
-            if bad:
-                raise ODataError(
-                    400,
-                    "BadRequest",
-                    f"Could not find a property named '{bad[0]}' on type "
-                    f"'Microsoft.Dynamics.Metadata.{coll.name[:-1]}'.",
-                )
-        next_link = None
-        if page_size is not None:
-            start = _int_param(params, "$skiptoken") or 0
-            items = items[start : start + page_size]
-            if start + page_size < total:
-                keep = [(k, v) for k, v in pairs if k != "$skiptoken"]
-                keep.append(("$skiptoken", str(start + page_size)))
-                query = urlencode(keep, quote_via=quote, safe="$,()")
-                next_link = f"{req.base}{req.path}?{query}"
-        if fields is not None:
-            items = [{f: item[f] for f in fields} for item in items]
-            fragment = f"{coll.name}({','.join(fields)})"
-        else:
-            fragment = coll.name
-        out: dict[str, Any] = {"@odata.context": _context_url(req.base, fragment)}
-        if params.get("$count") == "true":
-            out["@odata.count"] = total
-        out["value"] = items
-        if next_link:
-            out["@odata.nextLink"] = next_link
-        return orjson.dumps(out)
-
     async def _item(self, req: _Request, served: ServedDataset, name: str, key_text: str) -> None:
         if req.method != "GET":
             raise _method_not_allowed("GET")
-        key = _parse_key(key_text)
+        key = parse_key(key_text)
         if isinstance(key, dict):
             if set(key) != {"Name"}:
                 raise ODataError(400, "BadRequest", f"Bad key segment: {key_text!r}")
@@ -670,7 +366,7 @@ class EmulatorApp:
         item = served.collections[name].by_name.get(key)
         if item is None:
             raise ODataError(404, "NotFound", f"Resource not found for the segment '{name}'.")
-        ctx = _context_url(req.base, f"{name}/$entity")
+        ctx = context_url(req.base, f"{name}/$entity")
         await self._send(req, 200, [orjson.dumps({"@odata.context": ctx, **item})])
 
     async def _label(self, req: _Request, served: ServedDataset, key_text: str | None) -> None:
@@ -682,7 +378,7 @@ class EmulatorApp:
                 "BadRequest",
                 "Labels can only be read one at a time: Labels(Id='...',Language='...').",
             )
-        key = _parse_key(key_text)
+        key = parse_key(key_text)
         if not isinstance(key, dict) or "Id" not in key or set(key) - {"Id", "Language"}:
             raise ODataError(400, "BadRequest", f"Bad key segment: {key_text!r}")
         label_id = key["Id"]
@@ -752,18 +448,6 @@ def _admin_json(data: dict[str, Any], status: int = 200) -> Response:
     )
 
 
-def _context_url(base: str, fragment: str) -> str:
-    return f"{base}/Metadata/$metadata#{fragment}"
-
-
-async def _drain(receive: Receive) -> None:
-    """Read and discard a request body."""
-    while True:
-        message = await receive()
-        if message["type"] != "http.request" or not message.get("more_body"):
-            return
-
-
 def _method_not_allowed(allowed: str) -> ODataError:
     return ODataError(
         405,
@@ -771,8 +455,3 @@ def _method_not_allowed(allowed: str) -> ODataError:
         f"The requested resource does not support this HTTP method; use {allowed}.",
         [(b"allow", allowed.encode())],
     )
-
-
-def create_app(options: EmulatorOptions | None = None) -> EmulatorApp:
-    """Build the ASGI app for ``options`` (defaults: small scale, version 1, no faults)."""
-    return EmulatorApp(options)

@@ -15,8 +15,10 @@ from typing import Any
 
 import uvicorn
 
-from .app import DROP_FILTER, EmulatorApp, EmulatorOptions, _coerce_options
+from .app import EmulatorApp
 from .dataset import Dataset
+from .faults import DROP_FILTER
+from .options import EmulatorOptions, coerce_options
 
 __all__ = ["Emulator", "serve"]
 
@@ -83,7 +85,7 @@ class Emulator:
         **option_overrides: Any,
     ) -> None:
         _loopback_address(host)
-        options = EmulatorOptions(**_coerce_options({"scale": scale, **option_overrides}))
+        options = EmulatorOptions(**coerce_options({"scale": scale, **option_overrides}))
         self._app = EmulatorApp(options)
         self.host = host
         self.port = port

@@ -1,0 +1,99 @@
+"""The emulator's runtime options: the :class:`EmulatorOptions` fields, their ranges and the
+name/type checks that runtime changes (``configure``, the admin API, CLI flags) go through."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from .dataset import SCALES
+
+__all__ = ["CORRUPT_MODES", "EmulatorOptions", "coerce_options"]
+
+CORRUPT_MODES = ("non_json", "truncated")
+
+
+@dataclass
+class EmulatorOptions:
+    """Runtime behaviour of the emulator; every field can be changed while it runs.
+
+    scale/version/seed select the dataset; latency_ms delays each service request;
+    max_concurrency answers 429 + Retry-After (retry_after seconds) beyond K in-flight requests;
+    fault_rate is the per-request probability of a fault (half 503, half a dropped connection);
+    token requires ``Authorization: Bearer <token>``; page_size turns on server-driven paging;
+    corrupt ("non_json" | "truncated") breaks collection bodies.
+    """
+
+    scale: str = "small"
+    version: int = 1
+    seed: int = 365
+    latency_ms: float = 0.0
+    max_concurrency: int | None = None
+    retry_after: float = 1.0
+    fault_rate: float = 0.0
+    fault_seed: int = 365
+    token: str | None = None
+    page_size: int | None = None
+    corrupt: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.retry_after, str):  # "0.2" from a CLI flag or JSON
+            self.retry_after = float(self.retry_after)
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError when an option is out of range."""
+        if self.scale not in SCALES:
+            raise ValueError(f"unknown scale {self.scale!r}: expected one of {', '.join(SCALES)}")
+        if self.version not in (1, 2):
+            raise ValueError(f"unknown version {self.version!r}: expected 1 or 2")
+        if self.latency_ms < 0:
+            raise ValueError("latency_ms must be >= 0")
+        if self.max_concurrency is not None and self.max_concurrency < 1:
+            raise ValueError("max_concurrency must be >= 1 or None")
+        if self.retry_after < 0:
+            raise ValueError("retry_after must be >= 0")
+        if not 0.0 <= self.fault_rate <= 1.0:
+            raise ValueError("fault_rate must be between 0 and 1")
+        if self.page_size is not None and self.page_size < 1:
+            raise ValueError("page_size must be >= 1 or None")
+        if self.corrupt is not None and self.corrupt not in CORRUPT_MODES:
+            raise ValueError(f"corrupt must be None or one of {', '.join(CORRUPT_MODES)}")
+
+    def public_dict(self) -> dict[str, Any]:
+        """Options as JSON-able dict, with the token redacted."""
+        data = dataclasses.asdict(self)
+        data["token"] = None if self.token is None else "***"
+        return data
+
+
+_OPTION_TYPES: dict[str, tuple[type, ...]] = {
+    "scale": (str,),
+    "version": (int,),
+    "seed": (int,),
+    "latency_ms": (int, float),
+    "max_concurrency": (int, type(None)),
+    "retry_after": (int, float, str),
+    "fault_rate": (int, float),
+    "fault_seed": (int,),
+    "token": (str, type(None)),
+    "page_size": (int, type(None)),
+    "corrupt": (str, type(None)),
+}
+
+
+def coerce_options(changes: dict[str, Any]) -> dict[str, Any]:
+    """Check option names and types; ``retry_after`` may be a numeric string like "0.2"."""
+    unknown = set(changes) - set(_OPTION_TYPES)
+    if unknown:
+        raise ValueError(f"unknown emulator option(s): {', '.join(sorted(unknown))}")
+    out = {}
+    for key, value in changes.items():
+        types = _OPTION_TYPES[key]
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise ValueError(f"option {key} has invalid value {value!r}")
+        if key == "retry_after":
+            value = float(value)
+        out[key] = value
+    return out
