@@ -63,23 +63,9 @@ def main() -> None:
         print(f"emulator ({args.scale}, {args.latency_ms} ms latency) at {base_url}")
         with tempfile.TemporaryDirectory() as cache:
             httpx.post(f"{base_url}/_emulator/reset-stats")
-            sync_s, out, rss_mb = run_child(
-                [
-                    sys.executable,
-                    "-m",
-                    "d365sync_nb",
-                    "sync",
-                    "--base-url",
-                    base_url,
-                    "--cache-dir",
-                    cache,
-                    "--strategy",
-                    args.strategy,
-                    "--concurrency",
-                    str(args.concurrency),
-                    "--json",
-                ]
-            )
+            sync = [sys.executable, "-m", "d365sync_nb", "sync", "--json", "--base-url", base_url]
+            sync += ["--cache-dir", cache, "--strategy", args.strategy]
+            sync_s, out, rss_mb = run_child([*sync, "--concurrency", str(args.concurrency)])
             result = json.loads(out.strip().splitlines()[-1])
             requests = httpx.get(f"{base_url}/_emulator/stats").json()["total_requests"]
             size_mb = sum(p.stat().st_size for p in Path(cache).glob("*")) / 2**20

@@ -10,7 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from d365sync_nb.config import ConnectionSettings, resolve_settings
-from d365sync_nb.connection import Connection, connect
+from d365sync_nb.connection import (
+    Connection,
+    connect,
+    default_connection,
+    registry,
+    set_default_connection,
+)
 from d365sync_nb.errors import (
     ConfigurationError,
     D365AuthError,
@@ -22,17 +28,16 @@ from d365sync_nb.errors import (
     SessionConflictError,
     SessionNotFoundError,
 )
-from d365sync_nb.sync import (
+from d365sync_nb.models import (
     PhaseProgress,
     PhaseStatus,
     StartResult,
     SyncPhase,
     SyncSession,
-    SyncSessionManager,
     SyncStatus,
     SyncStrategy,
-    get_manager,
 )
+from d365sync_nb.sync import SyncSessionManager
 
 __version__ = "0.1.0"
 
@@ -71,6 +76,8 @@ __all__ = [
     "SyncStatus",
     "SyncStrategy",
     "connect",
-    "get_manager",
+    "default_connection",
+    "registry",
     "resolve_settings",
+    "set_default_connection",
 ]

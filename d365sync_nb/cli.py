@@ -8,29 +8,21 @@ import contextlib
 import json
 import signal
 import sys
-import time
 from collections.abc import Sequence
 from typing import Any
 
 from d365sync_nb import render
-from d365sync_nb.connection import Connection, connect
+from d365sync_nb.connection import (
+    Connection,
+    add_connection_arguments,
+    connect,
+    connect_from_args,
+)
 from d365sync_nb.errors import ConfigurationError, D365SyncError
 from d365sync_nb.models import STRATEGY_DESCRIPTIONS, SyncSession, SyncStatus
 
+HEARTBEAT_SECONDS = 10.0  # off a terminal (CI logs), a status line at least this often
 EXIT_CODES = {SyncStatus.COMPLETED: 0, SyncStatus.FAILED: 1, SyncStatus.CANCELLED: 130}
-
-
-def _connection_args(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument(
-        "--base-url", help="environment root, e.g. https://x.operations.dynamics.com"
-    )
-    group.add_argument("--profile", help="named profile from the profiles file")
-    group.add_argument("--demo", action="store_true", help="start the embedded emulator")
-    parser.add_argument("--scale", default="small", choices=["small", "realistic"])
-    parser.add_argument("--latency-ms", type=float, default=None)
-    parser.add_argument("--cache-dir", help="cache directory (default: user cache dir)")
-    parser.add_argument("--concurrency", type=int, default=None, help="requests in flight")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,10 +39,16 @@ def build_parser() -> argparse.ArgumentParser:
     emu.add_argument("--max-concurrency", type=int, default=None)
     emu.add_argument("--fault-rate", type=float, default=0.0)
     emu.add_argument("--page-size", type=int, default=None)
-    emu.add_argument("--version", type=int, default=1, dest="data_version")
+    emu.add_argument(
+        "--dataset-version",
+        type=int,
+        default=1,
+        choices=(1, 2),
+        help="which release of the emulated environment to serve (2: the 'upgraded' one)",
+    )
 
     sync = sub.add_parser("sync", help="run one sync session with live progress")
-    _connection_args(sync)
+    add_connection_arguments(sync, scale_default="small")
     strategies = "; ".join(f"{s.value}: {d}" for s, d in STRATEGY_DESCRIPTIONS.items())
     sync.add_argument("--strategy", default="full", help=f"one of: {strategies}")
     sync.add_argument("--version", dest="global_version_id", default=None)
@@ -58,13 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--json", action="store_true", help="end with one JSON line on stdout")
 
     hist = sub.add_parser("history", help="recorded sync sessions")
-    _connection_args(hist)
+    add_connection_arguments(hist, scale_default="small")
     hist.add_argument("--limit", type=int, default=20)
     hist.add_argument("--json", action="store_true")
 
     search = sub.add_parser("search", help="search the cached metadata")
     search.add_argument("text")
-    _connection_args(search)
+    add_connection_arguments(search, scale_default="small")
     search.add_argument("--limit", type=int, default=20)
     search.add_argument("--json", action="store_true")
 
@@ -75,71 +73,26 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--strategy", default="full")
 
     mcp = sub.add_parser("mcp", help="serve the five sync tools over MCP (stdio)")
-    _connection_args(mcp)
+    add_connection_arguments(mcp, scale_default="small")
     return parser
-
-
-def connect_from_args(args: argparse.Namespace) -> Connection:
-    """The connection named by the shared ``--base-url/--profile/--demo`` options."""
-    return connect(
-        base_url=args.base_url,
-        profile=args.profile,
-        demo=args.demo,
-        scale=args.scale,
-        latency_ms=args.latency_ms,
-        cache_dir=args.cache_dir,
-        concurrency=args.concurrency,
-    )
-
-
-class TerminalProgress:
-    """Live progress on stderr: one rewritten line on a terminal, periodic lines otherwise."""
-
-    def __init__(self, stream: Any = None, interval: float = 2.0) -> None:
-        self.stream = stream or sys.stderr
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.interval = interval
-        self._last = 0.0
-        self._phase: str | None = None
-
-    def __call__(self, session: SyncSession) -> None:
-        line = render.status_line(session)
-        phase = session.current_phase.value if session.current_phase else None
-        if self.tty:
-            self.stream.write("\r\033[K" + line)
-            self.stream.flush()
-            return
-        now = time.monotonic()
-        if phase != self._phase or now - self._last >= self.interval:
-            self._phase, self._last = phase, now
-            self.stream.write(line + "\n")
-            self.stream.flush()
-
-    def close(self) -> None:
-        if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
 
 
 def session_json(session: SyncSession) -> dict[str, Any]:
     """The ``--json`` result object."""
-    c = session.counts
     return {
         "session_id": session.session_id,
         "status": session.status.value,
         "strategy": session.strategy.value,
         "global_version_id": session.global_version_id,
         "duration_seconds": session.duration_seconds,
-        "counts": {
-            k: c.get(k, 0)
-            for k in ("data_entities", "public_entities", "actions", "enumerations", "labels")
-        },
+        "counts": {key: session.counts.get(key, 0) for key, _ in render.SUMMARY_COUNTS},
         "phases": {
             p.phase.value: {
                 "status": p.status.value,
                 "items_processed": p.items_processed,
                 "items_total": p.items_total,
                 "seconds": p.seconds,
+                "note": p.note,
             }
             for p in session.phases.values()
         },
@@ -156,7 +109,6 @@ async def run_sync(
     *,
     force: bool,
     as_json: bool,
-    quiet: bool = False,
 ) -> int:
     manager = conn.manager
     result = await manager.start(version, strategy, initiated_by="cli", force=force)
@@ -167,9 +119,8 @@ async def run_sync(
         return 0
     session_id = result.session_id
     print(f"{result.message} (session {session_id})", file=sys.stderr)
-    progress = TerminalProgress()
-    if not quiet:
-        manager.add_progress_callback(session_id, progress)
+    progress = render.ProgressPrinter(sys.stderr, heartbeat=HEARTBEAT_SECONDS)
+    manager.add_progress_callback(session_id, progress)
     loop = asyncio.get_running_loop()
     cancel_requested = False
     pending: list[asyncio.Future[bool]] = []
@@ -193,7 +144,7 @@ async def run_sync(
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
         progress.close()
-    print(render.session_report(session), file=sys.stderr)
+    progress(session)  # the phases not printed yet, then the outcome
     if as_json:
         print(json.dumps(session_json(session)))
     return EXIT_CODES.get(session.status, 1)
@@ -299,7 +250,7 @@ def _emulator(args: argparse.Namespace) -> int:
 
     options = EmulatorOptions(
         scale=args.scale,
-        version=args.data_version,
+        version=args.dataset_version,
         latency_ms=args.latency_ms,
         max_concurrency=args.max_concurrency,
         fault_rate=args.fault_rate,
@@ -315,9 +266,16 @@ def _emulator(args: argparse.Namespace) -> int:
 
 
 def _mcp(args: argparse.Namespace) -> int:
-    from d365sync_nb.mcp_server import serve_stdio
+    from d365sync_nb import mcp_server
+    from d365sync_nb.connection import registry
 
-    serve_stdio(args)
+    mcp_server.check_sdk()  # before an emulator starts
+    registry.set_open_options(cache_dir=args.cache_dir, concurrency=args.concurrency)
+    conn = connect_from_args(args)
+    try:
+        mcp_server.serve_stdio(conn, debug=args.debug)
+    finally:
+        conn.close()
     return 0
 
 

@@ -23,6 +23,7 @@ import platformdirs
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
 from d365sync_nb.errors import ConfigurationError
+from d365sync_nb.redaction import redact_url
 
 APP_NAME = "d365sync_nb"
 DEFAULT_CONCURRENCY = 16
@@ -75,9 +76,11 @@ def validate_base_url(url: str) -> str:
         parts = urlsplit(text)
         port = parts.port
     except ValueError as exc:
-        raise ConfigurationError(f"Malformed base URL {text!r} ({exc}): {example}") from None
+        raise ConfigurationError(
+            f"Malformed base URL {redact_url(text)!r} ({exc}): {example}"
+        ) from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigurationError(f"Malformed base URL {_redact(text)!r}: {example}")
+        raise ConfigurationError(f"Malformed base URL {redact_url(text)!r}: {example}")
     if parts.username or parts.password:
         raise ConfigurationError(
             "The base URL must not contain credentials; use D365FO_CLIENT_ID/SECRET instead"
@@ -92,13 +95,6 @@ def validate_base_url(url: str) -> str:
     if ":" in host:
         host = f"[{host}]"
     return f"{parts.scheme}://{host}{f':{port}' if port else ''}"
-
-
-def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password:
-        return url.replace(parts.password, "***")
-    return url
 
 
 def is_loopback_url(url: str) -> bool:
@@ -128,6 +124,21 @@ def load_profiles() -> dict[str, dict[str, object]]:
         raise ConfigurationError(f"Cannot read profiles file {path}: {exc}") from None
     profiles = data.get("profiles", {})
     return profiles if isinstance(profiles, dict) else {}
+
+
+def profile_secrets(profile: str) -> set[str]:
+    """The secrets a profile names (its ``client_secret`` and ``client_secret_env``'s value).
+
+    Raises ConfigurationError when the profiles file cannot be read: redaction fails closed.
+    """
+    entry = load_profiles().get(profile) or {}
+    if not isinstance(entry, dict):
+        return set()
+    found = {str(entry.get("client_secret") or "")}
+    variable = entry.get("client_secret_env")
+    if variable:
+        found.add(os.environ.get(str(variable), ""))
+    return found
 
 
 def resolve_settings(

@@ -1,13 +1,14 @@
 """Serve the five sync tools over MCP (stdio), with the official ``mcp`` SDK (version 2).
 
-``d365sync mcp [--profile NAME | --base-url URL | --demo]`` calls :func:`serve_stdio`. stdout
-carries the protocol; logs go to stderr. Sync sessions run as asyncio tasks on the server's
-event loop, so a session started by one tool call keeps running between calls.
+``d365sync mcp [--profile NAME | --base-url URL | --demo]`` connects, then calls
+:func:`serve_stdio` with that :class:`~d365sync_nb.connection.Connection`: it is the tools'
+default connection while the server runs. stdout carries the protocol; logs go to stderr.
+Sync sessions run as asyncio tasks on the server's event loop, so a session started by one
+tool call keeps running between calls; when the client goes away they are cancelled.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import functools
 import json
@@ -17,8 +18,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from d365sync_nb import tools
-from d365sync_nb.cli import connect_from_args
-from d365sync_nb.connection import Connection
+from d365sync_nb.connection import Connection, registry
 from d365sync_nb.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -46,26 +46,23 @@ def _import_sdk() -> Any:
     return mcpserver
 
 
-def build_server(connection: Connection | None = None) -> MCPServer:
-    """An MCP server exposing :data:`d365sync_nb.tools.TOOLS`.
+def build_server(connection: Connection) -> MCPServer:
+    """An MCP server exposing :data:`d365sync_nb.tools.TOOLS` on ``connection``.
 
-    ``connection`` (optional) becomes the tools' default connection while the server runs;
-    on shutdown, sessions still running are cancelled and per-profile connections closed.
+    ``connection`` is the tools' default connection while the server runs; on shutdown,
+    sessions still running are cancelled and connections opened per profile are closed.
     """
     mcpserver = _import_sdk()
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Any) -> AsyncIterator[dict[str, Any]]:
-        if connection is not None:
-            tools.set_default_connection(connection)
+        registry.set_default(connection)
         try:
             yield {}
         finally:
-            for conn in tools.open_connections():
-                for session in conn.manager.get_active_sessions():
-                    await conn.manager.cancel_sync_session(session.session_id)
-            tools.set_default_connection(None)
-            tools.close_connections()
+            await cancel_running()
+            registry.set_default(None)
+            registry.close_opened()
 
     from d365sync_nb import __version__
 
@@ -126,25 +123,20 @@ def _configure_logging(debug: bool) -> None:
     root.setLevel(logging.DEBUG if debug else logging.WARNING)
 
 
-def _connection(args: argparse.Namespace) -> Connection | None:
-    """The connection the options name; None when none does (tools then resolve per call)."""
-    tools.set_connection_options(
-        cache_dir=getattr(args, "cache_dir", None), concurrency=getattr(args, "concurrency", None)
-    )
-    if not (args.demo or args.profile or args.base_url):
-        return None
-    return connect_from_args(args)
+async def cancel_running() -> None:
+    """Cancel every session this process runs (the server is going away)."""
+    for manager in registry.managers():
+        for session in manager.get_active_sessions():
+            await manager.cancel_sync_session(session.session_id)
 
 
-def serve_stdio(args: argparse.Namespace) -> None:
-    """Serve the tools over stdio until the client disconnects."""
-    _configure_logging(getattr(args, "debug", False))
-    _import_sdk()  # a missing SDK fails before an emulator starts
-    connection = _connection(args)
-    if connection is not None:
-        log.info("serving %s", connection.describe())
-    try:
-        build_server(connection).run("stdio")
-    finally:
-        if connection is not None:
-            connection.close()
+def check_sdk() -> None:
+    """Raise ConfigurationError now when the SDK is missing (before an emulator starts)."""
+    _import_sdk()
+
+
+def serve_stdio(connection: Connection, *, debug: bool = False) -> None:
+    """Serve the tools over stdio on ``connection`` until the client disconnects."""
+    _configure_logging(debug)
+    log.info("serving %s", connection.summary_line())
+    build_server(connection).run("stdio")

@@ -215,22 +215,3 @@ class EnvironmentVersion(BaseModel):
         """Stable hash of the sorted (name, version) pairs: equal modules, equal metadata."""
         pairs = sorted(f"{m.name}={m.version}" for m in self.modules)
         return hashlib.sha256("\n".join(pairs).encode()).hexdigest()
-
-
-def collect_label_ids(
-    data_entities: list[DataEntity],
-    public_entities: list[PublicEntity],
-    enumerations: list[PublicEnumeration],
-) -> set[str]:
-    """Every distinct non-empty label id referenced by the three collections."""
-    ids: set[str] = set()
-    ids.update(e.label_id for e in data_entities if e.label_id)
-    for pe in public_entities:
-        if pe.label_id:
-            ids.add(pe.label_id)
-        ids.update(p.label_id for p in pe.properties if p.label_id)
-    for en in enumerations:
-        if en.label_id:
-            ids.add(en.label_id)
-        ids.update(m.label_id for m in en.members if m.label_id)
-    return ids

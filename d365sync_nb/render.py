@@ -1,13 +1,28 @@
-"""Plain-text rendering of sessions and tables, shared by the CLI and the notebook fallback."""
+"""Plain-text rendering of sessions and tables, shared by the CLI and the notebook fallback.
+
+The one place for text output: the counts a summary shows (:data:`SUMMARY_COUNTS`), a session's
+report (:func:`session_report`) and the live text progress of a session (:class:`ProgressPrinter`,
+the CLI's stderr and the notebook's text display alike).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, TextIO
 
-from d365sync_nb.models import PhaseStatus, SyncSession
+from d365sync_nb.models import PhaseStatus, SyncSession, SyncStatus
 
 BAR_WIDTH = 24
+# The counts a session summary shows, in order: (key of SyncSession.counts, label).
+SUMMARY_COUNTS: tuple[tuple[str, str], ...] = (
+    ("data_entities", "data entities"),
+    ("public_entities", "public entities"),
+    ("actions", "actions"),
+    ("enumerations", "enumerations"),
+    ("labels", "labels"),
+)
 STATUS_MARK = {
     PhaseStatus.PENDING: " ",
     PhaseStatus.RUNNING: ">",
@@ -17,6 +32,17 @@ STATUS_MARK = {
     PhaseStatus.SKIPPED: "-",
     PhaseStatus.REUSED: "↺",
 }
+_UNDERWAY = frozenset({PhaseStatus.PENDING, PhaseStatus.RUNNING})  # a phase that has not ended
+
+
+def summary_counts(counts: Mapping[str, int]) -> list[tuple[str, int]]:
+    """``(label, value)`` of each :data:`SUMMARY_COUNTS` entry present in ``counts``."""
+    return [(label, counts[key]) for key, label in SUMMARY_COUNTS if key in counts]
+
+
+def counts_text(counts: Mapping[str, int]) -> str:
+    """``100 data entities, 80 public entities, ...`` (the summary counts present)."""
+    return ", ".join(f"{value:,} {label}" for label, value in summary_counts(counts))
 
 
 def bar(percent: float, width: int = BAR_WIDTH) -> str:
@@ -48,6 +74,21 @@ def status_line(session: SyncSession) -> str:
     return "  ".join(parts)
 
 
+def session_sentence(session: SyncSession) -> str:
+    """One sentence on where a session stands (assistants and one-line displays)."""
+    if session.is_running:
+        phase = session.current_phase.value if session.current_phase else "starting"
+        eta = session.estimated_remaining_seconds
+        left = f", about {eta:.{0 if eta >= 10 else 1}f} s left" if eta is not None else ""
+        return f"Running: {session.progress_percent:.0f}% done, phase '{phase}'{left}."
+    took = f"{session.duration_seconds:.1f} s"
+    if session.status == SyncStatus.COMPLETED:
+        return f"Completed in {took}."
+    if session.status == SyncStatus.CANCELLED:
+        return f"Cancelled after {took}."
+    return f"Failed after {took}: {session.error or 'no error recorded'}"
+
+
 def phase_lines(session: SyncSession) -> list[str]:
     lines = []
     for p in session.phases.values():
@@ -56,10 +97,14 @@ def phase_lines(session: SyncSession) -> list[str]:
             items += f"/{p.items_total:,}"
         mark = STATUS_MARK[p.status]
         secs = fmt_seconds(p.seconds) if p.seconds is not None else ""
+        if p.status == PhaseStatus.REUSED:  # fetched nothing: its note says what it reused
+            items = secs = ""
         line = (
             f" {mark} {p.phase.value:<13} {bar(p.percent, 16)} {p.status.value:<9}"
             f" {items:>15} {secs:>6}"
         )
+        if p.note:
+            line += f"  {p.note}"
         if p.error:
             line += f"  {p.error}"
         lines.append(line.rstrip())
@@ -68,27 +113,94 @@ def phase_lines(session: SyncSession) -> list[str]:
 
 def session_report(session: SyncSession) -> str:
     """Multi-line report: header, phases, outcome."""
+    lines = outcome_lines(session)
+    lines[1:1] = phase_lines(session)
+    return "\n".join(lines)
+
+
+def outcome_lines(session: SyncSession, *, phase_errors_shown: bool = False) -> list[str]:
+    """The report without its phase lines: header, note, counts and error (the error is left out
+    when ``phase_errors_shown`` and a phase line already carries it)."""
     head = (
         f"Session {session.session_id}  {session.strategy.value}  "
         f"version {session.global_version_id}  {session.status.value}  "
         f"{fmt_seconds(session.duration_seconds)}"
     )
-    lines = [head, *phase_lines(session)]
+    lines = [head]
     if session.message:
         lines.append(f"Note: {session.message}")
-    if session.counts:
-        c = session.counts
-        lines.append(
-            "Counts: "
-            + ", ".join(
-                f"{k.replace('_', ' ')} {c[k]:,}"
-                for k in ("data_entities", "public_entities", "actions", "enumerations", "labels")
-                if k in c
-            )
-        )
-    if session.error:
+    counts = summary_counts(session.counts)
+    if counts:
+        lines.append("Counts: " + ", ".join(f"{label} {value:,}" for label, value in counts))
+    in_phase = phase_errors_shown and any(p.error for p in session.phases.values())
+    if session.error and not in_phase:
         lines.append(f"Error: {session.error}")
-    return "\n".join(lines)
+    return lines
+
+
+class ProgressPrinter:
+    """Text progress of one session, fed its snapshots (call it, or :meth:`update`).
+
+    Deterministic for a given outcome (nbval compares it): one line per phase, in phase order,
+    once that phase has ended, then the outcome lines. On a terminal it also keeps one status
+    line, rewritten in place, below them. :meth:`close` ends that line. Elsewhere (a CI log),
+    ``heartbeat`` seconds (if given) without a line print the status line, so a long phase is
+    not silent.
+    """
+
+    def __init__(self, stream: TextIO | None = None, *, heartbeat: float | None = None) -> None:
+        self.stream = stream if stream is not None else sys.stdout
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.heartbeat = None if self.tty else heartbeat
+        self.finished = False
+        self._printed = 0
+        self._live = False
+        self._last_line = time.monotonic()
+
+    def __call__(self, session: SyncSession) -> None:
+        self.update(session)
+
+    def update(self, session: SyncSession) -> None:
+        """Print what has newly ended (everything left, and the outcome, once final)."""
+        if self.finished:
+            return
+        phases = list(session.phases.values())
+        final = session.status.is_final
+        lines: list[str] = []
+        ended = 0
+        while self._printed + ended < len(phases) and (
+            final or phases[self._printed + ended].status not in _UNDERWAY
+        ):
+            ended += 1
+        if ended:
+            lines = phase_lines(session)[self._printed : self._printed + ended]
+            self._printed += ended
+        if final:
+            lines += outcome_lines(session, phase_errors_shown=True)
+            self.finished = True
+        elif not lines and self.heartbeat is not None:
+            if time.monotonic() - self._last_line >= self.heartbeat:
+                lines = [status_line(session)]
+        self._write(lines, None if final else status_line(session))
+
+    def close(self) -> None:
+        """End the live status line (a terminal's cursor goes back to column 0)."""
+        self._write([], None)
+
+    def _write(self, lines: list[str], live: str | None) -> None:
+        text = ""
+        if self.tty and self._live and (lines or live is None):
+            text += "\r\033[K"
+            self._live = False
+        text += "".join(line + "\n" for line in lines)
+        if lines:
+            self._last_line = time.monotonic()
+        if self.tty and live is not None:
+            text += "\r\033[K" + live
+            self._live = True
+        if text:
+            self.stream.write(text)
+            self.stream.flush()
 
 
 def table(rows: Sequence[dict[str, Any]], columns: Iterable[str] | None = None) -> str:

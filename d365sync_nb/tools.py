@@ -1,35 +1,44 @@
 """The five assistant tools: start, follow, cancel, list and review sync sessions.
 
 Each tool is an ``async def`` returning a JSON-ready dict. Failure is a value, never an
-exception: ``{"success": False, "error": ..., "tool": ..., "arguments": ...}``. The tools are a
-thin surface over :class:`~d365sync_nb.sync.manager.SyncSessionManager`; the MCP server
+exception: ``{"success": False, "error": ..., "tool": ..., "arguments": ...}``, and every answer
+is redacted with the secrets of the connections involved. The tools are a thin surface over
+:class:`~d365sync_nb.sync.manager.SyncSessionManager`; the MCP server
 (:mod:`d365sync_nb.mcp_server`) serves the same functions with the metadata in :data:`TOOLS`.
 
 Which environment a call talks to: ``profile`` names a connection profile; without one, the
-connection bound with :func:`set_default_connection` / :func:`use_connection`, else the
-``D365FO_*`` environment variables. Connections are cached, so each environment keeps one
-manager (and a demo emulator is started once).
+default connection (:func:`d365sync_nb.connection.set_default_connection`, bound by the MCP
+server or a notebook), else the ``D365FO_*`` variables
+(:class:`~d365sync_nb.connection.Registry`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import inspect
 import logging
-import os
-import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field
 
-from d365sync_nb.config import load_profiles
-from d365sync_nb.connection import Connection, connect
-from d365sync_nb.errors import ConfigurationError, D365SyncError, SessionNotFoundError
-from d365sync_nb.models import STRATEGY_DESCRIPTIONS, SyncSession, SyncStatus, SyncStrategy
+from d365sync_nb import render
+from d365sync_nb.connection import registry
+from d365sync_nb.errors import (
+    ConfigurationError,
+    D365SyncError,
+    SessionConflictError,
+    SessionNotFoundError,
+)
+from d365sync_nb.models import (
+    STRATEGY_DESCRIPTIONS,
+    SyncSession,
+    SyncStatus,
+    SyncStrategy,
+    iso,
+)
+from d365sync_nb.redaction import redact
 
 log = logging.getLogger(__name__)
 
@@ -78,79 +87,10 @@ _FIND_SESSIONS = (
     "d365fo_list_sync_sessions lists the running sessions, d365fo_get_sync_history the "
     "recorded ones"
 )
-
-
-# -- connections ---------------------------------------------------------------------------
-class _Connections:
-    """The default connection (bound by a caller) and connections opened per profile."""
-
-    def __init__(self) -> None:
-        self.default: Connection | None = None
-        self.opened: dict[str | None, Connection] = {}
-        self.options: dict[str, Any] = {}
-        self.lock = threading.Lock()
-
-    def get(self, profile: str | None) -> Connection:
-        with self.lock:
-            default = self.default
-            if default is not None and (profile is None or default.settings.profile == profile):
-                return default
-            conn = self.opened.get(profile)
-            if conn is None:
-                conn = connect(profile=profile, **self.options)
-                self.opened[profile] = conn
-            return conn
-
-    def all(self) -> list[Connection]:
-        with self.lock:
-            conns = list(self.opened.values())
-            if self.default is not None and self.default not in conns:
-                conns.append(self.default)
-            return conns
-
-
-_connections = _Connections()
-
-
-def set_default_connection(conn: Connection | None) -> None:
-    """Bind the tools' ``profile=None`` calls to ``conn`` (``None``: back to ``D365FO_*``)."""
-    _connections.default = conn
-
-
-@contextlib.contextmanager
-def use_connection(conn: Connection) -> Iterator[Connection]:
-    """``with use_connection(conn):`` bind the default connection, restoring it afterwards."""
-    previous = _connections.default
-    _connections.default = conn
-    try:
-        yield conn
-    finally:
-        _connections.default = previous
-
-
-def set_connection_options(
-    *, cache_dir: str | Path | None = None, concurrency: int | None = None
-) -> None:
-    """Cache directory and concurrency for connections the tools open per profile."""
-    _connections.options = {"cache_dir": cache_dir, "concurrency": concurrency}
-
-
-def get_connection(profile: str | None = None) -> Connection:
-    """The connection a tool call with this ``profile`` uses (opened and cached on first use)."""
-    return _connections.get(profile)
-
-
-def open_connections() -> list[Connection]:
-    """Every connection the tools hold: the bound default and those opened per profile."""
-    return _connections.all()
-
-
-def close_connections() -> None:
-    """Forget connections opened per profile (stopping any emulator they own)."""
-    with _connections.lock:
-        conns, _connections.opened = list(_connections.opened.values()), {}
-    for conn in conns:
-        conn.close()
+_RUNNING_ALREADY = (
+    "d365fo_list_sync_sessions shows the running session; follow it with "
+    "d365fo_get_sync_progress or stop it with d365fo_cancel_sync"
+)
 
 
 # -- the five tools ------------------------------------------------------------------------
@@ -174,6 +114,8 @@ def _tool(fn: ToolFn) -> ToolFn:
             answer = await fn(*bound.args, **bound.kwargs)
         except SessionNotFoundError as exc:
             answer = _failure(name, arguments, f"{exc}. {_FIND_SESSIONS}")
+        except SessionConflictError as exc:
+            answer = _failure(name, arguments, f"{exc}. {_RUNNING_ALREADY}")
         except D365SyncError as exc:
             answer = _failure(name, arguments, str(exc))
         except Exception as exc:
@@ -184,7 +126,11 @@ def _tool(fn: ToolFn) -> ToolFn:
                 f"Internal error ({type(exc).__name__}: {exc}); this is a bug, the server log "
                 "has the details",
             )
-        return _redact(answer, _secrets(arguments.get("profile")))
+        try:
+            secrets = registry.secrets(arguments.get("profile"))
+        except D365SyncError as exc:  # fail closed: an answer we cannot redact is withheld
+            return _failure(name, {}, f"Answer withheld: cannot collect secrets to redact ({exc})")
+        return redact(answer, secrets)
 
     return call
 
@@ -196,7 +142,7 @@ async def d365fo_start_sync(
     profile: Profile = None,
 ) -> Result:
     """Start a background sync session; ``session_id`` is None when already up to date."""
-    conn = get_connection(profile)
+    conn = registry.connection(profile)
     result = await conn.manager.start(
         global_version_id, SyncStrategy.parse(strategy), initiated_by=INITIATED_BY
     )
@@ -234,11 +180,11 @@ async def d365fo_start_sync(
 @_tool
 async def d365fo_get_sync_progress(session_id: SessionId, profile: Profile = None) -> Result:
     """Full detail and a short summary of a running or finished session."""
-    manager = get_connection(profile).manager
+    manager = registry.connection(profile).manager
     session = manager.get_sync_session(_session_id(session_id))
     return {
         "success": True,
-        "message": describe(session),
+        "message": render.session_sentence(session),
         "summary": session.summary(),
         "session": session.to_dict(),
     }
@@ -247,7 +193,7 @@ async def d365fo_get_sync_progress(session_id: SessionId, profile: Profile = Non
 @_tool
 async def d365fo_cancel_sync(session_id: SessionId, profile: Profile = None) -> Result:
     """Cancel a running session and wait until it has stopped."""
-    manager = get_connection(profile).manager
+    manager = registry.connection(profile).manager
     sid = _session_id(session_id)
     stopped = await manager.cancel_sync_session(sid)
     session = manager.get_sync_session(sid)
@@ -271,11 +217,11 @@ async def d365fo_cancel_sync(session_id: SessionId, profile: Profile = None) -> 
 @_tool
 async def d365fo_list_sync_sessions(profile: Profile = None) -> Result:
     """Sessions running now, with status, percent, phase and ETA."""
-    conn = get_connection(profile)
+    conn = registry.connection(profile)
     active = conn.manager.get_active_sessions()
     if active:
         text = f"{len(active)} sync session(s) running: " + "; ".join(
-            f"{s.session_id}: {describe(s)}" for s in active
+            f"{s.session_id}: {render.session_sentence(s)}" for s in active
         )
     else:
         text = "No sync session is running."
@@ -298,7 +244,7 @@ async def d365fo_get_sync_history(limit: Limit = 20, profile: Profile = None) ->
     """Recent sessions, newest first, with success/failure counts and average duration."""
     requested = _integer(limit, "limit")
     used = min(MAX_HISTORY, max(1, requested))
-    conn = get_connection(profile)
+    conn = registry.connection(profile)
     history = conn.manager.get_session_history(limit=used)
     answer: Result = {
         "success": True,
@@ -306,7 +252,7 @@ async def d365fo_get_sync_history(limit: Limit = 20, profile: Profile = None) ->
         "limit": used,
         "history": [_history_row(s) for s in history],
         "total_count": len(history),
-        "recorded_count": conn.manager.store.count_sessions(),
+        "recorded_count": conn.manager.store.history.count(),
         "summary": _history_summary(history),
     }
     if used != requested:
@@ -381,25 +327,10 @@ TOOLS: tuple[ToolSpec, ...] = (
 
 
 # -- helpers -------------------------------------------------------------------------------
-def describe(session: SyncSession) -> str:
-    """One sentence on where a session stands."""
-    if session.is_running:
-        phase = session.current_phase.value if session.current_phase else "starting"
-        eta = session.estimated_remaining_seconds
-        left = f", about {eta:.{0 if eta >= 10 else 1}f} s left" if eta is not None else ""
-        return f"Running: {session.progress_percent:.0f}% done, phase '{phase}'{left}."
-    took = f"{session.duration_seconds:.1f} s"
-    if session.status == SyncStatus.COMPLETED:
-        return f"Completed in {took}."
-    if session.status == SyncStatus.CANCELLED:
-        return f"Cancelled after {took}."
-    return f"Failed after {took}: {session.error or 'no error recorded'}"
-
-
 def _history_row(session: SyncSession) -> dict[str, Any]:
     return {
         **session.summary(),
-        "completed_at": session.completed_at.isoformat() if session.completed_at else None,
+        "completed_at": iso(session.completed_at),
         "counts": session.counts,
         "requests": session.requests,
         "error": session.error,
@@ -422,7 +353,7 @@ def _history_summary(history: list[SyncSession]) -> dict[str, Any]:
             if finished
             else None
         ),
-        "last_successful_sync_at": last_ok.isoformat() if last_ok else None,
+        "last_successful_sync_at": iso(last_ok),
     }
 
 
@@ -445,48 +376,12 @@ def _failure(tool: str, arguments: dict[str, Any], error: str) -> Result:
     return {"success": False, "error": error, "tool": tool, "arguments": arguments}
 
 
-def _secrets(profile: str | None) -> set[str]:
-    """Secret strings this call could have touched: env, open connections, the profile's."""
-    found = {os.environ.get("D365FO_CLIENT_SECRET") or ""}
-    for conn in open_connections():
-        if conn.settings.client_secret is not None:
-            found.add(conn.settings.client_secret.get_secret_value())
-    if profile:
-        with contextlib.suppress(Exception):
-            entry = load_profiles().get(profile) or {}
-            if isinstance(entry, dict):
-                found.add(str(entry.get("client_secret") or ""))
-                found.add(os.environ.get(str(entry.get("client_secret_env") or ""), ""))
-    return {s for s in found if len(s) >= 4}
-
-
-def _redact(value: Any, secrets: set[str]) -> Any:
-    if not secrets:
-        return value
-    if isinstance(value, str):
-        for secret in secrets:
-            value = value.replace(secret, "***")
-        return value
-    if isinstance(value, dict):
-        return {k: _redact(v, secrets) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_redact(v, secrets) for v in value]
-    return value
-
-
 __all__ = [
     "TOOLS",
     "ToolSpec",
-    "close_connections",
     "d365fo_cancel_sync",
     "d365fo_get_sync_history",
     "d365fo_get_sync_progress",
     "d365fo_list_sync_sessions",
     "d365fo_start_sync",
-    "describe",
-    "get_connection",
-    "open_connections",
-    "set_connection_options",
-    "set_default_connection",
-    "use_connection",
 ]

@@ -67,9 +67,9 @@ def expected(emu: Emulator) -> dict[str, int]:
 
 def visible_counts(manager: SyncSessionManager, version_id: int) -> dict[str, int]:
     """Counts of the build a reader sees now, recomputed from the tables."""
-    version = manager.store.get_version(version_id)
+    version = manager.store.builds.get_version(version_id)
     assert version is not None and version["current_build_id"] is not None
-    counts = manager.store.build_counts(version["current_build_id"])
+    counts = manager.store.builds.counts(version["current_build_id"])
     return {k: counts[k] for k in COUNT_KEYS}
 
 
@@ -80,3 +80,14 @@ async def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached before the deadline")
         await asyncio.sleep(0.01)
+
+
+async def poll(call: Callable[[], Any], until: Callable[[Any], bool], timeout: float = 20.0) -> Any:
+    """Await ``call()`` until its answer satisfies ``until``; fail with the last answer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = await call()
+        if until(answer):
+            return answer
+        assert time.monotonic() < deadline, f"condition not met in {timeout} s: {answer}"
+        await asyncio.sleep(0.02)

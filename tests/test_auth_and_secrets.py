@@ -100,3 +100,51 @@ async def test_secret_never_leaks(monkeypatch, tmp_path, caplog, emulator):
     texts += [s.model_dump_json() for s in manager.get_session_history(limit=10)]
     assert not any(SECRET in t for t in texts)
     manager.store.close()
+
+
+class SlowCredential(FakeCredential):
+    """A sync credential that takes a while (as a real token request does)."""
+
+    def get_token(self, *scopes: str, **kwargs: object) -> AccessToken:
+        time.sleep(0.2)
+        return super().get_token(*scopes, **kwargs)
+
+
+def test_token_refresh_is_shared_across_event_loops():
+    """Two loops on two threads ask at once: one credential call, both get the token; a forced
+    refresh from a third loop works too (an asyncio.Lock bound to the first loop would not)."""
+    import asyncio
+    import threading
+
+    from d365sync_nb.d365.auth import TokenProvider
+
+    credential = SlowCredential(["token-1", "token-2"])
+    provider = TokenProvider(credential, "https://contoso.operations.dynamics.com")
+    got: list[str] = []
+    start = threading.Barrier(2)
+
+    def on_own_loop() -> None:
+        start.wait()
+        got.append(asyncio.run(provider.token()))
+
+    threads = [threading.Thread(target=on_own_loop) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert got == ["token-1", "token-1"]
+    assert len(credential.calls) == 1
+    refreshed = asyncio.run(provider.token(force_refresh=True, stale="token-1"))
+    assert refreshed == "token-2" and len(credential.calls) == 2
+    # a 401 on a token another request already replaced does not refresh again
+    assert asyncio.run(provider.token(force_refresh=True, stale="token-1")) == "token-2"
+    assert len(credential.calls) == 2
+
+
+def test_malformed_url_never_echoes_its_password():
+    from d365sync_nb.errors import ConfigurationError
+
+    for url in (f"https://user:{SECRET}@contoso.com:99999", f"ftp://user:{SECRET}@contoso.com"):
+        with pytest.raises(ConfigurationError) as info:
+            resolve_settings(base_url=url)
+        assert SECRET not in str(info.value) and "***" in str(info.value)

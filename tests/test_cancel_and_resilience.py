@@ -14,7 +14,7 @@ import pytest
 
 from d365sync_nb.errors import D365Error, SessionConflictError
 from d365sync_nb.models import PhaseStatus, SyncPhase, SyncStatus
-from d365sync_nb.store.cache import store_path
+from d365sync_nb.store import store_path
 from tests.conftest import expected, visible_counts, wait_for
 
 
@@ -40,9 +40,9 @@ async def test_cancel_during_labels_stops_requests_and_keeps_previous_version(
     assert final.error is None
     assert manager.get_active_sessions() == []
     assert visible_counts(manager, base.global_version_id) == before
-    version = manager.store.get_version(base.global_version_id)
+    version = manager.store.builds.get_version(base.global_version_id)
     assert not version["has_labels"]
-    builds = manager.store._rows("SELECT id FROM builds")
+    builds = manager.store.db.rows("SELECT id FROM builds")
     assert [b["id"] for b in builds] == [version["current_build_id"]]
     # history, read back from SQLite by a fresh manager
     again = make_manager(emulator.base_url).get_sync_session(sid)
@@ -162,8 +162,8 @@ async def test_killed_process_leaves_previous_version_and_marks_session_interrup
     assert session.status == SyncStatus.FAILED
     assert "interrupted" in session.error
     assert visible_counts(fresh, base.global_version_id) == before
-    version = fresh.store.get_version(base.global_version_id)
-    builds = fresh.store._rows("SELECT id FROM builds")
+    version = fresh.store.builds.get_version(base.global_version_id)
+    builds = fresh.store.db.rows("SELECT id FROM builds")
     assert [b["id"] for b in builds] == [version["current_build_id"]]
 
 

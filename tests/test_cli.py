@@ -11,6 +11,9 @@ import time
 
 import pytest
 
+from d365sync_nb.models import PHASES
+from d365sync_nb.render import SUMMARY_COUNTS
+
 
 def d365sync(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -29,20 +32,8 @@ def test_sync_json_then_history_and_search(emulator, tmp_path):
     want = emulator.dataset.expected_counts()
     assert result["status"] == "completed" and result["error"] is None
     assert result["strategy"] == "full" and result["global_version_id"] == 1
-    assert result["counts"] == {
-        k: want[k]
-        for k in ("data_entities", "public_entities", "actions", "enumerations", "labels")
-    }
-    assert set(result["phases"]) == {
-        "initializing",
-        "version_check",
-        "entities",
-        "schemas",
-        "enumerations",
-        "labels",
-        "indexing",
-        "finalizing",
-    }
+    assert result["counts"] == {key: want[key] for key, _ in SUMMARY_COUNTS}
+    assert list(result["phases"]) == [p.value for p in PHASES]
     assert result["phases"]["labels"]["items_processed"] == want["label_ids"]
     assert result["duration_seconds"] > 0
 

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +19,7 @@ from mcp.types import CallToolResult
 from d365sync_nb import connect
 from d365sync_nb.emulator import build_dataset
 from d365sync_nb.models import SyncStatus, SyncStrategy
+from tests.conftest import poll
 
 FIVE = {
     "d365fo_start_sync",
@@ -58,20 +56,6 @@ def data(result: CallToolResult) -> dict[str, Any]:
     assert result.structured_content is not None, result
     assert json.loads(result.content[0].text) == result.structured_content
     return result.structured_content
-
-
-async def poll(
-    fetch: Callable[[], Awaitable[dict[str, Any]]],
-    until: Callable[[dict[str, Any]], bool],
-    timeout: float = 20,
-) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        answer = await fetch()
-        if until(answer):
-            return answer
-        assert time.monotonic() < deadline, f"condition not met in {timeout} s: {answer}"
-        await asyncio.sleep(0.05)
 
 
 async def progress(client: Client, session_id: str) -> dict[str, Any]:

@@ -120,3 +120,31 @@ async def test_wait_and_cancel_from_another_threads_loop(emulator, make_manager)
     await asyncio.to_thread(thread.join, 30)
     assert outcome == {"cancelled": True, "final": SyncStatus.CANCELLED}
     assert final.status == SyncStatus.CANCELLED
+
+
+async def test_a_failed_save_is_logged_and_noted_never_swallowed(emulator, make_manager, caplog):
+    """A progress snapshot the cache refuses is logged and noted on the session; a refused
+    final record keeps the true outcome readable from memory."""
+    import sqlite3
+
+    manager = make_manager(emulator.base_url)
+    real_save = manager.store.history.save
+    calls = {"n": 0}
+
+    def flaky_save(session: SyncSession) -> None:
+        calls["n"] += 1
+        if calls["n"] == 3 or session.status.is_final:
+            raise sqlite3.OperationalError("disk I/O error")
+        real_save(session)
+
+    manager.store.history.save = flaky_save  # type: ignore[method-assign]
+    result = await manager.start(strategy="full_without_labels")
+    final = await manager.wait(result.session_id)
+    assert final.status == SyncStatus.COMPLETED
+    assert "progress snapshot(s) were not saved (disk I/O error)" in (final.message or "")
+    assert "final state was not saved" in (final.message or "")
+    assert "a progress snapshot was not saved" in caplog.text
+    assert "its final state was not saved" in caplog.text
+    again = manager.get_sync_session(result.session_id)
+    assert again.status == SyncStatus.COMPLETED  # not the stale 'running' row
+    assert manager.get_session_history(limit=1)[0].status == SyncStatus.COMPLETED

@@ -26,9 +26,18 @@ async def test_full_sync_counts_equal_dataset(emulator, make_manager):
     labels = session.phases[SyncPhase.LABELS]
     assert labels.items_processed == labels.items_total == want["label_ids"]
     assert session.progress_percent == 100.0
+    # honest items: the version check counts its 3 requests, phases without items show none
+    check = session.phases[SyncPhase.VERSION_CHECK]
+    assert (check.items_processed, check.items_total) == (3, 3)
+    assert f"version {session.global_version_id}: " in check.note and "modules" in check.note
+    for phase in (SyncPhase.INITIALIZING, SyncPhase.FINALIZING):
+        assert session.phases[phase].items_total is None, phase
+    assert session.phases[SyncPhase.INDEXING].items_processed > 0
+    assert session.started_at <= session.phases[SyncPhase.INITIALIZING].started_at
+    assert check.started_at <= session.phases[SyncPhase.ENTITIES].started_at
     # every field of a data entity made it into the cache
     name = emulator.dataset.data_entities[0]["Name"]
-    row = manager.store._rows("SELECT * FROM data_entities WHERE name = ?", (name,))[0]
+    row = manager.store.db.rows("SELECT * FROM data_entities WHERE name = ?", (name,))[0]
     src = emulator.dataset.data_entities[0]
     assert row["public_entity_name"] == src["PublicEntityName"]
     assert row["entity_category"] == src["EntityCategory"]
@@ -57,7 +66,7 @@ async def test_full_without_labels_skips_labels(emulator, make_manager):
     assert session.phases[SyncPhase.LABELS].status == PhaseStatus.SKIPPED
     assert emulator.stats()["requests_by_endpoint"].get("Labels", 0) == 0
     assert session.counts["public_entities"] == expected(emulator)["public_entities"]
-    version = manager.store.get_version(session.global_version_id)
+    version = manager.store.builds.get_version(session.global_version_id)
     assert version["has_metadata"] and not version["has_labels"]
 
 
@@ -67,7 +76,7 @@ async def test_entities_only_keeps_cached_schemas(emulator, make_manager):
     assert first.phases[SyncPhase.SCHEMAS].status == PhaseStatus.SKIPPED
     assert first.counts["data_entities"] == expected(emulator)["data_entities"]
     assert first.counts["public_entities"] == 0
-    version = manager.store.get_version(first.global_version_id)
+    version = manager.store.builds.get_version(first.global_version_id)
     assert not version["has_metadata"]  # schemas are missing: not up to date for full syncs
     assert (await manager.start(strategy="full_without_labels")).session_id is not None
     await manager.wait(manager.latest_session_id())
@@ -90,7 +99,17 @@ async def test_labels_only_needs_metadata_then_fetches_labels(emulator, make_man
     assert by_endpoint.get("PublicEntities", 0) == 0
     assert by_endpoint["Labels"] == expected(emulator)["label_ids"]
     assert session.counts["labels"] == expected(emulator)["labels"]
-    assert session.phases[SyncPhase.ENTITIES].status == PhaseStatus.COMPLETED  # copied
+    build = manager.store.history.load(limit=2)[1]  # the full_without_labels session
+    assert build.status == SyncStatus.COMPLETED
+    for phase in (SyncPhase.ENTITIES, SyncPhase.SCHEMAS, SyncPhase.ENUMERATIONS):
+        reused = session.phases[phase]
+        assert reused.status == PhaseStatus.REUSED, phase  # copied from the cache, not fetched
+        assert reused.note.startswith("reused ") and " from build " in reused.note
+        assert reused.items_processed == 0
+    assert session.phases[SyncPhase.LABELS].status == PhaseStatus.COMPLETED
+    # learned weights come from phases that did work, never from reused ones
+    learned = manager.store.history.phase_seconds("labels_only")
+    assert "labels" in learned and "entities" not in learned and "schemas" not in learned
 
 
 async def test_incremental_fetches_only_missing_labels_for_a_new_version(emulator, make_manager):
@@ -112,6 +131,21 @@ async def test_incremental_fetches_only_missing_labels_for_a_new_version(emulato
     )
 
 
+async def test_forced_incremental_with_everything_cached_reuses_every_phase(emulator, make_manager):
+    manager = make_manager(emulator.base_url)
+    await run(manager, "full")
+    emulator.reset_stats()
+    session = await run(manager, "incremental", force=True)
+    assert session.status == SyncStatus.COMPLETED, session.error
+    assert emulator.stats()["total_requests"] == 3 == session.requests  # the version check
+    for phase in (SyncPhase.ENTITIES, SyncPhase.SCHEMAS, SyncPhase.ENUMERATIONS):
+        assert session.phases[phase].status == PhaseStatus.REUSED, phase
+    labels = session.phases[SyncPhase.LABELS]
+    assert labels.status == PhaseStatus.REUSED
+    assert labels.note == f"all {expected(emulator)['label_ids']:,} labels reused from the cache"
+    assert visible_counts(manager, session.global_version_id) == expected(emulator)
+
+
 async def test_incremental_on_an_up_to_date_version_is_a_clear_answer(emulator, make_manager):
     manager = make_manager(emulator.base_url)
     await run(manager, "full")
@@ -122,10 +156,14 @@ async def test_incremental_on_an_up_to_date_version_is_a_clear_answer(emulator, 
     assert emulator.stats()["requests_by_endpoint"].get("Labels", 0) == 0
 
 
-async def test_up_to_date_then_force(emulator, make_manager):
+async def test_up_to_date_then_force(emulator, make_manager, caplog):
+    import gc
+
     manager = make_manager(emulator.base_url)
     await run(manager, "full")
     assert await manager.start_sync_session(strategy="full") is None
+    gc.collect()  # the version check's client was closed, not left to the collector
+    assert "Unclosed" not in caplog.text
     forced = await run(manager, "full", force=True)
     assert forced.status == SyncStatus.COMPLETED
 
@@ -153,7 +191,14 @@ async def test_sharing_mode_makes_no_metadata_requests(make_manager, tmp_path):
         await run(make_manager(a_url), "full")
         b = make_manager(b_url)
         session = await run(b, "sharing_mode")
-        assert session.requests == 0
+        assert session.requests == 3  # the version check only
+        for phase in (SyncPhase.ENTITIES, SyncPhase.SCHEMAS, SyncPhase.ENUMERATIONS):
+            shared = session.phases[phase]
+            assert shared.status == PhaseStatus.REUSED, phase
+            assert "from the cache of" in shared.note and shared.note.startswith("copied ")
+        labels = session.phases[SyncPhase.LABELS]
+        assert labels.status == PhaseStatus.REUSED
+        assert labels.note.startswith(f"copied {expected(b_emu)['label_ids']:,} labels")
         by_endpoint = b_emu.stats()["requests_by_endpoint"]
         assert by_endpoint.get("GetInstalledModules") == 1  # the version check only
         for endpoint in ("DataEntities", "PublicEntities", "PublicEnumerations", "Labels"):
@@ -253,7 +298,7 @@ async def test_cancel_at_finalize_leaves_a_consistent_cache(emulator, make_manag
     assert cancels
     await cancels[0]
     visible = visible_counts(manager, base.global_version_id)
-    version = manager.store.get_version(base.global_version_id)
+    version = manager.store.builds.get_version(base.global_version_id)
     if final.status == SyncStatus.COMPLETED:  # the cancel came after the commit
         assert visible == expected(emulator) and version["has_labels"]
     else:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -13,8 +11,9 @@ from typing import Any
 import pytest
 
 from d365sync_nb import connect, tools
-from d365sync_nb.connection import Connection
+from d365sync_nb.connection import Connection, default_connection, registry
 from d365sync_nb.models import SyncStrategy
+from tests.conftest import poll
 
 Answer = dict[str, Any]
 FIVE = [
@@ -40,27 +39,14 @@ async def demo(tmp_path: Path) -> AsyncIterator[Connection]:
     """An emulator (5 ms per request) bound as the tools' default connection."""
     conn = connect(demo=True, scale="small", cache_dir=tmp_path / "cache", latency_ms=5)
     try:
-        with tools.use_connection(conn):
+        with default_connection(conn):
             yield conn
     finally:
-        for conn_ in [conn, *tools.open_connections()]:
+        for conn_ in [conn, *registry.connections()]:
             for session in conn_.manager.get_active_sessions():
                 await conn_.manager.cancel_sync_session(session.session_id)
-        tools.close_connections()
+        registry.close_opened()
         conn.close()
-
-
-async def poll(
-    call: Callable[[], Awaitable[Answer]], until: Callable[[Answer], bool], timeout: float = 20
-) -> Answer:
-    """Call until the answer satisfies ``until``; fail with the last answer at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        answer = await call()
-        if until(answer):
-            return answer
-        assert time.monotonic() < deadline, f"condition not met in {timeout} s: {answer}"
-        await asyncio.sleep(0.02)
 
 
 async def run_to_end(session_id: str, profile: str | None = None) -> Answer:
@@ -283,13 +269,13 @@ async def test_no_default_connection_uses_environment(
         started = await tools.d365fo_start_sync()
         assert started["success"], started
         assert started["environment"] == conn.settings.base_url
-        env_conn = tools.get_connection()
-        assert env_conn is tools.get_connection()  # opened once, cached
-        assert env_conn.manager is conn.manager  # one manager per environment and cache
+        env_conn = registry.connection()
+        assert env_conn is registry.connection()  # opened once, cached
+        assert env_conn.settings.base_url == conn.settings.base_url  # the D365FO_* environment
         done = await run_to_end(started["session_id"])
         assert done["summary"]["status"] == "completed"
     finally:
-        tools.close_connections()
+        registry.close_opened()
         conn.close()
 
 
@@ -346,7 +332,7 @@ async def test_no_secret_in_any_response(
     # success paths: the profile holds a secret and reaches the same environment and cache
     started = await tools.d365fo_start_sync(profile="demo")
     assert started["success"], started
-    assert tools.get_connection("demo").manager is demo.manager
+    assert registry.connection("demo").settings.base_url == demo.settings.base_url
     answers.append(started)
     answers.append(await run_to_end(started["session_id"], profile="demo"))
     for profile in ("demo", "from_env", None):

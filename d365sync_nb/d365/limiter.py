@@ -15,7 +15,6 @@ class AdaptiveLimiter:
         self.max_limit = max_limit
         self.limit = max_limit
         self.in_flight = 0
-        self.peak_in_flight = 0
         self._successes = 0
         self._cond = asyncio.Condition()
 
@@ -23,7 +22,6 @@ class AdaptiveLimiter:
         async with self._cond:
             await self._cond.wait_for(lambda: self.in_flight < self.limit)
             self.in_flight += 1
-            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         return self
 
     async def __aexit__(

@@ -4,33 +4,30 @@
 
     from d365sync_nb.notebook import connect, start, progress, cancel, sessions, history
     connect(demo=True); start(wait=True); history()
+
+Layout: :mod:`.magics` routes ``%d365sync NAME`` to ``commands/NAME.py`` (its options and its
+function, re-exported here); :mod:`.config` is the one ``D365Sync`` config; :mod:`.state` the
+notebook's connection, loop and live panels; :mod:`.panel` and :mod:`.dashboard` the widgets;
+:mod:`.waiting` a cell that waits for a session; text output is :mod:`d365sync_nb.render`.
 """
 
 from __future__ import annotations
 
 from d365sync_nb.notebook import charts, tables
-from d365sync_nb.notebook.api import (
-    ConnectionInfo,
-    SessionInterrupted,
-    cancel,
-    connect,
-    get_connection,
-    get_panel,
-    get_session,
-    history,
-    panel,
-    phases,
-    progress,
-    search,
-    sessions,
-    start,
-    timeline,
-)
-from d365sync_nb.notebook.context import context
+from d365sync_nb.notebook.commands.cancel import cancel
+from d365sync_nb.notebook.commands.connect import ConnectionInfo, connect
+from d365sync_nb.notebook.commands.history import history
+from d365sync_nb.notebook.commands.panel import panel
+from d365sync_nb.notebook.commands.phases import phases
+from d365sync_nb.notebook.commands.progress import progress
+from d365sync_nb.notebook.commands.search import search
+from d365sync_nb.notebook.commands.sessions import sessions
+from d365sync_nb.notebook.commands.start import start
+from d365sync_nb.notebook.commands.timeline import timeline
+from d365sync_nb.notebook.config import D365Sync
 from d365sync_nb.notebook.extension import load_ipython_extension, unload_ipython_extension
-from d365sync_nb.notebook.magics import D365Sync
-
-options = context.options
+from d365sync_nb.notebook.state import get_connection, get_panel, get_session
+from d365sync_nb.notebook.waiting import SessionInterrupted
 
 __all__ = [
     "ConnectionInfo",
@@ -44,7 +41,6 @@ __all__ = [
     "get_session",
     "history",
     "load_ipython_extension",
-    "options",
     "panel",
     "phases",
     "progress",

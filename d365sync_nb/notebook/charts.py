@@ -20,6 +20,7 @@ STATUS_COLORS = {
     "failed": "#c62828",
     "cancelled": "#f9a825",
     "skipped": "#bdbdbd",
+    "reused": "#a5c6a7",
 }
 PHASE_COLORS = dict(
     zip(

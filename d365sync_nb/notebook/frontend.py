@@ -79,3 +79,10 @@ def ensure_figure_display() -> None:
     from IPython.core.pylabtools import select_figure_formats
 
     select_figure_formats(shell, {"png"}, bbox_inches="tight")
+
+
+def show(obj: Any) -> None:
+    """Display ``obj`` in the running cell (IPython's ``display``)."""
+    from IPython.display import display
+
+    display(obj)

@@ -11,22 +11,24 @@ Structure and CSS classes (stable; browser tests select on them)::
         HBox  .d365sync-phase .d365sync-phase-<phase> .d365sync-status-<phase status>
           Label .d365sync-phase-name
           FloatProgress .d365sync-phase-bar
-          HTML  .d365sync-phase-text      status · items · seconds (· error)
+          HTML  .d365sync-phase-text      status · items · seconds (· note); reused: its note
       HTML  .d365sync-current             current phase and item while running
       HBox  .d365sync-actions
         Button .d365sync-cancel           disabled once the session has ended
       HTML  .d365sync-summary             counts and duration, or the error in red
 
-The widgets are built once; each snapshot updates them under ``hold_sync`` (one message per
-widget that changed). Snapshots arrive on the manager's loop; the Cancel button's callback may
-arrive on another thread (ipykernel 7 subshells) and hops onto the loop.
+The widgets are built once; every snapshot received updates them under ``hold_sync`` (one
+message per widget that changed). The manager's progress reporter is the one throttle (at most
+every ``D365Sync.throttle_interval`` seconds within a phase, always on transitions). Snapshots
+arrive on the manager's loop; the Cancel button's callback may arrive on another thread
+(ipykernel 7 subshells) and hops onto the loop.
 """
 
 from __future__ import annotations
 
 import contextlib
 import html
-import time
+from collections import OrderedDict
 from typing import Any
 
 import ipywidgets as widgets
@@ -58,14 +60,12 @@ SESSION_BAR_STYLE = {
     SyncStatus.CANCELLED: "warning",
 }
 SKIPPED_COLOR = "#d0d0d0"
+REUSED_COLOR = "#a5c6a7"  # grey-green: done, from the cache
+# Phase bars drawn in their own colour rather than a bar_style.
+PHASE_BAR_COLOR = {PhaseStatus.SKIPPED: SKIPPED_COLOR, PhaseStatus.REUSED: REUSED_COLOR}
 ERROR_COLOR = "#c62828"
 STATUS_CLASS_PREFIX = "d365sync-status-"
-SUMMARY_COUNTS = (
-    ("data_entities", "data entities"),
-    ("public_entities", "public entities"),
-    ("enumerations", "enumerations"),
-    ("labels", "labels"),
-)
+MAX_PANELS = 32  # live panels kept per notebook (running ones are never dropped)
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -135,25 +135,25 @@ class PhaseRow:
             return  # never repaint a failed bar (tqdm's rule)
         self.bar.value = p.percent
         self.bar.bar_style = PHASE_BAR_STYLE[status]
-        if status == PhaseStatus.SKIPPED:
-            self.bar.style.bar_color = SKIPPED_COLOR
+        self.bar.style.bar_color = PHASE_BAR_COLOR.get(status)
         set_status_class(self.box, status.value)
         self.text.value = self._text(p)
         self.text.tooltip = p.error
 
     @staticmethod
     def _text(p: PhaseProgress) -> str:
-        if p.status in (PhaseStatus.PENDING, PhaseStatus.SKIPPED):
-            return p.status.value
         parts = [p.status.value]
-        items = f"{p.items_processed:,}"
-        if p.items_total is not None:
-            items += f"/{p.items_total:,}"
-        parts.append(items)
-        if p.status == PhaseStatus.RUNNING and p.items_per_second:
-            parts.append(f"{p.items_per_second:,.0f}/s")
-        elif p.seconds is not None:
-            parts.append(fmt_duration(p.seconds))
+        if p.status not in (PhaseStatus.PENDING, PhaseStatus.SKIPPED, PhaseStatus.REUSED):
+            items = f"{p.items_processed:,}"
+            if p.items_total is not None:
+                items += f"/{p.items_total:,}"
+            parts.append(items)
+            if p.status == PhaseStatus.RUNNING and p.items_per_second:
+                parts.append(f"{p.items_per_second:,.0f}/s")
+            elif p.seconds is not None:
+                parts.append(fmt_duration(p.seconds))
+        if p.note:
+            parts.append(p.note)
         text = html.escape(" · ".join(parts))
         if p.status == PhaseStatus.FAILED:  # the error itself is in the summary (and tooltip)
             text = f'<span style="color:{ERROR_COLOR}">{text}</span>'
@@ -168,17 +168,12 @@ class SessionPanel:
         manager: SyncSessionManager,
         bridge: LoopBridge,
         session: SyncSession,
-        *,
-        throttle: float = 0.1,
     ) -> None:
         self.manager = manager
         self.bridge = bridge
         self.session_id = session.session_id
-        self.throttle = throttle
         self.session = session
         self.bound = False
-        self._painted = 0.0
-        self._phase_states: tuple[PhaseStatus, ...] = ()
         self._rate = Smoothed()
         self._eta = Smoothed()
         self._build()
@@ -211,20 +206,7 @@ class SessionPanel:
             [self.header, overall, phases, self.current, actions, self.summary]
         )
         self.widget.add_class("d365sync-panel").add_class(f"d365sync-session-{self.session_id}")
-        self._all: tuple[widgets.Widget, ...] = (
-            overall_name,
-            overall,
-            phases,
-            actions,
-            *(w for row in self.rows.values() for w in (row.name, *row.widgets)),
-            self.header,
-            self.overall_bar,
-            self.overall_text,
-            self.current,
-            self.cancel_button,
-            self.summary,
-            self.widget,
-        )
+        # the widgets a snapshot may change (painted under hold_sync), then every widget
         self._updatable: tuple[widgets.DOMWidget, ...] = (
             self.widget,
             self.header,
@@ -235,6 +217,8 @@ class SessionPanel:
             self.summary,
             *(w for row in self.rows.values() for w in row.widgets),
         )
+        static = (overall_name, overall, phases, actions, *(r.name for r in self.rows.values()))
+        self._all: tuple[widgets.Widget, ...] = (*static, *self._updatable)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
         data = self.widget._repr_mimebundle_(**kwargs) or {}
@@ -270,21 +254,15 @@ class SessionPanel:
             w.close()
 
     def on_snapshot(self, session: SyncSession) -> None:
-        """Progress callback: repaint at most every ``throttle`` seconds, always on transitions."""
-        states = tuple(p.status for p in session.phases.values())
-        final = session.status.is_final
-        now = time.monotonic()
-        if final or states != self._phase_states or now - self._painted >= self.throttle:
-            self.paint(session)
-        if final:
+        """Progress callback: paint the snapshot (the manager throttles how often it comes)."""
+        self.paint(session)
+        if session.status.is_final:
             self.unbind()
 
     # -- painting --------------------------------------------------------------------------
     def paint(self, session: SyncSession) -> None:
         """Update every widget from one snapshot (one sync message per changed widget)."""
         self.session = session
-        self._painted = time.monotonic()
-        self._phase_states = tuple(p.status for p in session.phases.values())
         with contextlib.ExitStack() as stack:
             for w in self._updatable:
                 stack.enter_context(w.hold_sync())
@@ -338,9 +316,7 @@ class SessionPanel:
     def _summary(s: SyncSession) -> str:
         took = fmt_duration(s.duration_seconds)
         if s.status == SyncStatus.COMPLETED:
-            counts = ", ".join(
-                f"{s.counts[key]:,} {label}" for key, label in SUMMARY_COUNTS if key in s.counts
-            )
+            counts = render.counts_text(s.counts)
             requests = f" ({s.requests:,} requests)" if s.requests else ""
             return html.escape(f"Completed in {took}: {counts}{requests}")
         where = f" in phase {s.current_phase.value}" if s.current_phase else ""
@@ -363,3 +339,25 @@ class SessionPanel:
         self.cancel_button.disabled = True
         self.cancel_button.description = "Cancelling…"
         self.bridge.spawn(self.manager.cancel_sync_session(self.session_id))
+
+
+def live_panel(
+    panels: OrderedDict[str, SessionPanel],
+    manager: SyncSessionManager,
+    bridge: LoopBridge,
+    session_id: str,
+) -> SessionPanel:
+    """The live panel of a session, one per session in ``panels`` (the notebook's), shared by
+    every display of it; past :data:`MAX_PANELS` the oldest unbound panels are forgotten."""
+    panel = panels.get(session_id)
+    if panel is not None and panel.manager is manager:
+        panels.move_to_end(session_id)
+        return panel
+    panel = SessionPanel(manager, bridge, manager.get_sync_session(session_id))
+    panels[session_id] = panel
+    while len(panels) > MAX_PANELS:
+        oldest = next(iter(panels))
+        if panels[oldest].bound:
+            break
+        del panels[oldest]
+    return panel

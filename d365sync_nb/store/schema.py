@@ -5,9 +5,13 @@ Metadata rows carry a ``build_id``: a sync writes a new build beside the current
 join through ``current_build_id``, so a failed, cancelled or killed sync is never visible.
 Labels are a dictionary shared across versions (keyed by id and language); a build stages
 the labels it fetches and merges them in at finalize, so they too appear all at once or never.
+
+``SCHEMA`` is the current schema (new files get it as is); ``MIGRATIONS[v]`` lists the SQL steps
+that bring a file of version ``v - 1`` to ``v``. To add version 3: change ``SCHEMA``, append the
+steps as ``MIGRATIONS[3]`` and set ``SCHEMA_VERSION = 3``.
 """
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 PRAGMA journal_mode = WAL;
@@ -189,9 +193,19 @@ CREATE TABLE IF NOT EXISTS session_phases (
     completed_at TEXT,
     error TEXT,
     weight REAL,
+    note TEXT,
     PRIMARY KEY (session_id, phase)
 ) WITHOUT ROWID;
 """
+
+# Steps from version v - 1 to v, run in one transaction (with the version bump) when a file opens.
+MIGRATIONS: dict[int, list[str]] = {
+    2: [
+        "ALTER TABLE session_phases ADD COLUMN note TEXT",
+        # SyncStatus.PENDING is gone; a 'pending' row was treated as running, so it is one
+        "UPDATE sessions SET status = 'running' WHERE status = 'pending'",
+    ],
+}
 
 # Tables whose rows belong to a build.
 BUILD_TABLES: tuple[str, ...] = (

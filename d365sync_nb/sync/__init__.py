@@ -1,25 +1,8 @@
-"""Sync sessions: models, plan, runner, manager."""
+"""Running sync sessions: the plan per strategy, the phase runner, progress, and the manager.
 
-from d365sync_nb.models import (
-    PhaseProgress,
-    PhaseStatus,
-    StartResult,
-    SyncPhase,
-    SyncSession,
-    SyncStatus,
-    SyncStrategy,
-)
+The models live in :mod:`d365sync_nb.models`; :class:`SyncSessionManager` is the entry point.
+"""
+
 from d365sync_nb.sync.manager import SyncSessionManager
-from d365sync_nb.sync.registry import get_manager
 
-__all__ = [
-    "PhaseProgress",
-    "PhaseStatus",
-    "StartResult",
-    "SyncPhase",
-    "SyncSession",
-    "SyncSessionManager",
-    "SyncStatus",
-    "SyncStrategy",
-    "get_manager",
-]
+__all__ = ["SyncSessionManager"]

@@ -1,17 +1,19 @@
 """The session manager: starts, tracks, cancels and records sync sessions of one environment.
 
-One manager per environment serves every surface (notebook, tools/MCP, CLI). Sessions run as
-asyncio tasks on the loop that started them (``wait`` and ``cancel_sync_session`` work from any
-other loop too); history is persisted in the environment's cache.
+One manager per cache file serves every surface of a process (the registry in
+:mod:`d365sync_nb.connection` owns it). The manager orchestrates: it checks a start request,
+runs the first two phases (initializing, version check) while the caller waits, then hands the
+session to a :class:`~d365sync_nb.sync.runner.SessionRunner` task on the caller's loop. ``wait``
+and ``cancel_sync_session`` work from any loop; history is persisted in the environment's cache.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import httpx
@@ -19,18 +21,10 @@ import httpx
 from d365sync_nb.config import ConnectionSettings
 from d365sync_nb.d365.auth import TokenCredential, TokenProvider, make_credential
 from d365sync_nb.d365.client import D365MetadataClient
-from d365sync_nb.errors import (
-    ConfigurationError,
-    D365SyncError,
-    SessionConflictError,
-    SessionNotFoundError,
-)
+from d365sync_nb.errors import ConfigurationError, SessionConflictError, SessionNotFoundError
 from d365sync_nb.metadata import EnvironmentVersion
 from d365sync_nb.models import (
     DEFAULT_PHASE_WEIGHTS,
-    PHASES,
-    PhaseProgress,
-    PhaseStatus,
     StartResult,
     SyncPhase,
     SyncSession,
@@ -38,18 +32,22 @@ from d365sync_nb.models import (
     SyncStrategy,
     utcnow,
 )
-from d365sync_nb.store.cache import LIVE_SESSIONS, MetadataStore, find_shared_build, store_path
-from d365sync_nb.sync.plan import SharingSource, make_plan, needs_sync
+from d365sync_nb.store import LIVE_SESSIONS, MetadataStore, find_shared_build, store_path
+from d365sync_nb.sync.plan import SharingSource, SyncPlan, make_plan, needs_sync
 from d365sync_nb.sync.progress import CallbackHub, ProgressCallback, ProgressReporter
 from d365sync_nb.sync.runner import SessionRunner
 
 log = logging.getLogger(__name__)
 
 INTERRUPTED = "interrupted: the process running this session stopped before it finished"
+MAX_VERSION_ID = 2**63 - 1  # SQLite's largest integer
+VERSION_REQUESTS = 3  # GetInstalledModules, GetApplicationVersion, GetPlatformBuildVersion
 
 
 @dataclass
 class _Running:
+    """A session and the task running it (on the loop that started it)."""
+
     session: SyncSession
     task: asyncio.Task[None]
 
@@ -57,7 +55,7 @@ class _Running:
     def loop(self) -> asyncio.AbstractEventLoop:
         return self.task.get_loop()
 
-    def elsewhere(self) -> bool:
+    def on_other_loop(self) -> bool:
         """True when called from a loop other than the one the session runs on."""
         return asyncio.get_running_loop() is not self.loop
 
@@ -71,7 +69,6 @@ class SyncSessionManager:
         *,
         credential: TokenCredential | None = None,
         transport_factory: Any = None,
-        notify_interval: float = 0.1,
         client_options: dict[str, Any] | None = None,
     ) -> None:
         self.settings = settings
@@ -79,14 +76,18 @@ class SyncSessionManager:
         self._tokens = TokenProvider(cred, settings.base_url) if cred is not None else None
         self._transport_factory = transport_factory
         self._client_options = client_options or {}
-        self._notify_interval = notify_interval
-        cache_dir = settings.resolved_cache_dir()
-        self.store = MetadataStore(store_path(cache_dir, settings.environment_name))
-        self.interrupted_sessions = self.store.mark_interrupted(INTERRUPTED)
-        self.store.discard_orphan_builds()
+        self.store = MetadataStore(
+            store_path(settings.resolved_cache_dir(), settings.environment_name)
+        )
+        self.interrupted_sessions = self.store.history.mark_interrupted(INTERRUPTED)
+        self.store.builds.discard_orphans()
+        self.closed = False
+        self._close_when_idle = False
         self._running: dict[str, _Running] = {}
+        self._unsaved: dict[str, SyncSession] = {}  # ended, but the cache refused the record
         self._hub = CallbackHub()
         self._saves: set[asyncio.Future[None]] = set()
+        self._save_failures: dict[str, list[BaseException]] = {}
         self._starting: set[int] = set()
 
     def __repr__(self) -> str:
@@ -95,15 +96,23 @@ class SyncSessionManager:
             f"cache={str(self.store.path)!r}, running={len(self._running)})"
         )
 
+    @property
+    def notify_interval(self) -> float:
+        """Least seconds between two progress snapshots of a session within a phase."""
+        return self._hub.interval
+
+    @notify_interval.setter
+    def notify_interval(self, seconds: float) -> None:
+        if not seconds >= 0:
+            raise ConfigurationError(f"notify_interval must be 0 or more seconds, not {seconds}")
+        self._hub.interval = float(seconds)
+
     def new_client(self) -> D365MetadataClient:
         transport: httpx.AsyncBaseTransport | None = (
             self._transport_factory() if self._transport_factory else None
         )
         return D365MetadataClient.from_settings(
-            self.settings,
-            token_provider=self._tokens,
-            transport=transport,
-            **self._client_options,
+            self.settings, token_provider=self._tokens, transport=transport, **self._client_options
         )
 
     # -- version -----------------------------------------------------------------------
@@ -111,7 +120,7 @@ class SyncSessionManager:
         """Ask the environment for its modules; return the cached version id for them."""
         async with self.new_client() as client:
             env = await client.get_environment_version()
-        version_id = await self.store.run(self.store.upsert_version, env)
+        version_id = await self.store.run(self.store.builds.upsert_version, env)
         return version_id, env
 
     # -- start -------------------------------------------------------------------------
@@ -123,27 +132,86 @@ class SyncSessionManager:
         *,
         force: bool = False,
     ) -> StartResult:
-        """Start a session (detecting the version when none is given) or say it is up to date.
+        """Start a session (detecting the version) or say it is already up to date.
 
-        Raises ConfigurationError for bad arguments, SessionConflictError when a session is
-        already running for the version, and D365Error when the environment cannot be reached.
+        The initializing and version-check phases run while the caller waits; the rest runs
+        as a task. Raises ConfigurationError for bad arguments, SessionConflictError when a
+        session is already running for the version, and D365Error when the environment
+        cannot be reached (no session is recorded then).
         """
         strategy = SyncStrategy.parse(strategy)
-        if global_version_id is not None:
-            global_version_id = _as_version_id(global_version_id)
-            if self.store.get_version(global_version_id) is None:
-                known = ", ".join(str(v["id"]) for v in self.store.list_versions()) or "none yet"
+        if self.closed:
+            raise ConfigurationError("This connection was closed; connect again to sync")
+        session = SyncSession(
+            session_id=str(uuid.uuid4()),
+            environment=self.settings.base_url,
+            strategy=strategy,
+            initiated_by=initiated_by,
+        )
+        reporter = ProgressReporter(session, self._hub)
+        reporter.begin(SyncPhase.INITIALIZING)
+        requested = None if global_version_id is None else self._known_version(global_version_id)
+        self._apply_weights(session)
+        reporter.end(SyncPhase.INITIALIZING)
+        client = self.new_client()  # the session's client: version check, then the runner
+        try:
+            version_id, env = await self._check_version(reporter, client)
+            if requested is not None and requested != version_id:
                 raise ConfigurationError(
-                    f"Unknown global version {global_version_id} (known: {known}); "
-                    "omit the version to detect it from the environment"
+                    f"Version {requested} is not what the environment runs now (its modules "
+                    f"are version {version_id}); omit the version or pass {version_id}"
                 )
-        version_id, env = await self.detect_version()
-        if global_version_id is not None and global_version_id != version_id:
+            session.global_version_id = version_id
+            self._check_not_running(version_id)
+            self._starting.add(version_id)  # no await between the checks and this line
+            try:
+                return await self._start_version(session, reporter, client, env, force)
+            finally:
+                self._starting.discard(version_id)
+        finally:
+            if session.session_id not in self._running:  # up to date, or refused: no task
+                await client.aclose()
+
+    async def start_sync_session(
+        self,
+        global_version_id: int | None = None,
+        strategy: str | SyncStrategy = SyncStrategy.FULL,
+        initiated_by: str = "user",
+        *,
+        force: bool = False,
+    ) -> str | None:
+        """The seed's API: the new session's id, or None when already up to date."""
+        result = await self.start(global_version_id, strategy, initiated_by, force=force)
+        return result.session_id
+
+    def _known_version(self, value: Any) -> int:
+        version_id = _as_version_id(value)
+        if self.store.builds.get_version(version_id) is None:
+            known = ", ".join(str(v["id"]) for v in self.store.builds.list_versions()) or "none yet"
             raise ConfigurationError(
-                f"Version {global_version_id} is not what the environment runs now "
-                f"(its modules are version {version_id}); omit the version or pass {version_id}"
+                f"Unknown global version {version_id} (known: {known}); "
+                "omit the version to detect it from the environment"
             )
-        for other in self.store.running_elsewhere():
+        return version_id
+
+    async def _check_version(
+        self, reporter: ProgressReporter, client: D365MetadataClient
+    ) -> tuple[int, EnvironmentVersion]:
+        """The version-check phase: ask the environment which modules it runs."""
+        phase = SyncPhase.VERSION_CHECK
+        reporter.begin(phase, total=VERSION_REQUESTS, item="GetInstalledModules")
+        env = await client.get_environment_version()
+        reporter.advance(phase, VERSION_REQUESTS)
+        version_id = await self.store.run(self.store.builds.upsert_version, env)
+        reporter.end(
+            phase,
+            note=f"version {version_id}: {len(env.modules)} modules, application "
+            f"{env.application_version or 'unknown'}",
+        )
+        return version_id, env
+
+    def _check_not_running(self, version_id: int) -> None:
+        for other in self.store.history.running_elsewhere():
             if other["global_version_id"] == version_id:
                 raise SessionConflictError(
                     f"Session {other['session_id']} is already syncing version {version_id} "
@@ -158,24 +226,22 @@ class SyncSessionManager:
                 )
         if version_id in self._starting:
             raise SessionConflictError(
-                f"A session for version {version_id} is being started right now; follow it "
-                "(d365fo_list_sync_sessions / get_active_sessions) instead of starting another"
+                f"A session for version {version_id} is being started right now; follow that "
+                "one instead of starting another"
             )
-        self._starting.add(version_id)  # no await between the checks above and this line
-        try:
-            return await self._start_version(version_id, env, strategy, initiated_by, force)
-        finally:
-            self._starting.discard(version_id)
 
     async def _start_version(
         self,
-        version_id: int,
+        session: SyncSession,
+        reporter: ProgressReporter,
+        client: D365MetadataClient,
         env: EnvironmentVersion,
-        strategy: SyncStrategy,
-        initiated_by: str,
         force: bool,
     ) -> StartResult:
-        version = self.store.get_version(version_id)
+        version_id = session.global_version_id
+        assert version_id is not None
+        strategy = session.strategy
+        version = self.store.builds.get_version(version_id)
         if not force and not needs_sync(strategy, version):
             synced = version["synced_at"] if version else None
             return StartResult(
@@ -189,10 +255,39 @@ class SyncSessionManager:
                     f"for '{strategy}' (synced {synced}); pass force=True to sync it again"
                 ),
             )
+        plan = self._plan(strategy, version_id, version, env)
+        session.message = plan.message
+        LIVE_SESSIONS.add(session.session_id)
+        try:
+            await self.store.run(self.store.history.save, session.model_copy(deep=True))
+        except BaseException:
+            LIVE_SESSIONS.discard(session.session_id)
+            raise
+        reporter.on_transition = self._persist
+        runner = SessionRunner(
+            session, plan, client, self.store, reporter, language=self.settings.language
+        )
+        task = asyncio.create_task(self._run(runner), name=f"d365sync-{session.session_id}")
+        self._running[session.session_id] = _Running(session, task)
+        return StartResult(
+            session_id=session.session_id,
+            global_version_id=version_id,
+            strategy=strategy,
+            up_to_date=False,
+            message=f"Started a '{strategy}' sync of version {version_id}"
+            + (f". {plan.message}" if plan.message else ""),
+        )
+
+    def _plan(
+        self,
+        strategy: SyncStrategy,
+        version_id: int,
+        version: dict[str, Any] | None,
+        env: EnvironmentVersion,
+    ) -> SyncPlan:
         previous = version["current_build_id"] if version else None
-        if strategy == SyncStrategy.LABELS_ONLY and (
-            previous is None or not version["has_metadata"]
-        ):
+        complete = bool(version and version["has_metadata"])
+        if strategy == SyncStrategy.LABELS_ONLY and (previous is None or not complete):
             raise ConfigurationError(
                 f"'labels_only' needs the metadata of version {version_id} in the cache; "
                 "run 'full_without_labels' or 'full' first"
@@ -209,54 +304,11 @@ class SyncSessionManager:
                     environment=found["environment"],
                     has_labels=found["has_labels"],
                 )
-        plan = make_plan(
-            strategy, previous, sharing, previous_complete=bool(version and version["has_metadata"])
-        )
-        session = SyncSession(
-            session_id=str(uuid.uuid4()),
-            environment=self.settings.base_url,
-            strategy=strategy,
-            global_version_id=version_id,
-            initiated_by=initiated_by,
-            status=SyncStatus.RUNNING,
-            message=plan.message,
-        )
-        self._apply_weights(session)
-        LIVE_SESSIONS.add(session.session_id)
-        try:
-            await self.store.run(self.store.save_session, session.model_copy(deep=True))
-        except BaseException:
-            LIVE_SESSIONS.discard(session.session_id)
-            raise
-        task = asyncio.create_task(
-            self._run(session, plan, version_id, len(env.modules)),
-            name=f"d365sync-{session.session_id}",
-        )
-        self._running[session.session_id] = _Running(session, task)
-        return StartResult(
-            session_id=session.session_id,
-            global_version_id=version_id,
-            strategy=strategy,
-            up_to_date=False,
-            message=f"Started a '{strategy}' sync of version {version_id}"
-            + (f". {plan.message}" if plan.message else ""),
-        )
-
-    async def start_sync_session(
-        self,
-        global_version_id: int | None = None,
-        strategy: str | SyncStrategy = SyncStrategy.FULL,
-        initiated_by: str = "user",
-        *,
-        force: bool = False,
-    ) -> str | None:
-        """The seed's API: the new session's id, or None when already up to date."""
-        result = await self.start(global_version_id, strategy, initiated_by, force=force)
-        return result.session_id
+        return make_plan(strategy, previous, sharing, previous_complete=complete)
 
     def _apply_weights(self, session: SyncSession) -> None:
         """Weight phases by this environment's past seconds per phase, else by defaults."""
-        history = self.store.phase_seconds(session.strategy.value)
+        history = self.store.history.phase_seconds(session.strategy.value)
         known = {SyncPhase(k): v for k, v in history.items() if k in SyncPhase.__members__.values()}
         scale = 1.0
         if known:
@@ -265,69 +317,53 @@ class SyncSessionManager:
         for phase, progress in session.phases.items():
             progress.weight = max(known.get(phase, DEFAULT_PHASE_WEIGHTS[phase] * scale), 1e-3)
 
-    async def _run(
-        self, session: SyncSession, plan: Any, version_id: int, module_count: int
-    ) -> None:
-        reporter = ProgressReporter(
-            session, self._hub, on_transition=self._persist, interval=self._notify_interval
-        )
-        client = self.new_client()
-        runner = SessionRunner(
-            session,
-            plan,
-            client,
-            self.store,
-            reporter,
-            version_id=version_id,
-            module_count=module_count,
-            language=self.settings.language,
-        )
+    # -- running -----------------------------------------------------------------------
+    async def _run(self, runner: SessionRunner) -> None:
+        session = runner.session
         try:
-            try:
-                async with client:
-                    await runner.run()
-            finally:
-                session.requests = client.stats.requests
-            session.status = SyncStatus.COMPLETED
-            session.current_phase = None
-        except asyncio.CancelledError:
-            if runner.finalized:  # the cancel came after the new build was committed
-                session.status = SyncStatus.COMPLETED
-                session.message = "Cancel arrived after the new version was committed; kept it"
-                reporter.end(SyncPhase.FINALIZING)
-                session.current_phase = None
-            else:
-                session.status = SyncStatus.CANCELLED
-                session.error = None
-                await asyncio.shield(runner.discard())
-                reporter.fail(session.current_phase, "cancelled", PhaseStatus.CANCELLED)
-        except Exception as exc:
-            session.status = SyncStatus.FAILED
-            session.error = _describe(exc)
-            if not isinstance(exc, D365SyncError):
-                log.error("sync session %s failed", session.session_id, exc_info=exc)
-            await asyncio.shield(runner.discard())
-            reporter.fail(session.current_phase, session.error, PhaseStatus.FAILED)
+            await runner.execute()
         finally:
-            session.completed_at = utcnow()
             try:
                 await asyncio.shield(self._final_save(session))
             finally:  # even when a late cancel interrupts the save
                 self._running.pop(session.session_id, None)
                 LIVE_SESSIONS.discard(session.session_id)
-                reporter.notify(force=True)
+                runner.reporter.notify(force=True)
                 self._hub.forget(session.session_id)
+                if self._close_when_idle and not self._running:
+                    self._close_store()
 
     def _persist(self, session: SyncSession) -> None:
+        """Save a snapshot at a phase transition (in the background; failures are kept)."""
         snapshot = session.model_copy(deep=True)
-        future = asyncio.ensure_future(self.store.run(self.store.save_session, snapshot))
+        future = asyncio.ensure_future(self.store.run(self.store.history.save, snapshot))
         self._saves.add(future)
-        future.add_done_callback(self._saves.discard)
+        future.add_done_callback(functools.partial(self._saved, session.session_id))
+
+    def _saved(self, session_id: str, future: asyncio.Future[None]) -> None:
+        self._saves.discard(future)
+        if not future.cancelled() and (exc := future.exception()) is not None:
+            log.error("session %s: a progress snapshot was not saved", session_id, exc_info=exc)
+            self._save_failures.setdefault(session_id, []).append(exc)
 
     async def _final_save(self, session: SyncSession) -> None:
-        if self._saves:
-            await asyncio.gather(*list(self._saves), return_exceptions=True)
-        await self.store.run(self.store.save_session, session.model_copy(deep=True))
+        """Record the final state; a snapshot or the record that could not be saved is logged
+        and noted on the session (which stays readable from memory)."""
+        await asyncio.gather(*list(self._saves), return_exceptions=True)  # logged by _saved
+        failed = self._save_failures.pop(session.session_id, [])
+        if failed:
+            session.message = _join(
+                session.message,
+                f"{len(failed)} progress snapshot(s) were not saved ({_error_text(failed[0])})",
+            )
+        try:
+            await self.store.run(self.store.history.save, session.model_copy(deep=True))
+        except Exception as exc:
+            log.error("session %s: its final state was not saved", session.session_id, exc_info=exc)
+            session.message = _join(
+                session.message, f"its final state was not saved in the cache ({_error_text(exc)})"
+            )
+            self._unsaved[session.session_id] = session
 
     # -- follow ------------------------------------------------------------------------
     def get_sync_session(self, session_id: str) -> SyncSession:
@@ -336,10 +372,10 @@ class SyncSessionManager:
         running = self._running.get(session_id)
         if running is not None:
             return running.session
-        rows = self.store.load_sessions(session_id=session_id, limit=1)
-        if not rows:
+        found = self._unsaved.get(session_id) or self.store.history.get(session_id)
+        if found is None:
             raise SessionNotFoundError(f"No sync session with id {session_id!r}")
-        return session_from_row(rows[0])
+        return found
 
     def get_active_sessions(self) -> list[SyncSession]:
         return [r.session for r in self._running.values()]
@@ -352,22 +388,22 @@ class SyncSessionManager:
             except ValueError:
                 valid = ", ".join(s.value for s in SyncStatus)
                 raise ConfigurationError(f"Unknown status {status!r}; one of: {valid}") from None
-        sessions = []
-        for row in self.store.load_sessions(limit=max(1, int(limit)), status=status):
-            running = self._running.get(row["session_id"])
-            sessions.append(running.session if running else session_from_row(row))
-        return sessions
+        stored = self.store.history.load(limit=max(1, int(limit)), status=status)
+        return [self._live(s) for s in stored]
+
+    def _live(self, stored: SyncSession) -> SyncSession:
+        running = self._running.get(stored.session_id)
+        return running.session if running else self._unsaved.get(stored.session_id, stored)
 
     def latest_session_id(self) -> str | None:
         if self._running:
             return list(self._running)[-1]
-        rows = self.store.load_sessions(limit=1)
-        return rows[0]["session_id"] if rows else None
+        return self.store.history.latest_id()
 
     async def wait(self, session_id: str) -> SyncSession:
         """Wait until a session ends; return its final state."""
         running = self._running.get(_as_session_id(session_id))
-        if running is not None and running.elsewhere():
+        if running is not None and running.on_other_loop():
             ended = asyncio.run_coroutine_threadsafe(self.wait(session_id), running.loop)
             return await asyncio.wrap_future(ended)
         if running is not None:
@@ -400,7 +436,7 @@ class SyncSessionManager:
         if running is None:
             self.get_sync_session(session_id)  # raises SessionNotFoundError when unknown
             return False
-        if running.elsewhere():  # e.g. a widget or tool on another thread's loop
+        if running.on_other_loop():  # e.g. a widget or tool on another thread's loop
             done = asyncio.run_coroutine_threadsafe(
                 self.cancel_sync_session(session_id), running.loop
             )
@@ -414,7 +450,7 @@ class SyncSessionManager:
         if not session.status.is_final:  # cancelled before its task ever ran
             session.status = SyncStatus.CANCELLED
             session.completed_at = utcnow()
-            await self.store.run(self.store.save_session, session.model_copy(deep=True))
+            await self.store.run(self.store.history.save, session.model_copy(deep=True))
             self._running.pop(session_id, None)
             LIVE_SESSIONS.discard(session_id)
             self._hub.emit(session)
@@ -438,67 +474,37 @@ class SyncSessionManager:
                     "has_labels": v["has_labels"],
                     "counts": v["counts"],
                 }
-                for v in self.store.list_versions()
+                for v in self.store.builds.list_versions()
             ],
-            "labels": self.store.label_stats(self.settings.language),
-            "sessions_recorded": self.store.count_sessions(),
+            "labels": self.store.builds.label_stats(self.settings.language),
+            "sessions_recorded": self.store.history.count(),
         }
 
     def search(self, text: str, limit: int = 20) -> list[dict[str, Any]]:
-        return self.store.search(text, limit=limit)
+        return self.store.index.search(text, limit=limit)
+
+    # -- closing -----------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the cache now, or as soon as the last running session has ended."""
+        if self._running:
+            self._close_when_idle = True
+        else:
+            self._close_store()
+
+    def keep_open(self) -> None:
+        """Undo a pending close (a new lease arrived before the last session ended)."""
+        self._close_when_idle = False
+
+    def _close_store(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.store.close()
 
     async def aclose(self) -> None:
         """Cancel running sessions and close the cache."""
         for session_id in list(self._running):
             await self.cancel_sync_session(session_id)
-        self.store.close()
-
-
-def session_from_row(row: dict[str, Any]) -> SyncSession:
-    """Rebuild a SyncSession from a stored history row."""
-    phases = {p: PhaseProgress(phase=p) for p in PHASES}
-    for p in row.get("phases", []):
-        phase = SyncPhase(p["phase"])
-        phases[phase] = PhaseProgress(
-            phase=phase,
-            status=PhaseStatus(p["status"]),
-            items_processed=p["items_processed"],
-            items_total=p["items_total"],
-            current_item=p["current_item"],
-            started_at=_dt(p["started_at"]),
-            completed_at=_dt(p["completed_at"]),
-            error=p["error"],
-            weight=p["weight"] or 1.0,
-        )
-    status = SyncStatus(row["status"])
-    current = next(
-        (
-            ph
-            for ph, pr in phases.items()
-            if pr.status in (PhaseStatus.RUNNING, PhaseStatus.FAILED, PhaseStatus.CANCELLED)
-        ),
-        None,
-    )
-    return SyncSession(
-        session_id=row["session_id"],
-        environment=row["environment"],
-        strategy=SyncStrategy(row["strategy"]),
-        status=status,
-        global_version_id=row["global_version_id"],
-        initiated_by=row["initiated_by"] or "user",
-        started_at=_dt(row["started_at"]),
-        completed_at=_dt(row["completed_at"]),
-        current_phase=current,
-        phases=phases,
-        counts=row.get("counts") or {},
-        error=row["error"],
-        message=row["message"],
-        requests=row["requests"] or 0,
-    )
-
-
-def _dt(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
+        self._close_store()
 
 
 def _as_session_id(value: str) -> str:
@@ -515,12 +521,16 @@ def _as_version_id(value: Any) -> int:
         version = int(value)
     except (TypeError, ValueError):
         raise ConfigurationError(f"Global version id must be an integer, not {value!r}") from None
-    if version < 1:
-        raise ConfigurationError(f"Global version id must be positive, not {version}")
+    if not 1 <= version <= MAX_VERSION_ID:
+        raise ConfigurationError(
+            f"Global version id must be between 1 and {MAX_VERSION_ID}, not {str(version)[:24]}"
+        )
     return version
 
 
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, D365SyncError):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"
+def _error_text(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+def _join(first: str | None, second: str) -> str:
+    return f"{first}; {second}" if first else second

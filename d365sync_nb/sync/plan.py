@@ -1,14 +1,26 @@
-"""What each strategy does with each phase, given what the cache already holds."""
+"""What each strategy does with each data phase, given what the cache already holds."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from d365sync_nb.models import SyncPhase, SyncStrategy
 
 METADATA_PHASES = (SyncPhase.ENTITIES, SyncPhase.SCHEMAS, SyncPhase.ENUMERATIONS)
+DATA_PHASES = (*METADATA_PHASES, SyncPhase.LABELS)
+
+
+class Action(StrEnum):
+    """What a data phase does. Only FETCH and FETCH_MISSING send requests."""
+
+    FETCH = "fetch"  # ask the service for all of it
+    FETCH_MISSING = "fetch_missing"  # labels: only ids the cache has no text for
+    REUSE = "reuse"  # copy this version's previous build
+    SHARE = "share"  # copy from another environment's cache with identical modules
+    SKIP = "skip"  # not part of this strategy
 
 
 @dataclass
@@ -23,29 +35,28 @@ class SharingSource:
 
 @dataclass
 class SyncPlan:
-    """Per metadata phase: ``fetch`` from the service, ``copy`` from the previous build, or
-    ``share`` from another cache; labels: ``all``, ``missing`` or ``skip``."""
+    """The action of each data phase (entities, schemas, enumerations, labels)."""
 
-    metadata: dict[SyncPhase, str] = field(default_factory=dict)
-    labels: str = "skip"
+    actions: dict[SyncPhase, Action] = field(default_factory=dict)
     previous_build: int | None = None
     previous_complete: bool = False
     sharing: SharingSource | None = None
     message: str | None = None
 
+    def action(self, phase: SyncPhase) -> Action:
+        return self.actions.get(phase, Action.SKIP)
+
     @property
     def has_metadata_after(self) -> bool:
         """True when entities, schemas and enumerations all end up in the new build."""
-        if self.sharing is not None:
-            return True
-        actions = [self.metadata.get(p, "skip") for p in METADATA_PHASES]
-        if "skip" in actions:
+        actions = [self.action(p) for p in METADATA_PHASES]
+        if Action.SKIP in actions:
             return False
-        return "copy" not in actions or self.previous_complete
+        return Action.REUSE not in actions or self.previous_complete
 
     @property
     def has_labels_after(self) -> bool:
-        return self.labels != "skip" or (self.sharing is not None and self.sharing.has_labels)
+        return self.action(SyncPhase.LABELS) != Action.SKIP
 
 
 def needs_sync(strategy: SyncStrategy, version: dict[str, Any] | None) -> bool:
@@ -67,36 +78,41 @@ def make_plan(
     *,
     previous_complete: bool = False,
 ) -> SyncPlan:
-    """Decide each phase's action; ``previous_build`` is this version's visible build and
+    """Decide each data phase's action; ``previous_build`` is this version's visible build and
     ``previous_complete`` says whether it holds all three metadata collections."""
     plan = SyncPlan(previous_build=previous_build, previous_complete=previous_complete)
-    fetch_all = dict.fromkeys(METADATA_PHASES, "fetch")
-    copy_all = dict.fromkeys(METADATA_PHASES, "copy")
+
+    def metadata(action: Action) -> dict[SyncPhase, Action]:
+        return dict.fromkeys(METADATA_PHASES, action)
+
     if strategy == SyncStrategy.FULL:
-        plan.metadata, plan.labels = fetch_all, "all"
+        plan.actions = {**metadata(Action.FETCH), SyncPhase.LABELS: Action.FETCH}
     elif strategy == SyncStrategy.FULL_WITHOUT_LABELS:
-        plan.metadata = fetch_all
+        plan.actions = metadata(Action.FETCH)
     elif strategy == SyncStrategy.ENTITIES_ONLY:
-        keep = "copy" if previous_build is not None else "skip"
-        plan.metadata = {
-            SyncPhase.ENTITIES: "fetch",
+        keep = Action.REUSE if previous_build is not None else Action.SKIP
+        plan.actions = {
+            SyncPhase.ENTITIES: Action.FETCH,
             SyncPhase.SCHEMAS: keep,
             SyncPhase.ENUMERATIONS: keep,
         }
     elif strategy == SyncStrategy.LABELS_ONLY:
-        plan.metadata, plan.labels = copy_all, "all"
+        plan.actions = {**metadata(Action.REUSE), SyncPhase.LABELS: Action.FETCH}
     elif strategy == SyncStrategy.INCREMENTAL:
         reuse = previous_build is not None and previous_complete
-        plan.metadata = copy_all if reuse else fetch_all
-        plan.labels = "missing"
+        plan.actions = {
+            **metadata(Action.REUSE if reuse else Action.FETCH),
+            SyncPhase.LABELS: Action.FETCH_MISSING,
+        }
     elif strategy == SyncStrategy.SHARING_MODE:
         if sharing is not None:
             plan.sharing = sharing
-            plan.metadata = dict.fromkeys(METADATA_PHASES, "share")
+            labels = Action.SHARE if sharing.has_labels else Action.SKIP
+            plan.actions = {**metadata(Action.SHARE), SyncPhase.LABELS: labels}
             plan.message = (
                 f"Copied from the cache of {sharing.environment}, which runs identical modules"
             )
         else:
-            plan.metadata, plan.labels = fetch_all, "all"
+            plan.actions = {**metadata(Action.FETCH), SyncPhase.LABELS: Action.FETCH}
             plan.message = "No cached environment with identical modules: ran a full sync instead"
     return plan

@@ -1,4 +1,9 @@
-"""Turns engine events into session state and throttled callback notifications."""
+"""Turns engine events into session state and throttled callback notifications.
+
+This is the one throttle of the package: within a phase, callbacks get a snapshot at most every
+``CallbackHub.interval`` seconds (default 0.1 s: a progress bar needs ~10 updates a second);
+phase transitions and the end always notify. Displays paint every snapshot they receive.
+"""
 
 from __future__ import annotations
 
@@ -17,9 +22,13 @@ ProgressCallback = Callable[[SyncSession], Awaitable[None] | None]
 
 
 class CallbackHub:
-    """Per-session and manager-wide callbacks; a failing callback is logged, never raised."""
+    """Per-session and manager-wide callbacks; a failing callback is logged, never raised.
 
-    def __init__(self) -> None:
+    ``interval``: the least time between two snapshots of a session within one phase.
+    """
+
+    def __init__(self, interval: float = 0.1) -> None:
+        self.interval = interval
         self._by_session: dict[str, list[ProgressCallback]] = {}
         self._listeners: list[ProgressCallback] = []
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -72,17 +81,15 @@ class ProgressReporter:
         session: SyncSession,
         hub: CallbackHub,
         on_transition: Callable[[SyncSession], None] | None = None,
-        interval: float = 0.1,
     ) -> None:
         self.session = session
         self.hub = hub
-        self.interval = interval
-        self._on_transition = on_transition
+        self.on_transition = on_transition
         self._last = 0.0
 
     def notify(self, *, force: bool = False) -> None:
         now = time.monotonic()
-        if force or now - self._last >= self.interval:
+        if force or now - self._last >= self.hub.interval:
             self._last = now
             self.hub.emit(self.session)
 
@@ -107,20 +114,36 @@ class ProgressReporter:
             p.current_item = item
         self.notify()
 
-    def end(self, phase: SyncPhase, status: PhaseStatus = PhaseStatus.COMPLETED) -> None:
+    def end(self, phase: SyncPhase, note: str | None = None) -> None:
+        """The phase did its work."""
         p = self.session.phases[phase]
-        p.status = status
+        p.status = PhaseStatus.COMPLETED
         if p.started_at is None:
             p.started_at = utcnow()
         p.completed_at = utcnow()
-        if status == PhaseStatus.COMPLETED and p.items_total is None:
+        if p.items_total is None and p.items_processed:
             p.items_total = p.items_processed
         p.current_item = None
+        if note is not None:
+            p.note = note
         self._transition()
 
-    def skip(self, phase: SyncPhase) -> None:
+    def skip(self, phase: SyncPhase, note: str | None = None) -> None:
+        """The phase had nothing to do in this session."""
         p = self.session.phases[phase]
         p.status = PhaseStatus.SKIPPED
+        p.note = note
+        self._transition()
+
+    def reuse(self, phase: SyncPhase, note: str) -> None:
+        """The phase took its data from a cache instead of the service (``note`` says which)."""
+        p = self.session.phases[phase]
+        now = utcnow()
+        p.status = PhaseStatus.REUSED
+        p.started_at = p.started_at or now
+        p.completed_at = now
+        p.items_processed, p.items_total, p.current_item = 0, None, None
+        p.note = note
         self._transition()
 
     def fail(self, phase: SyncPhase | None, error: str, status: PhaseStatus) -> None:
@@ -132,6 +155,6 @@ class ProgressReporter:
         self._transition()
 
     def _transition(self) -> None:
-        if self._on_transition is not None:
-            self._on_transition(self.session)
+        if self.on_transition is not None:
+            self.on_transition(self.session)
         self.notify(force=True)

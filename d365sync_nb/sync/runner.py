@@ -1,20 +1,27 @@
-"""Runs one session's phases: fetch, write in batches, index, then finalize atomically."""
+"""Runs one session after its version check: the data phases per plan, the search index, then
+an atomic finalize; and settles the session's outcome (completed, failed or cancelled).
+
+A data phase either fetches from the service, reuses rows already cached (this version's previous
+build, or another environment's cache with identical modules: status ``reused`` with a note and
+no request), or is skipped. Nothing is ever reported as done that did not happen.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from typing import TYPE_CHECKING
 
 from d365sync_nb.d365.client import D365MetadataClient
+from d365sync_nb.errors import D365SyncError
 from d365sync_nb.metadata import Label
-from d365sync_nb.models import SyncPhase, SyncSession
+from d365sync_nb.models import PhaseStatus, SyncPhase, SyncSession, SyncStatus, utcnow
+from d365sync_nb.store import MetadataStore
 from d365sync_nb.store.schema import ENUM_TABLES, SCHEMA_TABLES
-from d365sync_nb.sync.plan import SyncPlan
+from d365sync_nb.sync.plan import METADATA_PHASES, Action, SyncPlan
 from d365sync_nb.sync.progress import ProgressReporter
 
-if TYPE_CHECKING:
-    from d365sync_nb.store.cache import MetadataStore
+log = logging.getLogger(__name__)
 
 LABEL_BATCH = 1000
 LABEL_FLUSH_SECONDS = 0.5
@@ -22,6 +29,12 @@ PHASE_TABLES = {
     SyncPhase.ENTITIES: ("data_entities",),
     SyncPhase.SCHEMAS: SCHEMA_TABLES,
     SyncPhase.ENUMERATIONS: ENUM_TABLES,
+}
+# What the first table of each phase holds, for notes like "reused 4,512 data entities".
+PHASE_ITEMS = {
+    SyncPhase.ENTITIES: "data entities",
+    SyncPhase.SCHEMAS: "public entities",
+    SyncPhase.ENUMERATIONS: "enumerations",
 }
 
 
@@ -36,8 +49,6 @@ class SessionRunner:
         store: MetadataStore,
         reporter: ProgressReporter,
         *,
-        version_id: int,
-        module_count: int,
         language: str = "en-us",
     ) -> None:
         self.session = session
@@ -45,92 +56,108 @@ class SessionRunner:
         self.client = client
         self.store = store
         self.reporter = reporter
-        self.version_id = version_id
-        self.module_count = module_count
         self.language = language
+        assert session.global_version_id is not None
+        self.version_id: int = session.global_version_id
         self.build_id: int | None = None
         self.finalized = False
         self._expected_public: int | None = None
 
-    async def run(self) -> None:
-        r = self.reporter
-        r.begin(SyncPhase.INITIALIZING, total=1)
-        self.build_id = await self.store.run(
-            self.store.begin_build,
-            self.version_id,
-            self.session.session_id,
-            self.session.strategy.value,
-        )
-        r.advance(SyncPhase.INITIALIZING)
-        r.end(SyncPhase.INITIALIZING)
-
-        r.begin(SyncPhase.VERSION_CHECK, total=self.module_count, item=f"version {self.version_id}")
-        r.advance(SyncPhase.VERSION_CHECK, self.module_count)
-        r.end(SyncPhase.VERSION_CHECK)
-
-        if self.plan.sharing is not None:
-            await self._share()
-        else:
-            for phase, fetch in (
-                (SyncPhase.ENTITIES, self._fetch_entities),
-                (SyncPhase.SCHEMAS, self._fetch_schemas),
-                (SyncPhase.ENUMERATIONS, self._fetch_enumerations),
-            ):
-                action = self.plan.metadata.get(phase, "skip")
-                if action == "fetch":
-                    await fetch()
-                elif action == "copy" and self.plan.previous_build is not None:
-                    await self._copy(phase)
-                else:
-                    r.skip(phase)
-
-        if self.plan.labels == "skip":
-            r.skip(SyncPhase.LABELS)
-        else:
-            await self._fetch_labels(missing_only=self.plan.labels == "missing")
-
-        r.begin(SyncPhase.INDEXING)
-        rows = await self.store.run(self.store.build_search_index, self.build_id, self.language)
-        r.advance(SyncPhase.INDEXING, rows)
-        r.end(SyncPhase.INDEXING)
-
-        r.begin(SyncPhase.FINALIZING, total=1)
-        counts = await self.store.run(self.store.build_counts, self.build_id, self.language)
-        self.session.counts = counts
-        build_id = self.build_id
-        finalize = asyncio.ensure_future(
-            self.store.run(
-                lambda: self.store.finalize_build(
-                    self.version_id,
-                    build_id,
-                    has_metadata=self.plan.has_metadata_after,
-                    has_labels=self.plan.has_labels_after,
-                    counts=counts,
-                )
-            )
-        )
+    async def execute(self) -> None:
+        """Run the plan and settle the outcome; a failure or cancel discards the new build."""
+        session, r = self.session, self.reporter
         try:
-            await asyncio.shield(finalize)
+            try:
+                async with self.client:
+                    await self._run()
+            finally:
+                session.requests = self.client.stats.requests
+            session.status = SyncStatus.COMPLETED
+            session.current_phase = None
         except asyncio.CancelledError:
-            await finalize  # one transaction already under way: let it land, then report
-            self.finalized = True
-            raise
-        self.finalized = True
-        r.advance(SyncPhase.FINALIZING)
-        r.end(SyncPhase.FINALIZING)
+            if self.finalized:  # the cancel came after the new build was committed
+                session.status = SyncStatus.COMPLETED
+                session.message = "Cancel arrived after the new version was committed; kept it"
+                r.end(SyncPhase.FINALIZING)
+                session.current_phase = None
+            else:
+                session.status = SyncStatus.CANCELLED
+                session.error = None
+                await asyncio.shield(self.discard())
+                r.fail(session.current_phase, "cancelled", PhaseStatus.CANCELLED)
+        except Exception as exc:
+            session.status = SyncStatus.FAILED
+            session.error = (
+                str(exc) if isinstance(exc, D365SyncError) else f"{type(exc).__name__}: {exc}"
+            )
+            if not isinstance(exc, D365SyncError):
+                log.error("sync session %s failed", session.session_id, exc_info=exc)
+            await asyncio.shield(self.discard())
+            r.fail(session.current_phase, session.error, PhaseStatus.FAILED)
+        finally:
+            session.completed_at = utcnow()
 
     async def discard(self) -> None:
         """Drop the unfinished build (the previous visible one stays exactly as it was)."""
         if self.build_id is not None and not self.finalized:
-            await self.store.run(self.store.discard_build, self.build_id)
+            await self.store.run(self.store.builds.discard, self.build_id)
+
+    async def _run(self) -> None:
+        builds = self.store.builds
+        self.build_id = await self.store.run(
+            builds.begin, self.version_id, self.session.session_id, self.session.strategy.value
+        )
+        for phase in METADATA_PHASES:
+            await self._metadata_phase(phase)
+        await self._labels_phase()
+        await self._index()
+        await self._finalize()
 
     # -- metadata phases ---------------------------------------------------------------
+    async def _metadata_phase(self, phase: SyncPhase) -> None:
+        action = self.plan.action(phase)
+        if action == Action.FETCH:
+            fetch = {
+                SyncPhase.ENTITIES: self._fetch_entities,
+                SyncPhase.SCHEMAS: self._fetch_schemas,
+                SyncPhase.ENUMERATIONS: self._fetch_enumerations,
+            }[phase]
+            await fetch()
+        elif action == Action.REUSE:
+            previous = self.plan.previous_build
+            self.reporter.begin(phase, item=f"build {previous}")
+            copied = await self.store.run(
+                self.store.builds.copy, previous, self.build_id, PHASE_TABLES[phase]
+            )
+            rows = next(iter(copied.values()), 0)  # the phase's first table: its items
+            self.reporter.reuse(
+                phase, f"reused {rows:,} {PHASE_ITEMS[phase]} from build {previous}"
+            )
+        elif action == Action.SHARE:
+            source = self.plan.sharing
+            assert source is not None
+            self.reporter.begin(phase, item=f"cache of {source.environment}")
+            copied = await self.store.run(
+                self.store.builds.copy_from_file,
+                source.path,
+                source.build_id,
+                self.build_id,
+                PHASE_TABLES[phase],
+            )
+            rows = next(iter(copied.values()), 0)
+            self.reporter.reuse(
+                phase,
+                f"copied {rows:,} {PHASE_ITEMS[phase]} from the cache of {source.environment}",
+            )
+        else:
+            self.reporter.skip(phase, f"not part of '{self.session.strategy}'")
+
     async def _fetch_entities(self) -> None:
         r, phase = self.reporter, SyncPhase.ENTITIES
         r.begin(phase, item="DataEntities")
         entities = await self.client.get_data_entities()
         r.total(phase, len(entities))
-        await self.store.run(self.store.write_data_entities, self.build_id, entities)
+        await self.store.run(self.store.builds.write_data_entities, self.build_id, entities)
         self._expected_public = len(
             {e.public_entity_name for e in entities if e.public_entity_name}
         )
@@ -146,12 +173,12 @@ class SessionRunner:
             if pending is not None:
                 await pending  # one write in flight while the next chunk downloads
             pending = asyncio.ensure_future(
-                self.store.run(self.store.write_public_entities, self.build_id, chunk)
+                self.store.run(self.store.builds.write_public_entities, self.build_id, chunk)
             )
             seen += len(chunk)
-            phase_state = self.session.phases[phase]
-            if phase_state.items_total is not None and seen > phase_state.items_total:
-                phase_state.items_total = None  # the estimate was low: show a plain count
+            state = self.session.phases[phase]
+            if state.items_total is not None and seen > state.items_total:
+                state.items_total = None  # the estimate was low: show a plain count
             r.advance(phase, len(chunk), item=chunk[-1].name)
         if pending is not None:
             await pending
@@ -163,49 +190,43 @@ class SessionRunner:
         r.begin(phase, item="PublicEnumerations")
         enums = await self.client.get_enumerations()
         r.total(phase, len(enums))
-        await self.store.run(self.store.write_enumerations, self.build_id, enums)
+        await self.store.run(self.store.builds.write_enumerations, self.build_id, enums)
         r.advance(phase, len(enums), item=enums[-1].name if enums else None)
         r.end(phase)
 
-    async def _copy(self, phase: SyncPhase) -> None:
-        r = self.reporter
-        r.begin(phase, total=1, item=f"cached build {self.plan.previous_build}")
-        await self.store.run(
-            self.store.copy_build, self.plan.previous_build, self.build_id, PHASE_TABLES[phase]
-        )
-        r.advance(phase)
-        r.end(phase)
-
-    async def _share(self) -> None:
-        source = self.plan.sharing
-        assert source is not None
-        r = self.reporter
-        r.begin(SyncPhase.ENTITIES, total=1, item=f"{source.environment} (shared cache)")
-        await self.store.run(
-            lambda: self.store.copy_build_from_file(
-                source.path,
-                source.build_id,
-                self.build_id,
-                language=self.language,  # type: ignore[arg-type]
-            )
-        )
-        r.advance(SyncPhase.ENTITIES)
-        r.end(SyncPhase.ENTITIES)
-        for phase in (SyncPhase.SCHEMAS, SyncPhase.ENUMERATIONS):
-            r.begin(phase, total=1, item=f"{source.environment} (shared cache)")
-            r.advance(phase)
-            r.end(phase)
-
     # -- labels ------------------------------------------------------------------------
-    async def _fetch_labels(self, *, missing_only: bool) -> None:
-        r, phase = self.reporter, SyncPhase.LABELS
+    async def _labels_phase(self) -> None:
+        r, phase, builds = self.reporter, SyncPhase.LABELS, self.store.builds
+        action = self.plan.action(phase)
+        if action == Action.SKIP:
+            r.skip(phase, f"not part of '{self.session.strategy}'")
+            return
+        if action == Action.SHARE:
+            source = self.plan.sharing
+            assert source is not None
+            r.begin(phase, item=f"cache of {source.environment}")
+            rows = await self.store.run(
+                builds.copy_labels_from_file, source.path, self.build_id, self.language
+            )
+            r.reuse(phase, f"copied {rows:,} labels from the cache of {source.environment}")
+            return
         r.begin(phase, item="collecting label ids")
-        ids = await self.store.run(self.store.build_label_ids, self.build_id)
-        if missing_only:
-            cached = await self.store.run(self.store.cached_label_ids, self.language)
+        ids = await self.store.run(builds.label_ids, self.build_id)
+        reused = 0
+        if action == Action.FETCH_MISSING:
+            cached = await self.store.run(builds.cached_label_ids, self.language)
+            reused = len(ids & cached)
             ids = ids - cached
+            if not ids:
+                r.reuse(phase, f"all {reused:,} labels reused from the cache")
+                return
         ordered = sorted(ids)
         r.total(phase, len(ordered))
+        await self._fetch_labels(ordered)
+        r.end(phase, note=f"{reused:,} cached labels reused" if reused else None)
+
+    async def _fetch_labels(self, ordered: list[str]) -> None:
+        r, phase = self.reporter, SyncPhase.LABELS
         batch: list[Label] = []
         writes: list[asyncio.Future[None]] = []
         last_flush = time.monotonic()
@@ -215,7 +236,7 @@ class SessionRunner:
             if batch:
                 writes.append(
                     asyncio.ensure_future(
-                        self.store.run(self.store.write_labels, self.build_id, batch)
+                        self.store.run(self.store.builds.write_labels, self.build_id, batch)
                     )
                 )
                 batch = []
@@ -233,4 +254,38 @@ class SessionRunner:
             flush()
             if writes:
                 await asyncio.shield(asyncio.gather(*writes))
+
+    # -- index and finalize ------------------------------------------------------------
+    async def _index(self) -> None:
+        r, phase = self.reporter, SyncPhase.INDEXING
+        r.begin(phase, item="search index")
+        rows = await self.store.run(self.store.index.build, self.build_id, self.language)
+        r.advance(phase, rows)
         r.end(phase)
+
+    async def _finalize(self) -> None:
+        r, phase, builds = self.reporter, SyncPhase.FINALIZING, self.store.builds
+        r.begin(phase, item="counts")
+        build_id = self.build_id
+        assert build_id is not None
+        counts = await self.store.run(builds.counts, build_id, self.language)
+        self.session.counts = counts
+        finalize = asyncio.ensure_future(
+            self.store.run(
+                lambda: builds.finalize(
+                    self.version_id,
+                    build_id,
+                    has_metadata=self.plan.has_metadata_after,
+                    has_labels=self.plan.has_labels_after,
+                    counts=counts,
+                )
+            )
+        )
+        try:
+            await asyncio.shield(finalize)
+        except asyncio.CancelledError:
+            await finalize  # one transaction already under way: let it land, then report
+            self.finalized = True
+            raise
+        self.finalized = True
+        r.end(phase, note=f"version {self.version_id} now shows build {build_id}")

@@ -12,16 +12,12 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from jupyter_client import BlockingKernelClient, KernelManager
 
-from d365sync_nb.notebook.context import context
+from d365sync_nb.notebook.state import state
 
 
 def reset_notebook() -> None:
     """Forget the notebook's connection (stop its emulator), as a fresh kernel would."""
-    conn = context.connection
-    context.forget_connection()
-    context.connection = None
-    if conn is not None:
-        conn.close()
+    state.replace_connection(None)
 
 
 @pytest.fixture

@@ -13,9 +13,12 @@ from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from matplotlib.figure import Figure
 
-from d365sync_nb.notebook import api
-from d365sync_nb.notebook.context import context
+from d365sync_nb import notebook as nb
+from d365sync_nb.errors import ConfigurationError
+from d365sync_nb.models import PHASES
+from d365sync_nb.notebook.config import D365Sync
 from d365sync_nb.notebook.magics import COMMANDS
+from d365sync_nb.notebook.state import state
 
 from .conftest import wait_until
 
@@ -37,7 +40,7 @@ def test_help_lists_every_subcommand(shell: InteractiveShell, capsys) -> None:
     shell.run_line_magic("d365sync", "help")
     out = capsys.readouterr().out
     for name, command in COMMANDS.items():
-        assert re.search(rf"^  {name}\s+{re.escape(command.summary)}$", out, re.M), name
+        assert re.search(rf"^  {name}\s+{re.escape(command.SUMMARY)}$", out, re.M), name
     shell.run_cell("%d365sync?")
     assert "Subcommands:" in capsys.readouterr().out
     shell.run_line_magic("d365sync", "start -h")
@@ -53,7 +56,7 @@ def test_errors_are_one_line(shell: InteractiveShell, capsys, tmp_path) -> None:
     assert "Malformed base URL 'ftp://x'" in run_error(
         shell, "%d365sync connect --base-url ftp://x", capsys
     )
-    assert "--latency-ms: must be 0 or more" in run_error(
+    assert "--latency-ms: must be a finite number >= 0" in run_error(
         shell, "%d365sync connect --demo --latency-ms -1", capsys
     )
     assert "not allowed with argument --demo" in run_error(
@@ -98,8 +101,8 @@ def test_connect_reports_environment_and_cache_without_secrets(
     assert lines[1] == f"Cache: {tmp_path}/demo-small.sqlite3"
     assert re.fullmatch(r"Environment: 20 modules, .* -> global version 1", lines[2])
     assert lines[3] == "Cache holds: nothing synced yet; 0 sessions recorded"
-    assert context.connection is not None
-    assert context.connection.settings.client_secret is not None  # it was read ...
+    assert state.connection is not None
+    assert state.connection.settings.client_secret is not None  # it was read ...
     shell.run_cell("%d365sync start --wait")
     shell.run_cell("%d365sync connect --demo --latency-ms 0 --cache-dir " + str(tmp_path))
     shell.run_cell("print(repr(__import__('d365sync_nb.notebook').notebook.get_connection()))")
@@ -114,16 +117,7 @@ def test_start_wait_prints_each_phase_and_the_outcome(connected: InteractiveShel
     out = capsys.readouterr().out.splitlines()
     assert re.fullmatch(r"Started a 'full' sync of version 1 \(session [0-9a-f-]{36}\)", out[0])
     phases = [line.split()[1] for line in out[1:9]]
-    assert phases == [
-        "initializing",
-        "version_check",
-        "entities",
-        "schemas",
-        "enumerations",
-        "labels",
-        "indexing",
-        "finalizing",
-    ]
+    assert phases == [p.value for p in PHASES]
     assert all(line.startswith(" ✓ ") and "completed" in line for line in out[1:9])
     assert " 899/899 " in out[6]
     assert re.fullmatch(r"Session [0-9a-f-]{36}  full  version 1  completed  \d+s", out[9])
@@ -139,17 +133,45 @@ def test_start_wait_prints_each_phase_and_the_outcome(connected: InteractiveShel
 
 def test_config_traits_drive_the_functions(connected: InteractiveShell, capsys) -> None:
     connected.run_cell("%config D365Sync.default_strategy = 'full-without-labels'")
-    assert context.options.default_strategy == "full_without_labels"
+    assert D365Sync.instance().default_strategy == "full_without_labels"
     connected.run_cell("%config D365Sync.history_limit = 1")
     capsys.readouterr()
     connected.run_cell("%d365sync start --wait")
     assert "Started a 'full_without_labels' sync" in capsys.readouterr().out
     connected.run_cell("%d365sync start --wait --strategy entities_only --force")
-    assert len(api.history()) == 1
+    assert len(nb.history()) == 1
     connected.run_cell("%config D365Sync.default_strategy = 'nope'")
-    assert context.options.default_strategy == "full_without_labels"
+    assert D365Sync.instance().default_strategy == "full_without_labels"
     connected.run_cell("%config D365Sync.history_limit = 20")
-    assert context.options.history_limit == 20
+    assert D365Sync.instance().history_limit == 20
+
+
+def test_one_config_object_retunes_the_managers_throttle(connected: InteractiveShell) -> None:
+    config = D365Sync.instance()
+    assert [c for c in connected.configurables if isinstance(c, D365Sync)] == [config]
+    manager = state.connection.manager
+    assert manager.notify_interval == config.throttle_interval == 0.1  # set when connecting
+    try:
+        connected.run_cell("%config D365Sync.throttle_interval = 0.5")
+        assert config.throttle_interval == 0.5 and manager.notify_interval == 0.5
+        connected.run_cell("%config D365Sync.throttle_interval = -1")  # refused
+        assert config.throttle_interval == 0.5 and manager.notify_interval == 0.5
+        connected.run_cell("%config D365Sync.history_limit = 0")
+        assert config.history_limit == 20
+    finally:
+        connected.run_cell("%config D365Sync.throttle_interval = 0.1")
+    assert manager.notify_interval == 0.1
+
+
+def test_counts_are_range_checked(connected: InteractiveShell, capsys) -> None:
+    for line, error in (
+        ("history --limit 0", "--limit: must be between 1 and 1000, not 0"),
+        ("search customer --limit 1001", "--limit: must be between 1 and 1000, not 1001"),
+        ("connect --demo --concurrency 0", "--concurrency: must be between 1 and 256"),
+    ):
+        assert error in run_error(connected, f"%d365sync {line}", capsys)
+    with pytest.raises(ConfigurationError, match="between 1 and 1000, not 0"):
+        nb.history(limit=0)
 
 
 def test_dataframes_and_charts(connected: InteractiveShell, capsys) -> None:
@@ -164,7 +186,7 @@ def test_dataframes_and_charts(connected: InteractiveShell, capsys) -> None:
     assert isinstance(history.status.dtype, pd.CategoricalDtype)
     assert isinstance(history.strategy.dtype, pd.CategoricalDtype)
     assert list(history.labels_items) == [899, 0]
-    assert list(history.entities_items) == [1, 100]
+    assert list(history.entities_items) == [0, 100]  # labels_only reuses the cached entities
     assert list(history.initiated_by) == ["notebook", "notebook"]
     assert history.error.isna().all()
     only = connected.run_line_magic("d365sync", "history --limit 1 --status completed")
@@ -183,6 +205,7 @@ def test_dataframes_and_charts(connected: InteractiveShell, capsys) -> None:
     ]
     assert phases.phase.cat.ordered and list(phases.phase)[5] == "labels"
     assert phases.loc[5, "items"] == 899 and phases.loc[5, "status"] == "completed"
+    assert phases.loc[2, "status"] == "reused" and phases.loc[2, "items"] == 0
     assert (phases.end >= phases.start).all()
     prefix = history.session_id[1][:8]
     assert connected.run_line_magic("d365sync", f"phases {prefix}").loc[5, "status"] == "skipped"
@@ -208,7 +231,7 @@ def test_cancel_without_a_running_session(connected: InteractiveShell, capsys) -
 
 
 def test_background_session_and_cancel(connected: InteractiveShell, capsys) -> None:
-    context.connection.emulator.configure(latency_ms=40)
+    state.connection.emulator.configure(latency_ms=40)
     connected.run_cell("%d365sync start")
     out = capsys.readouterr().out
     session_id = UUID.search(out).group(0)
@@ -219,15 +242,15 @@ def test_background_session_and_cancel(connected: InteractiveShell, capsys) -> N
         connected.run_line_magic("d365sync", "connect --demo")
     connected.run_cell(f"%d365sync cancel {session_id[:6]}")
     assert capsys.readouterr().out.startswith(f"Cancelled session {session_id}")
-    assert api.get_session(session_id).status == "cancelled"
+    assert nb.get_session(session_id).status == "cancelled"
     connected.run_cell(f"%d365sync cancel {session_id}")
     assert "had already ended (cancelled)" in capsys.readouterr().out
 
 
 def test_ctrl_c_during_wait_cancels_the_session(connected: InteractiveShell, capsys) -> None:
     """Terminal IPython: Ctrl-C (SIGINT to the process) while ``start --wait`` blocks."""
-    context.connection.emulator.configure(latency_ms=40)
-    manager = context.connection.manager
+    state.connection.emulator.configure(latency_ms=40)
+    manager = state.connection.manager
 
     def interrupt_in_labels() -> None:
         def in_labels() -> bool:
@@ -246,7 +269,7 @@ def test_ctrl_c_during_wait_cancels_the_session(connected: InteractiveShell, cap
     assert isinstance(result.error_in_exec, UsageError)
     err = capsys.readouterr().err.strip()
     assert re.fullmatch(r"UsageError: Interrupted: session [0-9a-f-]{36} was cancelled", err)
-    session = api.get_session()
+    session = nb.get_session()
     assert session.status == "cancelled" and session.phases["labels"].status == "cancelled"
     assert not manager.get_active_sessions()
     assert signal.getsignal(signal.SIGINT) is handler  # restored

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import html
+
 from IPython.core.interactiveshell import InteractiveShell
 
+from d365sync_nb import notebook as nb
 from d365sync_nb.models import PhaseStatus, SyncPhase, SyncStatus
-from d365sync_nb.notebook import api
-from d365sync_nb.notebook.context import context
 from d365sync_nb.notebook.dashboard import Dashboard
-from d365sync_nb.notebook.panel import SessionPanel
+from d365sync_nb.notebook.panel import REUSED_COLOR, SessionPanel
+from d365sync_nb.notebook.state import state
 
 from .conftest import wait_until
 
@@ -18,8 +20,8 @@ def classes(widget) -> set[str]:
 
 
 def test_panel_structure_and_final_state(connected: InteractiveShell) -> None:
-    session = api.start(wait=True, display=False)
-    panel = api.get_panel()
+    session = nb.start(wait=True, display=False)
+    panel = nb.get_panel()
     assert panel.session_id == session.session_id and not panel.bound
     assert {"d365sync-panel", f"d365sync-session-{session.session_id}"} <= classes(panel.widget)
     assert "d365sync-status-completed" in classes(panel.widget)
@@ -38,17 +40,40 @@ def test_panel_structure_and_final_state(connected: InteractiveShell) -> None:
 
 
 def test_skipped_phase_is_grey_with_text(connected: InteractiveShell) -> None:
-    api.start("full_without_labels", wait=True, display=False)
-    row = api.get_panel().rows[SyncPhase.LABELS]
+    nb.start("full_without_labels", wait=True, display=False)
+    row = nb.get_panel().rows[SyncPhase.LABELS]
     assert row.bar.bar_style == "" and row.bar.style.bar_color == "#d0d0d0"
-    assert row.text.value == "skipped" and "d365sync-status-skipped" in classes(row.box)
+    note = nb.get_session().phases[SyncPhase.LABELS].note
+    assert row.text.value == html.escape("skipped" if note is None else f"skipped · {note}")
+    assert "d365sync-status-skipped" in classes(row.box)
+
+
+def test_reused_phase_is_full_grey_green_with_its_note(connected: InteractiveShell) -> None:
+    session = nb.start(wait=True, display=False)
+    panel = nb.get_panel()
+    reused = session.model_copy(deep=True)
+    entities = reused.phases[SyncPhase.ENTITIES]
+    entities.status = PhaseStatus.REUSED
+    entities.note = "reused 4,512 data entities from build 3"
+    panel.paint(reused)
+    row = panel.rows[SyncPhase.ENTITIES]
+    assert row.text.value == "reused · reused 4,512 data entities from build 3"
+    assert row.bar.value == 100 and row.bar.bar_style == ""
+    assert row.bar.style.bar_color == REUSED_COLOR
+    assert "d365sync-status-reused" in classes(row.box)
+    schemas = panel.rows[SyncPhase.SCHEMAS]  # a note on a phase that did its work is shown too
+    reused.phases[SyncPhase.SCHEMAS].note = "80 schemas, 3 new"
+    panel.paint(reused)
+    assert schemas.text.value.startswith("completed · 80/80 · ")
+    assert schemas.text.value.endswith(" · 80 schemas, 3 new")
+    assert schemas.bar.bar_style == "success" and schemas.bar.style.bar_color is None
 
 
 def test_failed_session_is_red_and_never_repainted_success(connected: InteractiveShell) -> None:
-    context.connection.emulator.configure(corrupt="non_json")
-    failed = api.start(wait=True, display=False)
+    state.connection.emulator.configure(corrupt="non_json")
+    failed = nb.start(wait=True, display=False)
     assert failed.status == SyncStatus.FAILED
-    panel = api.get_panel()
+    panel = nb.get_panel()
     entities = panel.rows[SyncPhase.ENTITIES]
     assert entities.bar.bar_style == "danger" and panel.overall_bar.bar_style == "danger"
     assert entities.text.value.startswith('<span style="color:#c62828">failed · 0')
@@ -65,9 +90,9 @@ def test_failed_session_is_red_and_never_repainted_success(connected: Interactiv
 
 
 def test_live_panel_follows_a_running_session(connected: InteractiveShell) -> None:
-    context.connection.emulator.configure(latency_ms=20)
-    session = api.start(display=False)
-    panel = SessionPanel(context.connection.manager, context.bridge, session, throttle=0.0)
+    state.connection.emulator.configure(latency_ms=20)
+    session = nb.start(display=False)
+    panel = SessionPanel(state.connection.manager, state.bridge, session)
     wait_until(lambda: panel.bound, what="the panel to bind on the loop thread")
     seen: set[float] = set()
 
@@ -82,13 +107,13 @@ def test_live_panel_follows_a_running_session(connected: InteractiveShell) -> No
 
 
 def test_cancel_button_cancels(connected: InteractiveShell) -> None:
-    context.connection.emulator.configure(latency_ms=50)
-    session = api.start(display=False)
-    panel = api.get_panel(session.session_id)
+    state.connection.emulator.configure(latency_ms=50)
+    session = nb.start(display=False)
+    panel = nb.get_panel(session.session_id)
     wait_until(lambda: panel.bound, what="the panel to bind")
     panel.cancel_button.click()  # handler hops onto the loop thread
-    wait_until(lambda: not api.get_session().is_running, what="the session to stop")
-    assert api.get_session().status == SyncStatus.CANCELLED
+    wait_until(lambda: not nb.get_session().is_running, what="the session to stop")
+    assert nb.get_session().status == SyncStatus.CANCELLED
     wait_until(lambda: panel.overall_bar.bar_style == "warning", what="the panel to repaint")
     assert "d365sync-status-cancelled" in classes(panel.widget)
     assert panel.summary.value.startswith("Cancelled in phase ")
@@ -97,16 +122,16 @@ def test_cancel_button_cancels(connected: InteractiveShell) -> None:
 
 
 def test_dashboard_adds_and_retires_sessions(connected: InteractiveShell) -> None:
-    manager = context.connection.manager
-    api.start("full_without_labels", wait=True, display=False)
-    board = Dashboard(manager, context.bridge, context.panel_for, history_limit=5)
+    manager = state.connection.manager
+    nb.start("full_without_labels", wait=True, display=False)
+    board = Dashboard(manager, state.bridge, state.panel_for, history_limit=5)
     wait_until(lambda: board.listening, what="the dashboard to listen")
     assert {"d365sync-dashboard"} <= classes(board.widget)
     assert "full_without_labels" in board.history.value and "No session is running" in str(
         board.running.children[0].value
     )
-    context.connection.emulator.configure(latency_ms=20)
-    session = api.start("full", force=True, display=False)
+    state.connection.emulator.configure(latency_ms=20)
+    session = nb.start("full", force=True, display=False)
     wait_until(lambda: session.session_id in board.panels, what="the dashboard to add a panel")
     assert board.running.children[0] is board.panels[session.session_id].widget
     wait_until(lambda: board.history.value.count("completed") == 2, what="the history to show it")

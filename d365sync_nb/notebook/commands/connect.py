@@ -1,18 +1,26 @@
-"""``connect``: the notebook's one connection (a profile, a URL, or the embedded emulator)."""
+"""``%d365sync connect``: the notebook's one connection (a profile, a URL, or the emulator)."""
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from d365sync_nb import connection as core_connection
-from d365sync_nb.connection import Connection
+from d365sync_nb import connection, render
+from d365sync_nb.config import resolve_settings
+from d365sync_nb.connection import Connection, add_connection_arguments, connection_options
 from d365sync_nb.errors import ConfigurationError, D365Error
 from d365sync_nb.metadata import EnvironmentVersion
-from d365sync_nb.notebook.context import context
-from d365sync_nb.sync.manager import SyncSessionManager
-from d365sync_nb.sync.registry import forget_manager
+from d365sync_nb.notebook.config import D365Sync
+from d365sync_nb.notebook.state import state
+
+NAME = "connect"
+SUMMARY = "connect to --profile NAME, --base-url URL, or --demo (the embedded emulator)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_connection_arguments(parser, scale_default=None)  # demo defaults: D365Sync.demo_*
 
 
 @dataclass
@@ -27,7 +35,7 @@ class ConnectionInfo:
 
     def lines(self) -> list[str]:
         conn = self.connection
-        if conn.is_demo:
+        if conn.emulator is not None:
             opts = conn.emulator.options
             kind = f"embedded emulator, {opts.scale} dataset, {opts.latency_ms:g} ms latency"
         else:
@@ -58,16 +66,12 @@ class ConnectionInfo:
 
 
 def _cache_text(cache: dict[str, Any]) -> str:
-    synced = [v for v in cache.get("versions", []) if v.get("synced_at")]
-    parts = []
-    for v in synced:
-        c = v.get("counts") or {}
-        what = ", ".join(
-            f"{c[k]:,} {k.replace('_', ' ')}"
-            for k in ("data_entities", "public_entities", "enumerations", "labels")
-            if k in c
-        )
-        parts.append(f"version {v['global_version_id']} (synced {v['synced_at']}): {what}")
+    parts = [
+        f"version {v['global_version_id']} (synced {v['synced_at']}): "
+        + render.counts_text(v.get("counts") or {})
+        for v in cache.get("versions", [])
+        if v.get("synced_at")
+    ]
     held = "; ".join(parts) if parts else "nothing synced yet"
     return f"{held}; {cache.get('sessions_recorded', 0)} sessions recorded"
 
@@ -80,61 +84,60 @@ def connect(
     scale: str | None = None,
     latency_ms: float | None = None,
     cache_dir: str | Path | None = None,
+    concurrency: int | None = None,
     display: bool = True,
 ) -> ConnectionInfo:
     """Connect the notebook to a profile, a URL, ``D365FO_*`` variables or (``demo``) a fresh
-    embedded emulator; report the environment's version and what the cache holds."""
+    embedded emulator; report the environment's version and what the cache holds.
+
+    Unset demo options and the cache directory come from :class:`D365Sync`. The previous
+    connection is closed before the new one is made (refused while it runs a session; settings
+    that cannot work are refused before it is closed).
+    """
     if sum(bool(x) for x in (profile, base_url, demo)) > 1:
         raise ConfigurationError("Give only one of --profile, --base-url and --demo")
-    opts = context.options
     if not demo and (scale is not None or latency_ms is not None):
         raise ConfigurationError("--scale and --latency-ms only apply with --demo")
-    old = context.connection
-    if old is not None and old.manager.get_active_sessions():
-        running = old.manager.get_active_sessions()[0].session_id
+    cfg = D365Sync.instance()
+    old = state.connection
+    running = old.manager.get_active_sessions() if old is not None else []
+    if old is not None and running:
         raise ConfigurationError(
-            f"Session {running} is still running on {old.settings.base_url}; "
+            f"Session {running[0].session_id} is still running on {old.settings.base_url}; "
             "wait for it or cancel it before connecting again"
         )
-    bridge = context.ensure_bridge()
-    conn = core_connection.connect(
+    if cache_dir is None:
+        cache_dir = cfg.cache_dir
+    if not demo:  # a mistyped URL or profile fails here and keeps the current connection
+        resolve_settings(
+            profile=profile, base_url=base_url, cache_dir=cache_dir, concurrency=concurrency
+        )
+    bridge = state.ensure_bridge()
+    state.replace_connection(None)  # returns its lease first: its cache file may be the new one's
+    conn = connection.connect(
         profile=profile,
         base_url=base_url,
         demo=demo,
-        scale=scale or opts.demo_scale,
-        latency_ms=(opts.demo_latency_ms if latency_ms is None else latency_ms) if demo else None,
-        cache_dir=cache_dir if cache_dir is not None else opts.cache_dir,
-        manager_options={"notify_interval": opts.throttle_interval},
+        scale=scale or cfg.demo_scale,
+        latency_ms=(cfg.demo_latency_ms if latency_ms is None else latency_ms) if demo else None,
+        cache_dir=cache_dir,
+        concurrency=concurrency,
     )
     info = ConnectionInfo(connection=conn)
     try:
-        info.version_id, info.environment = bridge.run(conn.manager.detect_version())
-    except D365Error as exc:
-        info.unreachable = str(exc)
+        try:
+            info.version_id, info.environment = bridge.run(conn.manager.detect_version())
+        except D365Error as exc:
+            info.unreachable = str(exc)
+        info.cache = conn.manager.cache_summary()
     except BaseException:
         conn.close()
         raise
-    info.cache = conn.manager.cache_summary()
-    if old is not None:
-        context.forget_connection()
-        _close(old, keep=conn.manager)
-    context.connection = conn
+    state.replace_connection(conn)
     if display:
         print(info)
     return info
 
 
-def _close(conn: Connection, *, keep: SyncSessionManager) -> None:
-    """Stop an old connection's emulator; release its manager unless the new one reuses it."""
-    conn.close()
-    if conn.manager is not keep and conn.settings.base_url != keep.settings.base_url:
-        forget_manager(conn.manager.settings)
-        conn.manager.store.close()
-
-
-def get_connection() -> Connection:
-    """The notebook's connection (``.manager``, ``.settings``, ``.emulator`` for demos)."""
-    if context.connection is None:
-        context.require()
-    assert context.connection is not None
-    return context.connection
+def run(args: argparse.Namespace) -> None:
+    connect(**connection_options(args))

@@ -1,54 +1,42 @@
-"""The notebook's state: options, its connection, the loop sessions live on, live panels."""
+"""The notebook's state: its one connection, the loop sessions live on, live panels, the dashboard.
+
+The commands read it through :data:`state`; the getters at the end (re-exported by
+:mod:`d365sync_nb.notebook`) hand its parts to the user without displaying anything.
+"""
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any
 
 from d365sync_nb.connection import Connection
 from d365sync_nb.errors import ConfigurationError, SessionNotFoundError
+from d365sync_nb.models import SyncSession
+from d365sync_nb.notebook import frontend
+from d365sync_nb.notebook.config import D365Sync
+from d365sync_nb.notebook.dashboard import Dashboard
 from d365sync_nb.notebook.event_loop import LoopBridge, make_bridge
-from d365sync_nb.notebook.frontend import current_kernel, use_widgets
+from d365sync_nb.notebook.panel import SessionPanel, live_panel
 from d365sync_nb.sync.manager import SyncSessionManager
 
-if TYPE_CHECKING:
-    from d365sync_nb.notebook.dashboard import Dashboard
-    from d365sync_nb.notebook.panel import SessionPanel
-
-log = logging.getLogger(__name__)
-
 NOT_CONNECTED = "Not connected: run %d365sync connect first (e.g. %d365sync connect --demo)"
-MAX_PANELS = 32
+PREFIX_SEARCH_LIMIT = 500
 
 
 @dataclass
-class Options:
-    """Defaults of the notebook surface (the ``D365Sync`` config traits write into these)."""
-
-    default_strategy: str = "full"
-    cache_dir: str | None = None
-    throttle_interval: float = 0.1
-    display: str = "auto"
-    demo_scale: str = "small"
-    demo_latency_ms: float = 20.0
-    history_limit: int = 20
-
-
-@dataclass
-class NotebookContext:
-    options: Options = field(default_factory=Options)
+class NotebookState:
     connection: Connection | None = None
     bridge: LoopBridge | None = None
     panels: OrderedDict[str, SessionPanel] = field(default_factory=OrderedDict)
     dashboard: Dashboard | None = None
+    _watched: D365Sync | None = field(default=None, repr=False)  # config whose throttle we follow
 
     # -- loop and connection ---------------------------------------------------------------
     def ensure_bridge(self) -> LoopBridge:
         if self.bridge is None:
-            self.bridge = make_bridge(in_kernel=current_kernel() is not None)
+            self.bridge = make_bridge(in_kernel=frontend.current_kernel() is not None)
         return self.bridge
 
     def require(self) -> tuple[SyncSessionManager, LoopBridge]:
@@ -58,9 +46,37 @@ class NotebookContext:
         return self.connection.manager, self.bridge
 
     def use_widgets(self) -> bool:
+        """Show sessions as widgets (a kernel whose frontend renders them), else as text."""
         return (
-            self.bridge is not None and self.bridge.in_kernel and use_widgets(self.options.display)
+            self.bridge is not None
+            and self.bridge.in_kernel
+            and frontend.use_widgets(D365Sync.instance().display)
         )
+
+    def replace_connection(self, conn: Connection | None) -> None:
+        """Make ``conn`` the notebook's connection; drop the old one's panels and close it
+        (which returns its manager lease and stops its emulator)."""
+        old, self.connection = self.connection, conn
+        if old is conn:
+            return
+        self.forget_panels()
+        if conn is not None:
+            config = D365Sync.instance()
+            if self._watched is not config:
+                config.observe(self._throttle_changed, names="throttle_interval")
+                self._watched = config
+            self.apply_throttle(config.throttle_interval)
+        if old is not None:
+            old.close()
+
+    def apply_throttle(self, seconds: float) -> None:
+        """Progress notifications of the connected manager: at most every ``seconds`` within a
+        phase (always on phase transitions); every display paints what it is sent."""
+        if self.connection is not None:
+            self.connection.manager.notify_interval = seconds
+
+    def _throttle_changed(self, change: Any) -> None:
+        self.apply_throttle(change["new"])
 
     # -- sessions --------------------------------------------------------------------------
     def resolve_session(self, session_id: str | None, *, running_only: bool = False) -> str:
@@ -89,7 +105,7 @@ class NotebookContext:
                 "a unique prefix of 4+ characters also works)"
             )
         known = [s.session_id for s in manager.get_active_sessions()]
-        known += [s.session_id for s in manager.get_session_history(limit=500)]
+        known += [s.session_id for s in manager.get_session_history(limit=PREFIX_SEARCH_LIMIT)]
         matches = sorted({sid for sid in known if sid.startswith(text)})
         if len(matches) == 1:
             return matches[0]
@@ -99,31 +115,14 @@ class NotebookContext:
             f"Session id prefix {session_id!r} matches {len(matches)} sessions; give more of it"
         )
 
+    # -- displays --------------------------------------------------------------------------
     def panel_for(self, session_id: str) -> SessionPanel:
         """The live panel of a session (one per session, shared by every display of it)."""
-        from d365sync_nb.notebook.panel import SessionPanel
-
         manager, bridge = self.require()
-        panel = self.panels.get(session_id)
-        if panel is not None and panel.manager is manager:
-            self.panels.move_to_end(session_id)
-            return panel
-        panel = SessionPanel(
-            manager,
-            bridge,
-            manager.get_sync_session(session_id),
-            throttle=self.options.throttle_interval,
-        )
-        self.panels[session_id] = panel
-        while len(self.panels) > MAX_PANELS:
-            oldest = next(iter(self.panels))
-            if self.panels[oldest].bound:
-                break
-            del self.panels[oldest]
-        return panel
+        return live_panel(self.panels, manager, bridge, session_id)
 
-    def forget_connection(self) -> None:
-        """Drop panels and the dashboard bound to the current manager."""
+    def forget_panels(self) -> None:
+        """Unbind the panels and the dashboard (they belong to the connection being left)."""
         if self.dashboard is not None:
             self.dashboard.close()
             self.dashboard = None
@@ -132,4 +131,23 @@ class NotebookContext:
         self.panels.clear()
 
 
-context = NotebookContext()
+state = NotebookState()
+
+
+# -- getters (no display) ------------------------------------------------------------------
+def get_connection() -> Connection:
+    """The notebook's connection (``.manager``, ``.settings``, ``.emulator`` for demos)."""
+    state.require()
+    assert state.connection is not None
+    return state.connection
+
+
+def get_session(session_id: str | None = None) -> SyncSession:
+    """A session's current state (the latest session when no id), without displaying it."""
+    manager, _ = state.require()
+    return manager.get_sync_session(state.resolve_session(session_id))
+
+
+def get_panel(session_id: str | None = None) -> SessionPanel:
+    """The live widget panel of a session (the latest when no id)."""
+    return state.panel_for(state.resolve_session(session_id))

@@ -1,0 +1,94 @@
+"""``%d365sync start``: start a sync session and show it live (widget panel, or text).
+
+In a Jupyter kernel the session is a task on the kernel's loop, so it keeps running between
+cells; with ``--wait`` the cell drives that loop until the session ends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from typing import Any
+
+from d365sync_nb.models import STRATEGY_DESCRIPTIONS, SyncSession, SyncStrategy
+from d365sync_nb.notebook.config import D365Sync
+from d365sync_nb.notebook.event_loop import interrupt_calls
+from d365sync_nb.notebook.frontend import show
+from d365sync_nb.notebook.panel import live_panel
+from d365sync_nb.notebook.state import state
+from d365sync_nb.notebook.waiting import SessionInterrupted, follow
+from d365sync_nb.render import ProgressPrinter
+
+NAME = "start"
+SUMMARY = "start a sync session and show its live panel (--wait blocks until it ends)"
+FOLLOW_HINT = "Follow it with %d365sync progress [--wait]; stop it with %d365sync cancel."
+INITIATED_BY = "notebook"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    choices = "; ".join(f"{s.value}: {d}" for s, d in STRATEGY_DESCRIPTIONS.items())
+    parser.add_argument("--strategy", help=f"default D365Sync.default_strategy; one of: {choices}")
+    parser.add_argument("--version", help="global version id (default: detect it)")
+    parser.add_argument("--force", action="store_true", help="sync even when already up to date")
+    parser.add_argument("--wait", action="store_true", help="block until the session ends")
+
+
+def start(
+    strategy: str | None = None,
+    version: int | str | None = None,
+    *,
+    force: bool = False,
+    wait: bool = False,
+    display: bool = True,
+) -> SyncSession | None:
+    """Start a sync session and show its live panel (text where widgets cannot render).
+
+    Returns the session (its final state with ``wait``), or None when already up to date.
+    With ``wait``, interrupting the kernel cancels the session, then raises
+    :class:`SessionInterrupted`.
+    """
+    manager, bridge = state.require()
+    parsed = SyncStrategy.parse(strategy or D365Sync.instance().default_strategy)
+    widgets_on = display and state.use_widgets()
+    started: dict[str, Any] = {"session_id": None, "interrupted": False}
+
+    def cancel_requested() -> None:
+        if started["session_id"] is not None:
+            bridge.spawn(manager.cancel_sync_session(started["session_id"]))
+
+    def on_interrupt() -> None:
+        started["interrupted"] = True
+        bridge.call(cancel_requested)
+
+    with interrupt_calls(on_interrupt) if wait else contextlib.nullcontext():
+        result = bridge.run(manager.start(version, parsed, initiated_by=INITIATED_BY, force=force))
+        if result.session_id is None:
+            if started["interrupted"]:
+                raise SessionInterrupted("Interrupted before a session started")
+            if display:
+                print(
+                    f"Version {result.global_version_id} is already up to date for "
+                    f"'{result.strategy}' (synced {result.synced_at}); nothing to do. "
+                    "Add --force (force=True) to sync it again."
+                )
+            return None
+        sid = started["session_id"] = result.session_id
+        if started["interrupted"]:
+            bridge.call(cancel_requested)
+        if widgets_on:
+            show(live_panel(state.panels, manager, bridge, sid))
+        elif display:
+            print(f"{result.message} (session {sid})")
+        if not wait:
+            if display and not widgets_on:
+                print(FOLLOW_HINT)
+            return manager.get_sync_session(sid)
+        printer = ProgressPrinter() if display and not widgets_on else None
+        final = bridge.run(follow(manager, sid, printer))
+    if started["interrupted"]:
+        raise SessionInterrupted(f"Interrupted: session {sid} was {final.status.value}", final)
+    return final
+
+
+def run(args: argparse.Namespace) -> None:
+    start(args.strategy, args.version, force=args.force, wait=args.wait)

@@ -1,0 +1,69 @@
+"""``D365Sync``: the notebook surface's one config object.
+
+``%load_ext d365sync_nb`` registers it with the shell, so ``%config D365Sync`` lists it and
+``%config D365Sync.default_strategy = "incremental"`` sets it; the Python functions of
+:mod:`d365sync_nb.notebook` read the same instance (``D365Sync.instance()``) with or without
+the magics. ``throttle_interval`` is applied to the connected manager by
+:mod:`~d365sync_nb.notebook.state`, which observes it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from traitlets import Enum, Float, Int, TraitError, Unicode, validate
+from traitlets.config import SingletonConfigurable
+
+from d365sync_nb.connection import SCALES
+from d365sync_nb.errors import D365SyncError
+from d365sync_nb.models import SyncStrategy
+from d365sync_nb.notebook.frontend import DISPLAY_MODES
+
+
+class D365Sync(SingletonConfigurable):
+    """Defaults of ``%d365sync`` and of the :mod:`d365sync_nb.notebook` functions."""
+
+    default_strategy = Unicode(
+        "full", help="strategy used by start when --strategy is not given"
+    ).tag(config=True)
+    cache_dir = Unicode(
+        None, allow_none=True, help="cache directory used by connect when --cache-dir is not given"
+    ).tag(config=True)
+    throttle_interval = Float(
+        0.1, help="seconds between progress repaints (phase transitions always repaint)"
+    ).tag(config=True)
+    display = Enum(
+        DISPLAY_MODES,
+        default_value="auto",
+        help="'widget' panel, 'text', or 'auto' (widgets when the frontend renders them)",
+    ).tag(config=True)
+    demo_scale = Enum(SCALES, default_value="small", help="--demo dataset").tag(config=True)
+    demo_latency_ms = Float(20.0, help="--demo latency per request, in milliseconds").tag(
+        config=True
+    )
+    history_limit = Int(20, help="sessions shown by history without --limit").tag(config=True)
+
+    @validate("default_strategy")
+    def _check_strategy(self, proposal: Any) -> str:
+        try:
+            return SyncStrategy.parse(proposal["value"]).value
+        except D365SyncError as exc:
+            raise TraitError(str(exc)) from None
+
+    @validate("throttle_interval")
+    def _check_throttle(self, proposal: Any) -> float:
+        if proposal["value"] < 0:
+            raise TraitError("throttle_interval must be 0 or more")
+        return float(proposal["value"])
+
+    @validate("demo_latency_ms")
+    def _check_latency(self, proposal: Any) -> float:
+        if proposal["value"] < 0:
+            raise TraitError("demo_latency_ms must be 0 or more")
+        return float(proposal["value"])
+
+    @validate("history_limit")
+    def _check_history_limit(self, proposal: Any) -> int:
+        if proposal["value"] < 1:
+            raise TraitError("history_limit must be at least 1")
+        return int(proposal["value"])

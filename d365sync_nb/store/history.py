@@ -1,0 +1,214 @@
+"""The recorded sync sessions of one environment: save, load (as ``SyncSession``), liveness."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from datetime import datetime
+from typing import Any
+
+from d365sync_nb.models import (
+    PHASES,
+    PhaseProgress,
+    PhaseStatus,
+    SyncPhase,
+    SyncSession,
+    SyncStatus,
+    SyncStrategy,
+    iso,
+)
+from d365sync_nb.store.database import Database, now_iso
+from d365sync_nb.store.liveness import HOST, LIVE_SESSIONS, alive_elsewhere
+
+SESSION_COLUMNS = (
+    "session_id, environment, strategy, status, global_version_id, initiated_by, started_at,"
+    " completed_at, error, message, counts_json, requests, pid, host"
+)
+PHASE_COLUMNS = (
+    "session_id, phase, ordinal, status, items_processed, items_total, current_item,"
+    " started_at, completed_at, error, weight, note"
+)
+
+
+class SessionHistory:
+    """Sessions and their phases as recorded in the cache file (the persistent history)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def save(self, session: SyncSession) -> None:
+        """Upsert a session and its phases, recording this process as the one running it."""
+        with self.db.write() as conn:
+            conn.execute(
+                f"INSERT OR REPLACE INTO sessions({SESSION_COLUMNS})"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    session.session_id,
+                    session.environment,
+                    session.strategy.value,
+                    session.status.value,
+                    session.global_version_id,
+                    session.initiated_by,
+                    iso(session.started_at),
+                    iso(session.completed_at),
+                    session.error,
+                    session.message,
+                    json.dumps(session.counts),
+                    session.requests,
+                    os.getpid(),
+                    HOST,
+                ),
+            )
+            conn.executemany(
+                f"INSERT OR REPLACE INTO session_phases({PHASE_COLUMNS})"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                [
+                    (
+                        session.session_id,
+                        p.phase.value,
+                        i,
+                        p.status.value,
+                        p.items_processed,
+                        p.items_total,
+                        p.current_item,
+                        iso(p.started_at),
+                        iso(p.completed_at),
+                        p.error,
+                        p.weight,
+                        p.note,
+                    )
+                    for i, p in enumerate(session.phases.values())
+                ],
+            )
+
+    def load(
+        self, *, limit: int = 20, status: str | None = None, session_id: str | None = None
+    ) -> list[SyncSession]:
+        """Recorded sessions, newest first (optionally of one status, or the one with an id)."""
+        where, params = [], []
+        if session_id:
+            where.append("session_id = ?")
+            params.append(session_id)
+        if status:
+            where.append("status = ?")
+            params.append(status)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self.db.rows(
+            f"SELECT * FROM sessions {clause} ORDER BY julianday(started_at) DESC LIMIT ?",
+            [*params, limit],
+        )
+        return [self._session(row) for row in rows]
+
+    def get(self, session_id: str) -> SyncSession | None:
+        sessions = self.load(session_id=session_id, limit=1)
+        return sessions[0] if sessions else None
+
+    def latest_id(self) -> str | None:
+        """The id of the newest recorded session."""
+        rows = self.db.rows(
+            "SELECT session_id FROM sessions ORDER BY julianday(started_at) DESC LIMIT 1"
+        )
+        return str(rows[0][0]) if rows else None
+
+    def count(self) -> int:
+        return int(self.db.rows("SELECT count(*) FROM sessions")[0][0])
+
+    def running_elsewhere(self) -> list[dict[str, Any]]:
+        """Sessions recorded as running by another live process on this host
+        (``session_id``, ``global_version_id``, ``pid``, ``host``)."""
+        rows = self.db.rows(
+            "SELECT session_id, global_version_id, pid, host FROM sessions WHERE status = 'running'"
+        )
+        return [dict(r) for r in rows if alive_elsewhere(r["pid"], r["host"])]
+
+    def mark_interrupted(self, message: str) -> list[str]:
+        """Sessions whose process has died become failed; returns their ids.
+
+        A session this process or another live process on this host is running is left alone.
+        """
+        now = now_iso()
+        with self.db.write() as conn:
+            ids = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT session_id, pid, host FROM sessions WHERE status = 'running'"
+                ).fetchall()
+                if r[0] not in LIVE_SESSIONS and not alive_elsewhere(r[1], r[2])
+            ]
+            conn.executemany(
+                "UPDATE sessions SET status = 'failed', error = ?, completed_at = ?"
+                " WHERE session_id = ?",
+                [(message, now, i) for i in ids],
+            )
+            conn.executemany(
+                "UPDATE session_phases SET status = 'failed', error = ?, completed_at = ?"
+                " WHERE session_id = ? AND status = 'running'",
+                [(message, now, i) for i in ids],
+            )
+        return ids
+
+    def phase_seconds(self, strategy: str, limit: int = 5) -> dict[str, float]:
+        """Average seconds per phase over the last completed sessions of a strategy (only
+        phases that completed: skipped or reused ones say nothing about the work)."""
+        rows = self.db.rows(
+            "SELECT p.phase, avg((julianday(p.completed_at) - julianday(p.started_at)) * 86400)"
+            " FROM session_phases p WHERE p.status = 'completed' AND p.session_id IN"
+            " (SELECT session_id FROM sessions WHERE status = 'completed' AND strategy = ?"
+            "  ORDER BY julianday(started_at) DESC LIMIT ?) GROUP BY p.phase",
+            (strategy, limit),
+        )
+        return {r[0]: float(r[1]) for r in rows if r[1] is not None}
+
+    def _session(self, row: sqlite3.Row) -> SyncSession:
+        """Rebuild a SyncSession from its stored row and its phases' rows."""
+        phases = {p: PhaseProgress(phase=p) for p in PHASES}
+        for p in self.db.rows(
+            "SELECT * FROM session_phases WHERE session_id = ? ORDER BY ordinal",
+            (row["session_id"],),
+        ):
+            phase = SyncPhase(p["phase"])
+            phases[phase] = PhaseProgress(
+                phase=phase,
+                status=PhaseStatus(p["status"]),
+                items_processed=p["items_processed"],
+                items_total=p["items_total"],
+                current_item=p["current_item"],
+                started_at=_datetime(p["started_at"]),
+                completed_at=_datetime(p["completed_at"]),
+                error=p["error"],
+                note=p["note"],
+                weight=p["weight"] or 1.0,
+            )
+        current = next(
+            (
+                phase
+                for phase, progress in phases.items()
+                if progress.status
+                in (PhaseStatus.RUNNING, PhaseStatus.FAILED, PhaseStatus.CANCELLED)
+            ),
+            None,
+        )
+        started_at = _datetime(row["started_at"])
+        assert started_at is not None  # NOT NULL in the schema
+        return SyncSession(
+            session_id=row["session_id"],
+            environment=row["environment"],
+            strategy=SyncStrategy(row["strategy"]),
+            status=SyncStatus(row["status"]),
+            global_version_id=row["global_version_id"],
+            initiated_by=row["initiated_by"] or "user",
+            started_at=started_at,
+            completed_at=_datetime(row["completed_at"]),
+            current_phase=current,
+            phases=phases,
+            counts=json.loads(row["counts_json"] or "{}"),
+            error=row["error"],
+            message=row["message"],
+            requests=row["requests"] or 0,
+        )
+
+
+def _datetime(value: str | None) -> datetime | None:
+    """A stored timestamp: ``...Z`` now, ``...+00:00`` in files written before."""
+    return datetime.fromisoformat(value) if value else None

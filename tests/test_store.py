@@ -1,0 +1,145 @@
+"""The cache file itself: a version 1 file opens and migrates; timestamps read back as ``Z``."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from pathlib import Path
+
+from d365sync_nb.models import PhaseStatus, SyncPhase, SyncSession, SyncStatus, SyncStrategy
+from d365sync_nb.store import MetadataStore
+from d365sync_nb.store.schema import SCHEMA_VERSION
+
+FIXTURE = Path(__file__).parent / "data" / "v1-cache.sqlite3"
+# The fixture is a real cache written by version 1 of the package (commit 71da802): an
+# entities_only sync of the small demo dataset, schema_version 1, no session_phases.note.
+SESSION_ID = "d7a86f7d-f0c3-41de-ae7b-6eb9b2fb879c"
+PENDING_ID = "66666666-7777-8888-9999-000000000000"
+
+
+def make_v1_file(path: Path) -> None:
+    """A copy of the version 1 cache, plus a 'pending' session (a status that no longer exists)
+    whose process is gone."""
+    shutil.copyfile(FIXTURE, path)
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute(
+            "INSERT INTO sessions(session_id, environment, strategy, status, started_at)"
+            " VALUES (?, 'https://contoso.example', 'full', 'pending',"
+            " '2026-03-01T09:00:00.000001+00:00')",
+            (PENDING_ID,),
+        )
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def stored_schema_version(path: Path) -> int:
+    conn = sqlite3.connect(path)
+    try:
+        return int(
+            conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
+        )
+    finally:
+        conn.close()
+
+
+def phase_columns(store: MetadataStore) -> list[str]:
+    return [r[1] for r in store.db.rows("PRAGMA table_info(session_phases)")]
+
+
+def test_a_version_1_file_opens_migrates_and_round_trips_a_phase_note(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    make_v1_file(path)
+
+    store = MetadataStore(path)
+    try:
+        assert SCHEMA_VERSION == 2
+        assert stored_schema_version(path) == 2
+        assert "note" in phase_columns(store)
+
+        session = store.history.get(SESSION_ID)
+        assert isinstance(session, SyncSession)
+        assert session.status == SyncStatus.COMPLETED
+        assert session.strategy == SyncStrategy.ENTITIES_ONLY and session.requests == 1
+        assert session.counts["data_entities"] == 100
+        entities = session.phases[SyncPhase.ENTITIES]
+        assert entities.status == PhaseStatus.COMPLETED and entities.items_processed == 100
+        assert entities.seconds is not None and entities.seconds >= 0
+        assert all(p.note is None for p in session.phases.values())
+        assert session.phases[SyncPhase.SCHEMAS].status == PhaseStatus.SKIPPED
+
+        # 'pending' (gone from SyncStatus) was treated as running: now it is, and it is
+        # recognized as interrupted like any session whose process is gone
+        assert store.history.mark_interrupted("interrupted") == [PENDING_ID]
+        assert store.history.get(PENDING_ID).status == SyncStatus.FAILED  # type: ignore[union-attr]
+
+        session.phases[SyncPhase.LABELS].status = PhaseStatus.REUSED
+        session.phases[SyncPhase.LABELS].note = "copied 42 labels from the cache of contoso-test"
+        store.history.save(session)
+    finally:
+        store.close()
+
+    reopened = MetadataStore(path)  # a second open finds version 2: nothing to migrate
+    try:
+        assert stored_schema_version(path) == 2
+        again = reopened.history.get(SESSION_ID)
+        assert again is not None
+        labels = again.phases[SyncPhase.LABELS]
+        assert labels.status == PhaseStatus.REUSED
+        assert labels.note == "copied 42 labels from the cache of contoso-test"
+        assert again.phases[SyncPhase.ENTITIES].note is None
+        assert reopened.history.count() == 2
+        assert reopened.history.latest_id() == SESSION_ID
+    finally:
+        reopened.close()
+
+
+def test_a_new_file_gets_the_current_schema(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "new.sqlite3"
+    store = MetadataStore(path)
+    try:
+        assert stored_schema_version(path) == SCHEMA_VERSION
+        assert phase_columns(store)[-1] == "note"  # same column order as a migrated file
+        assert store.history.load() == [] and store.history.latest_id() is None
+    finally:
+        store.close()
+
+
+def test_loaded_sessions_have_z_timestamps(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    make_v1_file(path)  # rows written as +00:00 ...
+    store = MetadataStore(path)
+    try:
+        old = store.history.get(SESSION_ID)
+        assert old is not None
+        fresh = SyncSession(session_id=PENDING_ID, environment="e", strategy=SyncStrategy.FULL)
+        fresh.phases[SyncPhase.ENTITIES].started_at = fresh.started_at
+        fresh.status, fresh.completed_at = SyncStatus.COMPLETED, fresh.started_at
+        fresh.phases[SyncPhase.ENTITIES].completed_at = fresh.started_at
+        store.history.save(fresh)  # ... and rows written now, as ...Z
+        raw = store.db.rows(
+            "SELECT s.started_at, s.completed_at, p.started_at, p.completed_at FROM sessions s"
+            " JOIN session_phases p USING (session_id) WHERE session_id = ? AND p.phase = ?",
+            (PENDING_ID, "entities"),
+        )
+        assert all(stamp.endswith("Z") for stamp in raw[0]), tuple(raw[0])
+        new = store.history.get(PENDING_ID)
+        assert new is not None
+
+        for session in (old, new):
+            data = session.to_dict()
+            assert data["started_at"].endswith("Z"), data["started_at"]
+            assert data["completed_at"].endswith("Z"), data["completed_at"]
+            entities = data["phases"]["entities"]
+            assert entities["started_at"].endswith("Z")
+            assert entities["completed_at"].endswith("Z")
+            stamps = [
+                p[key]
+                for p in data["phases"].values()
+                for key in ("started_at", "completed_at")
+                if p[key] is not None
+            ]
+            assert stamps and all(s.endswith("Z") for s in stamps)
+    finally:
+        store.close()
