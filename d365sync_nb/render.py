@@ -178,10 +178,15 @@ class ProgressPrinter:
         if final:
             lines += outcome_lines(session, phase_errors_shown=True)
             self.finished = True
-        elif not lines and self.heartbeat is not None:
-            if time.monotonic() - self._last_line >= self.heartbeat:
-                lines = [status_line(session)]
+        elif self._heartbeat_due(lines):
+            lines = [status_line(session)]
         self._write(lines, None if final else status_line(session))
+
+    def _heartbeat_due(self, lines: list[str]) -> bool:
+        """Off a terminal, a long quiet phase gets a status line every ``heartbeat`` seconds."""
+        if lines or self.heartbeat is None:
+            return False
+        return time.monotonic() - self._last_line >= self.heartbeat
 
     def close(self) -> None:
         """End the live status line (a terminal's cursor goes back to column 0)."""
