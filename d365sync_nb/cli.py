@@ -99,6 +99,7 @@ def session_json(session: SyncSession) -> dict[str, Any]:
         "error": session.error,
         "message": session.message,
         "requests": session.requests,
+        "http": session.http.model_dump(mode="json"),
     }
 
 

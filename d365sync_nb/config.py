@@ -20,13 +20,14 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from d365sync_nb.errors import ConfigurationError
 from d365sync_nb.redaction import redact_url
 
 APP_NAME = "d365sync_nb"
 DEFAULT_CONCURRENCY = 16
+DEFAULT_REQUEST_LOG_SESSIONS = 20
 
 
 class ConnectionSettings(BaseModel):
@@ -43,6 +44,12 @@ class ConnectionSettings(BaseModel):
     language: str = "en-us"
     profile: str | None = None
     name: str | None = None
+    request_log_sessions: int = Field(
+        default=DEFAULT_REQUEST_LOG_SESSIONS,
+        ge=0,
+        le=1000,
+        description="sessions whose request log (a row per request) is kept; aggregates stay",
+    )
 
     @property
     def is_loopback(self) -> bool:

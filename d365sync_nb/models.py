@@ -97,6 +97,7 @@ class SyncPhase(StrEnum):
 
 
 PHASES: tuple[SyncPhase, ...] = tuple(SyncPhase)
+PHASE_NAMES = frozenset(p.value for p in PHASES)
 
 # Relative work of each phase when this environment has no history yet (seconds at ~10 ms
 # latency, realistic scale): labels dominate, one request per label id.
@@ -154,6 +155,29 @@ class PhaseProgress(BaseModel):
         return round(self.items_processed / seconds, 1)
 
 
+class HttpRecord(BaseModel):
+    """What a session asked of the service (see :mod:`d365sync_nb.d365.stats`): every attempt
+    counted once, version detection included; ``by_status`` counts complete answers by code;
+    ``transport_errors`` counts attempts without a usable answer (dropped, timed out, garbled);
+    ``throttle_wait_seconds`` sums the waits before retries (Retry-After or backoff) over all
+    requests; ``by_phase`` splits the counts by phase; ``concurrency`` is the limiter's path."""
+
+    requests: int = 0
+    retries: int = 0
+    by_status: dict[str, int] = Field(default_factory=dict)
+    transport_errors: int = 0
+    throttle_wait_seconds: float = 0.0
+    bytes_received: int = 0
+    latency_ms: dict[str, float] | None = None
+    by_phase: dict[str, dict[str, float | int | None]] = Field(default_factory=dict)
+    concurrency: dict[str, Any] | None = None
+
+    @property
+    def throttled(self) -> int:
+        """Answers 429 Too Many Requests."""
+        return self.by_status.get("429", 0)
+
+
 class SyncSession(BaseModel):
     """One sync run: identity, strategy, status, the 8 phases, counts and outcome."""
 
@@ -173,6 +197,7 @@ class SyncSession(BaseModel):
     error: str | None = None
     message: str | None = None
     requests: int = 0
+    http: HttpRecord = Field(default_factory=HttpRecord)
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -213,6 +238,16 @@ class SyncSession(BaseModel):
             return self.phases[self.current_phase].items_per_second
         items = sum(p.items_processed for p in self.phases.values())
         return round(items / self.duration_seconds, 1) if self.duration_seconds else None
+
+    def set_http(self, record: dict[str, Any]) -> None:
+        """Take a client's ``http`` record (see ``HttpStats.record``), adding each phase's
+        seconds; percentiles missing from ``record`` keep their last value."""
+        latency = record.get("latency_ms") or self.http.latency_ms
+        for phase, counts in record["by_phase"].items():
+            progress = self.phases.get(SyncPhase(phase)) if phase in PHASE_NAMES else None
+            counts["seconds"] = progress.seconds if progress is not None else None
+        self.http = HttpRecord.model_validate({**record, "latency_ms": latency})
+        self.requests = self.http.requests
 
     @property
     def is_running(self) -> bool:

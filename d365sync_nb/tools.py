@@ -333,6 +333,7 @@ def _history_row(session: SyncSession) -> dict[str, Any]:
         "completed_at": iso(session.completed_at),
         "counts": session.counts,
         "requests": session.requests,
+        "http": session.http.model_dump(mode="json"),
         "error": session.error,
         "message": session.message,
     }

@@ -17,6 +17,7 @@ CORE = (
     "arguments",
     "config",
     "connection",
+    "diagnostics",
     "errors",
     "metadata",
     "models",

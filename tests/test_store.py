@@ -54,14 +54,16 @@ def test_a_version_1_file_opens_migrates_and_round_trips_a_phase_note(tmp_path: 
 
     store = MetadataStore(path)
     try:
-        assert SCHEMA_VERSION == 2
-        assert stored_schema_version(path) == 2
+        assert stored_schema_version(path) == SCHEMA_VERSION == 3
         assert "note" in phase_columns(store)
+        session_columns = [r[1] for r in store.db.rows("PRAGMA table_info(sessions)")]
+        assert session_columns[-1] == "http_json"
 
         session = store.history.get(SESSION_ID)
         assert isinstance(session, SyncSession)
         assert session.status == SyncStatus.COMPLETED
         assert session.strategy == SyncStrategy.ENTITIES_ONLY and session.requests == 1
+        assert session.http.requests == 1 and session.http.by_status == {}  # no record in v1
         assert session.counts["data_entities"] == 100
         entities = session.phases[SyncPhase.ENTITIES]
         assert entities.status == PhaseStatus.COMPLETED and entities.items_processed == 100
@@ -80,9 +82,9 @@ def test_a_version_1_file_opens_migrates_and_round_trips_a_phase_note(tmp_path: 
     finally:
         store.close()
 
-    reopened = MetadataStore(path)  # a second open finds version 2: nothing to migrate
+    reopened = MetadataStore(path)  # a second open finds version 3: nothing to migrate
     try:
-        assert stored_schema_version(path) == 2
+        assert stored_schema_version(path) == 3
         again = reopened.history.get(SESSION_ID)
         assert again is not None
         labels = again.phases[SyncPhase.LABELS]

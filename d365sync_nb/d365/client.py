@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -21,6 +21,7 @@ import orjson
 from d365sync_nb.config import ConnectionSettings
 from d365sync_nb.d365.auth import TokenCredential, TokenProvider, make_credential
 from d365sync_nb.d365.limiter import AdaptiveLimiter
+from d365sync_nb.d365.stats import HttpStats, endpoint_class
 from d365sync_nb.errors import (
     D365AuthError,
     D365Error,
@@ -45,20 +46,6 @@ APP_VERSION_ACTION = (
 PLATFORM_VERSION_ACTION = (
     "data/DataManagementEntities/Microsoft.Dynamics.DataEntities.GetPlatformBuildVersion"
 )
-
-
-@dataclass
-class ClientStats:
-    """What the client did: requests sent, retries and why, bytes received."""
-
-    requests: int = 0
-    retries: int = 0
-    throttled: int = 0
-    transport_errors: int = 0
-    bytes_received: int = 0
-
-    def to_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
 
 
 def default_transport(concurrency: int) -> httpx.AsyncBaseTransport:
@@ -103,7 +90,7 @@ class D365MetadataClient:
         self.max_throttle_attempts = max_throttle_attempts
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
-        self.stats = ClientStats()
+        self.stats = HttpStats()
         if token_provider is None and credential is not None:
             token_provider = TokenProvider(credential, self.base_url)
         self._auth = token_provider
@@ -142,7 +129,7 @@ class D365MetadataClient:
                 headers={"Accept": "application/json", "OData-Version": "4.0"},
                 follow_redirects=False,
             )
-            self._limiter = AdaptiveLimiter(self.concurrency)
+            self._limiter = AdaptiveLimiter(self.concurrency, on_change=self.stats.limit_changed)
         return self._http
 
     async def aclose(self) -> None:
@@ -172,11 +159,14 @@ class D365MetadataClient:
         """
         http = self._open()
         limiter = self.limiter
-        attempt = 0
+        endpoint = endpoint_class(url)
+        attempt = 0  # attempts that count against max_attempts
+        tries = 0  # every attempt of this request (the request log's attempt number)
         throttles = 0
         refreshed = False
         while True:
             attempt += 1
+            tries += 1
             request_id = str(uuid.uuid4())
             headers = {"x-ms-client-request-id": request_id}
             token = await self._auth.token() if self._auth else None
@@ -184,15 +174,17 @@ class D365MetadataClient:
                 headers["Authorization"] = f"Bearer {token}"
             full_url = str(http.base_url.join(url))
             context = {"method": method, "url": full_url, "request_id": request_id}
+            sent = Sent(self.stats, endpoint, tries, request_id)
             try:
                 async with limiter:
-                    self.stats.requests += 1
+                    sent.start()
                     response = await http.request(
                         method, url, params=params, json=json_body, headers=headers
                     )
             except httpx.TransportError as exc:
-                self.stats.transport_errors += 1
-                if attempt >= self.max_attempts:
+                last = attempt >= self.max_attempts
+                sent.failed(_error_kind(exc), retried=not last)
+                if last:
                     raise D365TransportError(
                         f"no answer after {attempt} attempts ({type(exc).__name__}: "
                         f"{exc or 'connection dropped'})",
@@ -200,47 +192,59 @@ class D365MetadataClient:
                     ) from None
                 await self._backoff(attempt)
                 continue
+            except BaseException:  # cancelled while in flight: the attempt was sent
+                sent.failed("cancelled", retried=False)
+                raise
             body = response.content
-            self.stats.bytes_received += len(body)
             context["activity_id"] = response.headers.get("ms-dyn-aid")
             context["server_timing"] = response.headers.get("server-timing")
             status = response.status_code
+            sent.answered(status, len(body), context["activity_id"])
             if status == 429:
                 limiter.throttled()
-                self.stats.throttled += 1
                 throttles += 1
                 attempt -= 1  # throttling is the service asking us to wait, not a failure
                 if throttles >= self.max_throttle_attempts:
+                    sent.log()
                     raise D365HTTPError(
                         f"429 Too Many Requests: still throttled after {throttles} waits",
                         status=429,
                         **context,
                     )
+                sent.log(retry_cause="429")
                 await self._wait_retry_after(response, throttles)
                 continue
             if status == 401 and self._auth and not refreshed:
                 refreshed = True
                 attempt -= 1
+                sent.log(retry_cause="401")
                 await self._auth.token(force_refresh=True, stale=token)
                 continue
             if status in RETRY_STATUSES and attempt < self.max_attempts:
-                self.stats.retries += 1
+                sent.log(retry_cause=str(status))
                 await self._backoff(attempt, response)
                 continue
             if status == 404 and not_found_ok:
+                sent.log()
                 limiter.succeeded()
                 return None
             if status >= 400:
+                sent.log()
                 raise self._http_error(response, **context)
             try:
                 data = self._parse(response, body)
             except D365ResponseError as exc:
                 # HTML or another non-JSON answer means a wrong URL, not a glitch: no retry
-                if attempt >= self.max_attempts or not exc.transient:
+                retry = attempt < self.max_attempts and exc.transient
+                sent.log(
+                    error="garbled" if exc.transient else "not_json",
+                    retry_cause="garbled" if retry else None,
+                )
+                if not retry:
                     raise D365ResponseError(exc.detail, **context) from None
-                self.stats.retries += 1
                 await self._backoff(attempt)
                 continue
+            sent.log()
             limiter.succeeded()
             return data
 
@@ -285,13 +289,25 @@ class D365MetadataClient:
         delay = min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1))
         if response is not None:
             delay = max(delay, _retry_after(response) or 0)
-        await asyncio.sleep(delay * (0.5 + random.random() / 2))
+        await self._wait(delay * (0.5 + random.random() / 2))
 
     async def _wait_retry_after(self, response: httpx.Response, throttles: int) -> None:
         delay = _retry_after(response)
         if delay is None:
             delay = min(self.backoff_cap, self.backoff_base * 2 ** min(throttles, 6))
-        await asyncio.sleep(delay)
+        await self._wait(delay)
+
+    async def _wait(self, seconds: float) -> None:
+        """Sleep before a retry; the time spent is recorded (even when cut short)."""
+        start = time.monotonic()
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            self.stats.waited(time.monotonic() - start)
+
+    def http_record(self, *, percentiles: bool = True) -> dict[str, Any]:
+        """The ``http`` record of everything this client sent (see :mod:`.stats`)."""
+        return self.stats.record(percentiles=percentiles, start_limit=self.concurrency)
 
     # -- version ---------------------------------------------------------------------------
     async def get_installed_modules(self) -> list[InstalledModule]:
@@ -348,11 +364,18 @@ class D365MetadataClient:
         return items
 
     async def iter_chunks(
-        self, collection: str, chunk_size: int = 500, window: int = 4
+        self,
+        collection: str,
+        chunk_size: int = 500,
+        window: int = 4,
+        expected: int | None = None,
     ) -> AsyncIterator[list[dict[str, Any]]]:
         """The collection in ``$top``/``$skip`` chunks, up to ``window`` fetched at once.
 
-        Bounds memory for the large PublicEntities body. Falls back to one plain request
+        Bounds memory for the large PublicEntities body. ``expected`` (the item count the
+        caller expects, e.g. from DataEntities) keeps the window from asking past the end;
+        without it the first chunk is asked alone. A request once sent is always awaited, never
+        abandoned, so the service and the http record agree. Falls back to one plain request
         when the service ignores ``$top`` or ``$skip``.
         """
 
@@ -365,21 +388,26 @@ class D365MetadataClient:
 
         pending: dict[int, asyncio.Task[list[dict[str, Any]]]] = {}
         next_index = 0
+        limit = 1 if expected is None else max(1, -(-expected // chunk_size))
         ended = False
         first_name: object = None
         try:
             while True:
-                while not ended and len(pending) < window:
+                while not ended and len(pending) < window and next_index < limit:
                     pending[next_index] = asyncio.ensure_future(fetch(next_index))
                     next_index += 1
                 if not pending:
-                    return
+                    if ended:
+                        return
+                    limit = next_index + window  # more than expected: keep going
+                    continue
                 index = min(pending)
                 items = await pending.pop(index)
                 if len(items) > chunk_size or (
                     index > 0 and items and items[0].get("Name") == first_name
                 ):
                     # $top or $skip ignored: read it whole, minus the chunks already yielded
+                    await _settle(pending)
                     if index == 0:
                         yield items
                         return
@@ -393,14 +421,11 @@ class D365MetadataClient:
                     first_name = items[0].get("Name")
                 if len(items) < chunk_size:
                     ended = True
-                    for task in pending.values():
-                        task.cancel()
-                    await asyncio.gather(*pending.values(), return_exceptions=True)
-                    pending.clear()
+                    await _settle(pending)  # chunks past the end: empty answers
                 if items:
                     yield items
         finally:
-            for task in pending.values():
+            for task in pending.values():  # only when failing or cancelled
                 task.cancel()
             if pending:
                 await asyncio.gather(*pending.values(), return_exceptions=True)
@@ -413,9 +438,9 @@ class D365MetadataClient:
         return [PublicEnumeration.model_validate(d) for d in items]
 
     async def iter_public_entities(
-        self, chunk_size: int = 250
+        self, chunk_size: int = 250, expected: int | None = None
     ) -> AsyncIterator[list[PublicEntity]]:
-        async for chunk in self.iter_chunks("PublicEntities", chunk_size):
+        async for chunk in self.iter_chunks("PublicEntities", chunk_size, expected=expected):
             yield [PublicEntity.from_service(d) for d in chunk]
 
     # -- labels ----------------------------------------------------------------------------
@@ -460,6 +485,12 @@ async def gather_or_first_error(*coros: Coroutine[Any, Any, Any]) -> list[Any]:
     return [t.result() for t in tasks]
 
 
+async def _settle(pending: dict[int, asyncio.Task[Any]]) -> None:
+    """Await requests already sent whose answers are no longer needed (never abandon one)."""
+    await asyncio.gather(*pending.values(), return_exceptions=True)
+    pending.clear()
+
+
 def _first_error(error: BaseException) -> BaseException:
     while isinstance(error, BaseExceptionGroup):
         real = [e for e in error.exceptions if not isinstance(e, asyncio.CancelledError)]
@@ -480,7 +511,7 @@ def _optional_str(data: Any) -> str | None:
     return None
 
 
-__all__ = ["ClientStats", "D365Error", "D365MetadataClient", "label_path"]
+__all__ = ["D365Error", "D365MetadataClient", "label_path"]
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -492,3 +523,53 @@ def _retry_after(response: httpx.Response) -> float | None:
         return max(0.0, min(float(raw), 120.0))
     except ValueError:
         return None
+
+
+def _error_kind(exc: httpx.TransportError) -> str:
+    """What went wrong on the wire: timeout, connect (no connection) or dropped."""
+    if isinstance(exc, httpx.TimeoutException):
+        return "timeout"
+    if isinstance(exc, httpx.ConnectError):
+        return "connect"
+    return "dropped"
+
+
+class Sent:
+    """One attempt on its way: timed from the moment it holds a concurrency slot."""
+
+    __slots__ = ("activity_id", "attempt", "endpoint", "request_id", "size", "started",
+                 "started_at", "stats", "status")  # fmt: skip
+
+    def __init__(self, stats: HttpStats, endpoint: str, attempt: int, request_id: str) -> None:
+        self.stats, self.endpoint, self.attempt, self.request_id = (
+            stats, endpoint, attempt, request_id
+        )  # fmt: skip
+        self.started = self.started_at = 0.0
+        self.status: int | None = None
+        self.size = 0
+        self.activity_id: str | None = None
+
+    def start(self) -> None:
+        self.started_at, self.started = time.time(), time.perf_counter()
+
+    def answered(self, status: int, size: int, activity_id: str | None) -> None:
+        self.status, self.size, self.activity_id = status, size, activity_id
+
+    def failed(self, error: str, *, retried: bool) -> None:
+        self.log(error=error, retry_cause="transport" if retried else None)
+
+    def log(self, *, error: str | None = None, retry_cause: str | None = None) -> None:
+        if not self.started:  # never got a slot (cancelled while waiting): not sent
+            return
+        self.stats.attempt(
+            started_at=self.started_at,
+            endpoint=self.endpoint,
+            status=self.status,
+            error=error,
+            attempt=self.attempt,
+            latency_ms=(time.perf_counter() - self.started) * 1000,
+            size=self.size,
+            retry_cause=retry_cause,
+            request_id=self.request_id,
+            activity_id=self.activity_id,
+        )

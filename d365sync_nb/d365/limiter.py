@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from types import TracebackType
 
 
 class AdaptiveLimiter:
     """At most ``limit`` holders at once; ``limit`` adapts between 1 and ``max_limit`` (AIMD)."""
 
-    def __init__(self, max_limit: int) -> None:
+    def __init__(self, max_limit: int, on_change: Callable[[int], None] | None = None) -> None:
         if max_limit < 1:
             raise ValueError("max_limit must be at least 1")
         self.max_limit = max_limit
         self.limit = max_limit
+        self._on_change = on_change
         self.in_flight = 0
         self._successes = 0
         self._cond = asyncio.Condition()
@@ -36,7 +38,7 @@ class AdaptiveLimiter:
 
     def throttled(self) -> None:
         """A 429 arrived: halve the limit (never below 1)."""
-        self.limit = max(1, self.limit // 2)
+        self._set(max(1, self.limit // 2))
         self._successes = 0
 
     def succeeded(self) -> None:
@@ -45,5 +47,11 @@ class AdaptiveLimiter:
             return
         self._successes += 1
         if self._successes >= self.limit:
-            self.limit += 1
+            self._set(self.limit + 1)
             self._successes = 0
+
+    def _set(self, limit: int) -> None:
+        if limit != self.limit:
+            self.limit = limit
+            if self._on_change is not None:
+                self._on_change(limit)

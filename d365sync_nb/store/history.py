@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+from d365sync_nb.d365.stats import RequestRow
+from d365sync_nb.errors import ConfigurationError
 from d365sync_nb.models import (
     PHASES,
+    HttpRecord,
     PhaseProgress,
     PhaseStatus,
     SyncPhase,
@@ -23,7 +26,7 @@ from d365sync_nb.store.liveness import HOST, LIVE_SESSIONS, alive_elsewhere
 
 SESSION_COLUMNS = (
     "session_id, environment, strategy, status, global_version_id, initiated_by, started_at,"
-    " completed_at, error, message, counts_json, requests, pid, host"
+    " completed_at, error, message, counts_json, requests, pid, host, http_json"
 )
 PHASE_COLUMNS = (
     "session_id, phase, ordinal, status, items_processed, items_total, current_item,"
@@ -42,7 +45,7 @@ class SessionHistory:
         with self.db.write() as conn:
             conn.execute(
                 f"INSERT OR REPLACE INTO sessions({SESSION_COLUMNS})"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     session.session_id,
                     session.environment,
@@ -58,6 +61,7 @@ class SessionHistory:
                     session.requests,
                     os.getpid(),
                     HOST,
+                    session.http.model_dump_json(),
                 ),
             )
             conn.executemany(
@@ -83,20 +87,31 @@ class SessionHistory:
             )
 
     def load(
-        self, *, limit: int = 20, status: str | None = None, session_id: str | None = None
+        self,
+        *,
+        limit: int = 20,
+        status: str | None = None,
+        session_id: str | None = None,
+        strategy: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        version: int | None = None,
     ) -> list[SyncSession]:
-        """Recorded sessions, newest first (optionally of one status, or the one with an id)."""
-        where, params = [], []
-        if session_id:
-            where.append("session_id = ?")
-            params.append(session_id)
-        if status:
-            where.append("status = ?")
-            params.append(status)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        """Recorded sessions, newest first, filtered by status, strategy, global version and
+        start time (``since`` <= started_at < ``until``), or the one with an id."""
+        filters: list[tuple[str, Any]] = [
+            ("session_id = ?", session_id),
+            ("status = ?", status),
+            ("strategy = ?", strategy),
+            ("global_version_id = ?", version),
+            ("julianday(started_at) >= julianday(?)", iso(since)),
+            ("julianday(started_at) < julianday(?)", iso(until)),
+        ]
+        used = [(sql, value) for sql, value in filters if value is not None]
+        clause = f"WHERE {' AND '.join(sql for sql, _ in used)}" if used else ""
         rows = self.db.rows(
             f"SELECT * FROM sessions {clause} ORDER BY julianday(started_at) DESC LIMIT ?",
-            [*params, limit],
+            [*(value for _, value in used), limit],
         )
         return [self._session(row) for row in rows]
 
@@ -160,6 +175,52 @@ class SessionHistory:
         )
         return {r[0]: float(r[1]) for r in rows if r[1] is not None}
 
+    # -- the request log ---------------------------------------------------------------
+    def write_requests(self, session_id: str, rows: list[RequestRow]) -> None:
+        """Append attempts to a session's request log (numbered in the order given)."""
+        if not rows:
+            return
+        with self.db.write() as conn:
+            start = conn.execute(
+                "SELECT coalesce(max(seq), 0) FROM requests WHERE session_id = ?", (session_id,)
+            ).fetchone()[0]
+            conn.executemany(
+                "INSERT INTO requests VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                [(session_id, start + i, *row) for i, row in enumerate(rows, 1)],
+            )
+
+    def requests(
+        self, session_id: str, *, status: str | None = None, phase: str | None = None
+    ) -> list[dict[str, Any]]:
+        """A session's request log in the order sent; ``status`` is a code (``429``), a class
+        (``5xx``), ``error`` (no usable answer) or ``retried``; ``phase`` a phase name."""
+        where, params = ["session_id = ?"], [session_id]
+        if phase is not None:
+            where.append("phase = ?")
+            params.append(phase)
+        if status is not None:
+            sql, value = _status_filter(status)
+            where.append(sql)
+            params += value
+        rows = self.db.rows(
+            f"SELECT * FROM requests WHERE {' AND '.join(where)} ORDER BY seq", params
+        )
+        return [_request_dict(row) for row in rows]
+
+    def has_request_log(self, session_id: str) -> bool:
+        rows = self.db.rows("SELECT 1 FROM requests WHERE session_id = ? LIMIT 1", (session_id,))
+        return bool(rows)
+
+    def prune_request_logs(self, keep: int) -> int:
+        """Keep the request logs of the ``keep`` most recent sessions; returns rows deleted."""
+        with self.db.write() as conn:
+            cursor = conn.execute(
+                "DELETE FROM requests WHERE session_id NOT IN (SELECT session_id FROM sessions"
+                " ORDER BY julianday(started_at) DESC LIMIT ?)",
+                (keep,),
+            )
+            return cursor.rowcount
+
     def _session(self, row: sqlite3.Row) -> SyncSession:
         """Rebuild a SyncSession from its stored row and its phases' rows."""
         phases = {p: PhaseProgress(phase=p) for p in PHASES}
@@ -206,9 +267,35 @@ class SessionHistory:
             error=row["error"],
             message=row["message"],
             requests=row["requests"] or 0,
+            http=HttpRecord.model_validate_json(row["http_json"])
+            if row["http_json"]
+            else HttpRecord(requests=row["requests"] or 0),
         )
 
 
 def _datetime(value: str | None) -> datetime | None:
     """A stored timestamp: ``...Z`` now, ``...+00:00`` in files written before."""
     return datetime.fromisoformat(value) if value else None
+
+
+def _status_filter(status: str) -> tuple[str, list[Any]]:
+    text = str(status).strip().lower()
+    if text.isdigit():
+        return "status = ?", [int(text)]
+    if len(text) == 3 and text[0].isdigit() and text[1:] == "xx":
+        low = int(text[0]) * 100
+        return "status >= ? AND status < ?", [low, low + 100]
+    if text == "error":
+        return "error IS NOT NULL", []
+    if text == "retried":
+        return "retry_cause IS NOT NULL", []
+    raise ConfigurationError(
+        f"Unknown status filter {status!r}: give a code (429), a class (5xx), 'error' or 'retried'"
+    )
+
+
+def _request_dict(row: sqlite3.Row) -> dict[str, Any]:
+    data = dict(row)
+    del data["session_id"]
+    data["started_at"] = iso(datetime.fromtimestamp(data["started_at"], UTC))
+    return data

@@ -11,7 +11,7 @@ that bring a file of version ``v - 1`` to ``v``. To add version 3: change ``SCHE
 steps as ``MIGRATIONS[3]`` and set ``SCHEMA_VERSION = 3``.
 """
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 PRAGMA journal_mode = WAL;
@@ -177,7 +177,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     counts_json TEXT,
     requests INTEGER,
     pid INTEGER,
-    host TEXT
+    host TEXT,
+    http_json TEXT
 );
 CREATE INDEX IF NOT EXISTS sessions_started ON sessions(started_at);
 
@@ -196,6 +197,24 @@ CREATE TABLE IF NOT EXISTS session_phases (
     note TEXT,
     PRIMARY KEY (session_id, phase)
 ) WITHOUT ROWID;
+
+-- One row per attempt sent (the request log), kept for the most recent sessions only.
+CREATE TABLE IF NOT EXISTS requests (
+    session_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    started_at REAL NOT NULL,
+    phase TEXT,
+    endpoint TEXT NOT NULL,
+    status INTEGER,
+    error TEXT,
+    attempt INTEGER NOT NULL,
+    latency_ms REAL NOT NULL,
+    bytes INTEGER NOT NULL,
+    retry_cause TEXT,
+    request_id TEXT NOT NULL,
+    activity_id TEXT,
+    PRIMARY KEY (session_id, seq)
+) WITHOUT ROWID;
 """
 
 # Steps from version v - 1 to v, run in one transaction (with the version bump) when a file opens.
@@ -205,6 +224,7 @@ MIGRATIONS: dict[int, list[str]] = {
         # SyncStatus.PENDING is gone; a 'pending' row was treated as running, so it is one
         "UPDATE sessions SET status = 'running' WHERE status = 'pending'",
     ],
+    3: ["ALTER TABLE sessions ADD COLUMN http_json TEXT"],  # the requests table is new
 }
 
 # Tables whose rows belong to a build.

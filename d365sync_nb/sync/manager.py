@@ -14,6 +14,7 @@ import functools
 import logging
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -21,10 +22,12 @@ import httpx
 from d365sync_nb.config import ConnectionSettings
 from d365sync_nb.d365.auth import TokenCredential, TokenProvider, make_credential
 from d365sync_nb.d365.client import D365MetadataClient
+from d365sync_nb.d365.stats import RequestRow
 from d365sync_nb.errors import ConfigurationError, SessionConflictError, SessionNotFoundError
 from d365sync_nb.metadata import EnvironmentVersion
 from d365sync_nb.models import (
     DEFAULT_PHASE_WEIGHTS,
+    PHASE_NAMES,
     StartResult,
     SyncPhase,
     SyncSession,
@@ -89,6 +92,7 @@ class SyncSessionManager:
         self._saves: set[asyncio.Future[None]] = set()
         self._save_failures: dict[str, list[BaseException]] = {}
         self._starting: set[int] = set()
+        self.request_log_sessions = settings.request_log_sessions
 
     def __repr__(self) -> str:
         return (
@@ -148,13 +152,15 @@ class SyncSessionManager:
             strategy=strategy,
             initiated_by=initiated_by,
         )
-        reporter = ProgressReporter(session, self._hub)
-        reporter.begin(SyncPhase.INITIALIZING)
-        requested = None if global_version_id is None else self._known_version(global_version_id)
-        self._apply_weights(session)
-        reporter.end(SyncPhase.INITIALIZING)
         client = self.new_client()  # the session's client: version check, then the runner
+        reporter = ProgressReporter(session, self._hub, client=client)
         try:
+            reporter.begin(SyncPhase.INITIALIZING)
+            requested = (
+                None if global_version_id is None else self._known_version(global_version_id)
+            )
+            self._apply_weights(session)
+            reporter.end(SyncPhase.INITIALIZING)
             version_id, env = await self._check_version(reporter, client)
             if requested is not None and requested != version_id:
                 raise ConfigurationError(
@@ -263,7 +269,7 @@ class SyncSessionManager:
         except BaseException:
             LIVE_SESSIONS.discard(session.session_id)
             raise
-        reporter.on_transition = self._persist
+        reporter.on_transition = functools.partial(self._persist, client=client)
         runner = SessionRunner(
             session, plan, client, self.store, reporter, language=self.settings.language
         )
@@ -324,7 +330,7 @@ class SyncSessionManager:
             await runner.execute()
         finally:
             try:
-                await asyncio.shield(self._final_save(session))
+                await asyncio.shield(self._final_save(session, runner.client))
             finally:  # even when a late cancel interrupts the save
                 self._running.pop(session.session_id, None)
                 LIVE_SESSIONS.discard(session.session_id)
@@ -333,10 +339,11 @@ class SyncSessionManager:
                 if self._close_when_idle and not self._running:
                     self._close_store()
 
-    def _persist(self, session: SyncSession) -> None:
-        """Save a snapshot at a phase transition (in the background; failures are kept)."""
-        snapshot = session.model_copy(deep=True)
-        future = asyncio.ensure_future(self.store.run(self.store.history.save, snapshot))
+    def _persist(self, session: SyncSession, *, client: D365MetadataClient) -> None:
+        """Save a snapshot and the new request-log rows at a phase transition (in the
+        background; failures are kept)."""
+        snapshot, rows = session.model_copy(deep=True), client.stats.drain()
+        future = asyncio.ensure_future(self.store.run(self._save, snapshot, rows))
         self._saves.add(future)
         future.add_done_callback(functools.partial(self._saved, session.session_id))
 
@@ -346,8 +353,14 @@ class SyncSessionManager:
             log.error("session %s: a progress snapshot was not saved", session_id, exc_info=exc)
             self._save_failures.setdefault(session_id, []).append(exc)
 
-    async def _final_save(self, session: SyncSession) -> None:
-        """Record the final state; a snapshot or the record that could not be saved is logged
+    def _save(self, session: SyncSession, rows: list[RequestRow]) -> None:
+        """On the store's writer thread: the session's row, then its new request-log rows."""
+        self.store.history.save(session)
+        self.store.history.write_requests(session.session_id, rows)
+
+    async def _final_save(self, session: SyncSession, client: D365MetadataClient) -> None:
+        """Record the final state and the rest of the request log (keeping the logs of the
+        most recent sessions only); a snapshot or the record that could not be saved is logged
         and noted on the session (which stays readable from memory)."""
         await asyncio.gather(*list(self._saves), return_exceptions=True)  # logged by _saved
         failed = self._save_failures.pop(session.session_id, [])
@@ -357,7 +370,9 @@ class SyncSessionManager:
                 f"{len(failed)} progress snapshot(s) were not saved ({_error_text(failed[0])})",
             )
         try:
-            await self.store.run(self.store.history.save, session.model_copy(deep=True))
+            rows = client.stats.drain()
+            await self.store.run(self._save, session.model_copy(deep=True), rows)
+            await self.store.run(self.store.history.prune_request_logs, self.request_log_sessions)
         except Exception as exc:
             log.error("session %s: its final state was not saved", session.session_id, exc_info=exc)
             session.message = _join(
@@ -380,16 +395,57 @@ class SyncSessionManager:
     def get_active_sessions(self) -> list[SyncSession]:
         return [r.session for r in self._running.values()]
 
-    def get_session_history(self, limit: int = 20, status: str | None = None) -> list[SyncSession]:
-        """Recorded sessions, newest first (running ones included, with their live state)."""
+    def get_session_history(
+        self,
+        limit: int = 20,
+        status: str | None = None,
+        *,
+        strategy: str | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        version: int | str | None = None,
+    ) -> list[SyncSession]:
+        """Recorded sessions, newest first (running ones included, with their live state),
+        filtered by status, strategy, global version and start time (``since`` <= started <
+        ``until``; dates or ISO times, naive ones meaning UTC)."""
         if status is not None:
             try:
-                status = SyncStatus(status).value
+                status = SyncStatus(str(status).strip().lower()).value
             except ValueError:
                 valid = ", ".join(s.value for s in SyncStatus)
                 raise ConfigurationError(f"Unknown status {status!r}; one of: {valid}") from None
-        stored = self.store.history.load(limit=max(1, int(limit)), status=status)
+        stored = self.store.history.load(
+            limit=max(1, int(limit)),
+            status=status,
+            strategy=None if strategy is None else SyncStrategy.parse(strategy).value,
+            since=_as_time(since, "since"),
+            until=_as_time(until, "until"),
+            version=None if version is None else _as_version_id(version),
+        )
         return [self._live(s) for s in stored]
+
+    def get_request_log(
+        self, session_id: str, *, status: str | None = None, phase: str | None = None
+    ) -> list[dict[str, Any]]:
+        """One row per attempt a session sent, in order (see ``SessionHistory.requests``).
+
+        Raises SessionNotFoundError for an unknown id, ConfigurationError for a bad filter or
+        a session whose log was pruned (only the most recent sessions keep one).
+        """
+        session = self.get_sync_session(session_id)
+        if phase is not None and phase not in PHASE_NAMES:
+            valid = ", ".join(sorted(PHASE_NAMES))
+            raise ConfigurationError(f"Unknown phase {phase!r}; one of: {valid}")
+        rows = self.store.history.requests(session.session_id, status=status, phase=phase)
+        if not rows and session.http.requests and not self.store.history.has_request_log(
+            session.session_id
+        ):
+            raise ConfigurationError(
+                f"The request log of session {session.session_id} was pruned: only the "
+                f"{self.request_log_sessions} most recent sessions keep one (its aggregates "
+                "are in its http record)"
+            )
+        return rows
 
     def _live(self, stored: SyncSession) -> SyncSession:
         running = self._running.get(stored.session_id)
@@ -526,6 +582,23 @@ def _as_version_id(value: Any) -> int:
             f"Global version id must be between 1 and {MAX_VERSION_ID}, not {str(version)[:24]}"
         )
     return version
+
+
+def _as_time(value: datetime | str | None, name: str) -> datetime | None:
+    """A datetime from a date or ISO time (naive means UTC); ConfigurationError otherwise."""
+    if value is None or isinstance(value, datetime):
+        moment = value
+    else:
+        try:
+            moment = datetime.fromisoformat(str(value).strip())
+        except ValueError:
+            raise ConfigurationError(
+                f"{name} must be a date or time like 2026-11-30 or 2026-11-30T14:00, not "
+                f"{str(value)[:40]!r}"
+            ) from None
+    if moment is not None and moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment
 
 
 def _error_text(exc: BaseException) -> str:

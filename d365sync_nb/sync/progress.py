@@ -14,6 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from d365sync_nb.d365.client import D365MetadataClient
 from d365sync_nb.models import PhaseStatus, SyncPhase, SyncSession, utcnow
 
 log = logging.getLogger(__name__)
@@ -81,17 +82,25 @@ class ProgressReporter:
         session: SyncSession,
         hub: CallbackHub,
         on_transition: Callable[[SyncSession], None] | None = None,
+        client: D365MetadataClient | None = None,
     ) -> None:
         self.session = session
         self.hub = hub
         self.on_transition = on_transition
+        self.client = client  # its requests are labelled with the phase and feed session.http
         self._last = 0.0
 
     def notify(self, *, force: bool = False) -> None:
         now = time.monotonic()
         if force or now - self._last >= self.hub.interval:
             self._last = now
+            self.refresh_http(percentiles=force)
             self.hub.emit(self.session)
+
+    def refresh_http(self, *, percentiles: bool = True) -> None:
+        """Copy the client's counts into ``session.http`` (latency percentiles when asked)."""
+        if self.client is not None:
+            self.session.set_http(self.client.http_record(percentiles=percentiles))
 
     def begin(self, phase: SyncPhase, total: int | None = None, item: str | None = None) -> None:
         p = self.session.phases[phase]
@@ -101,6 +110,8 @@ class ProgressReporter:
         p.items_processed = 0
         p.current_item = item
         self.session.current_phase = phase
+        if self.client is not None:
+            self.client.stats.phase = phase.value
         self._transition()
 
     def total(self, phase: SyncPhase, total: int | None) -> None:
@@ -155,6 +166,7 @@ class ProgressReporter:
         self._transition()
 
     def _transition(self) -> None:
+        self.refresh_http()
         if self.on_transition is not None:
             self.on_transition(self.session)
         self.notify(force=True)

@@ -71,7 +71,7 @@ class SessionRunner:
                 async with self.client:
                     await self._run()
             finally:
-                session.requests = self.client.stats.requests
+                r.refresh_http()
             session.status = SyncStatus.COMPLETED
             session.current_phase = None
         except asyncio.CancelledError:
@@ -169,7 +169,7 @@ class SessionRunner:
         r.begin(phase, total=self._expected_public, item="PublicEntities")
         pending: asyncio.Future[None] | None = None
         seen = 0
-        async for chunk in self.client.iter_public_entities():
+        async for chunk in self.client.iter_public_entities(expected=self._expected_public):
             if pending is not None:
                 await pending  # one write in flight while the next chunk downloads
             pending = asyncio.ensure_future(
@@ -231,7 +231,7 @@ class SessionRunner:
         writes: list[asyncio.Future[None]] = []
         last_flush = time.monotonic()
 
-        def flush() -> None:
+        def flush() -> None:  # labels, and the request log so far (bounded memory)
             nonlocal batch, last_flush
             if batch:
                 writes.append(
@@ -240,6 +240,14 @@ class SessionRunner:
                     )
                 )
                 batch = []
+            if rows := self.client.stats.drain():
+                writes.append(
+                    asyncio.ensure_future(
+                        self.store.run(
+                            self.store.history.write_requests, self.session.session_id, rows
+                        )
+                    )
+                )
             last_flush = time.monotonic()
 
         def on_label(label: Label) -> None:

@@ -1,0 +1,215 @@
+"""Why a sync was slow or failed: a verdict a person can act on, and two sessions compared.
+
+UI-free: the surfaces (magics, CLI, tools) render what :func:`diagnose` and :func:`compare`
+return. Both read a session's ``http`` record; :func:`diagnose` also reads its request log (when
+it is still kept) to name the requests support will ask about (their ``ms-dyn-aid``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from d365sync_nb.errors import ConfigurationError
+from d365sync_nb.models import PHASES, PhaseStatus, SyncSession, SyncStatus
+
+if TYPE_CHECKING:
+    from d365sync_nb.sync.manager import SyncSessionManager
+
+SLOW_P95_MS = 1000.0  # a p95 above this is worth a finding
+SUPPORT_IDS = 10  # failed requests whose activity ids a diagnosis lists
+
+
+@dataclass
+class Diagnosis:
+    """A verdict (one line), what to do (findings), and the figures behind them."""
+
+    session_id: str
+    status: str
+    verdict: str
+    findings: list[str] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
+    failed_requests: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        lines = [f"Session {self.session_id} ({self.status}): {self.verdict}"]
+        lines += [f"- {finding}" for finding in self.findings]
+        if self.failed_requests:
+            lines.append("Failed requests (give support the ms-dyn-aid):")
+            lines += [
+                f"  {r['started_at']}  {r['endpoint']}  {r['status'] or r['error']}  "
+                f"ms-dyn-aid {r['activity_id'] or '-'}  request {r['request_id']}"
+                for r in self.failed_requests
+            ]
+        return "\n".join(lines)
+
+
+def phase_shares(session: SyncSession) -> dict[str, float]:
+    """Each phase's share of the session's time, in percent (phases that ran)."""
+    seconds = {p.phase.value: p.seconds or 0.0 for p in session.phases.values() if p.seconds}
+    total = sum(seconds.values())
+    return {phase: round(100 * s / total, 1) for phase, s in seconds.items()} if total else {}
+
+
+def diagnose(session: SyncSession, log: list[dict[str, Any]] | None = None) -> Diagnosis:
+    """The verdict on one session, e.g. "throttled 31 s (30 x 429, Retry-After honoured;
+    concurrency lowered to 8), 5 dropped connections retried, p95 latency 20 ms; labels took
+    84% of the time"."""
+    http = session.http
+    parts: list[str] = []
+    findings: list[str] = []
+    errors = Counter(row["error"] for row in log or () if row["error"])
+    if session.status == SyncStatus.FAILED:
+        where = _failed_phase(session)
+        parts.append(f"failed{f' in {where}' if where else ''}: {session.error}")
+        findings.append(_failure_advice(session.error or ""))
+    elif session.status == SyncStatus.CANCELLED:
+        parts.append("cancelled")
+    elif session.is_running:
+        parts.append(f"still running ({session.progress_percent:.0f}%)")
+    concurrency = http.concurrency or {}
+    if http.throttled:
+        lowered = concurrency.get("min")
+        lowered_text = (
+            f"; concurrency lowered to {lowered}"
+            if lowered is not None and lowered < concurrency.get("start", lowered)
+            else ""
+        )
+        parts.append(
+            f"throttled {http.throttle_wait_seconds:.0f} s ({http.throttled} x 429, "
+            f"Retry-After honoured{lowered_text})"
+        )
+        findings.append(
+            "The service throttled this client (429): sync with a lower --concurrency or "
+            "off-peak; a higher throttling priority for the Entra app helps too"
+        )
+    for code in sorted(http.by_status, key=int):
+        if code in ("502", "503", "504"):
+            parts.append(f"{http.by_status[code]} x {code} retried")
+    dropped = errors.get("dropped", 0) if log is not None else http.transport_errors
+    if dropped:
+        parts.append(f"{dropped} dropped connection{'s' if dropped != 1 else ''} retried")
+        findings.append(
+            "Connections were dropped: retries covered them; if it recurs, check the network "
+            "or proxy between this machine and the environment"
+        )
+    for kind, text in (("timeout", "timed out"), ("garbled", "garbled bodies")):
+        if errors.get(kind):
+            parts.append(f"{errors[kind]} {text}")
+    latency = http.latency_ms or {}
+    if latency:
+        parts.append(f"p95 latency {latency['p95']:.0f} ms")
+        if latency["p95"] > SLOW_P95_MS:
+            findings.append(
+                f"Answers are slow (p95 {latency['p95']:.0f} ms): the environment is busy; "
+                "more concurrency will not help while it is"
+            )
+    shares = phase_shares(session)
+    if shares:
+        phase, share = max(shares.items(), key=lambda kv: kv[1])
+        parts.append(f"{phase} took {share:.0f}% of the time")
+    if session.status == SyncStatus.COMPLETED and not (http.throttled or http.transport_errors):
+        parts.insert(0, "healthy: no throttling, no dropped connections")
+    failed = [row for row in log or () if _failed(row)]
+    return Diagnosis(
+        session_id=session.session_id,
+        status=session.status.value,
+        verdict=", ".join(parts[:-1]) + ("; " if len(parts) > 1 else "") + parts[-1]
+        if parts
+        else "no requests recorded",
+        findings=[f for f in findings if f],
+        facts={
+            "duration_seconds": session.duration_seconds,
+            "requests": http.requests,
+            "retries": http.retries,
+            "throttled": http.throttled,
+            "throttle_wait_seconds": http.throttle_wait_seconds,
+            "transport_errors": http.transport_errors,
+            "errors_by_kind": dict(errors),
+            "latency_ms": latency or None,
+            "concurrency": {k: v for k, v in concurrency.items() if k != "changes"} or None,
+            "phase_share_percent": shares,
+            "request_log_kept": log is not None,
+        },
+        failed_requests=[_support_row(row) for row in failed[-SUPPORT_IDS:]],
+    )
+
+
+def diagnose_session(manager: SyncSessionManager, session_id: str) -> Diagnosis:
+    """:func:`diagnose` a session of ``manager`` with its request log, if it is still kept."""
+    session = manager.get_sync_session(session_id)
+    try:
+        log: list[dict[str, Any]] | None = manager.get_request_log(session.session_id)
+    except ConfigurationError:  # pruned: the aggregates still tell most of it
+        log = None
+    return diagnose(session, log)
+
+
+def compare(a: SyncSession, b: SyncSession) -> list[dict[str, Any]]:
+    """One row per phase: seconds, items, requests, retries and 429s of each session, and the
+    ratio b/a of seconds and requests (None where a is zero)."""
+    rows = []
+    for phase in PHASES:
+        pa, pb = a.phases[phase], b.phases[phase]
+        ha = a.http.by_phase.get(phase.value, {})
+        hb = b.http.by_phase.get(phase.value, {})
+        row: dict[str, Any] = {"phase": phase.value}
+        for key, left, right in (
+            ("status", pa.status.value, pb.status.value),
+            ("seconds", pa.seconds, pb.seconds),
+            ("items", pa.items_processed, pb.items_processed),
+            ("requests", ha.get("requests", 0), hb.get("requests", 0)),
+            ("retries", ha.get("retries", 0), hb.get("retries", 0)),
+            ("throttled", ha.get("throttled", 0), hb.get("throttled", 0)),
+        ):
+            row[f"a_{key}"], row[f"b_{key}"] = left, right
+        row["seconds_ratio"] = _ratio(pb.seconds, pa.seconds)
+        row["requests_ratio"] = _ratio(row["b_requests"], row["a_requests"])
+        rows.append(row)
+    return rows
+
+
+def _ratio(b: float | None, a: float | None) -> float | None:
+    if not a or b is None:
+        return None
+    return round(b / a, 2)
+
+
+def _failed_phase(session: SyncSession) -> str | None:
+    for progress in session.phases.values():
+        if progress.status == PhaseStatus.FAILED:
+            return progress.phase.value
+    return None
+
+
+def _failure_advice(error: str) -> str:
+    text = error.lower()
+    if "401" in text or "403" in text or "token" in text:
+        return (
+            "Authentication failed: check D365FO_CLIENT_ID/D365FO_TENANT_ID/D365FO_CLIENT_SECRET "
+            "(or `az login`) and that the app is registered in the environment"
+        )
+    if "429" in text:
+        return "Still throttled after many waits: sync later or with a lower --concurrency"
+    if "expected json" in text or "html" in text:
+        return "The answers are not the D365 metadata service: check the base URL"
+    if "no answer" in text or "timed out" in text:
+        return "The service stopped answering: check that the environment is up, then retry"
+    return "Run the sync again; if it fails the same way, give support the activity ids below"
+
+
+def _failed(row: dict[str, Any]) -> bool:
+    """An attempt that did not get its answer (a label the service does not know is data)."""
+    if row["error"]:
+        return True
+    status = row["status"] or 0
+    return status >= 400 and not (status == 404 and row["endpoint"] == "Labels")
+
+
+def _support_row(row: dict[str, Any]) -> dict[str, Any]:
+    keys = ("started_at", "phase", "endpoint", "status", "error", "activity_id", "request_id")
+    return {key: row.get(key) for key in keys}
