@@ -6,7 +6,6 @@ The commands read it through :data:`state`; the getters at the end (re-exported 
 
 from __future__ import annotations
 
-import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +21,6 @@ from d365sync_nb.notebook.panel import SessionPanel, live_panel
 from d365sync_nb.sync.manager import SyncSessionManager
 
 NOT_CONNECTED = "Not connected: run %d365sync connect first (e.g. %d365sync connect --demo)"
-PREFIX_SEARCH_LIMIT = 500
 
 
 @dataclass
@@ -82,38 +80,14 @@ class NotebookState:
     def resolve_session(self, session_id: str | None, *, running_only: bool = False) -> str:
         """A full session id from an id, a unique prefix, or None (the latest session)."""
         manager, _ = self.require()
-        if session_id is None or not str(session_id).strip():
-            if running_only:
-                active = manager.get_active_sessions()
-                if not active:
-                    raise SessionNotFoundError("No session is running")
-                return active[-1].session_id
-            latest = manager.latest_session_id()
-            if latest is None:
+        try:
+            return manager.find_session_id(session_id, running_only=running_only)
+        except SessionNotFoundError as exc:
+            if session_id is None and not running_only:
                 raise SessionNotFoundError(
                     "No sync session recorded yet: run %d365sync start first"
-                )
-            return latest
-        text = str(session_id).strip().lower()
-        try:
-            return str(uuid.UUID(text))
-        except ValueError:
-            pass
-        if len(text) < 4 or any(c not in "0123456789abcdef-" for c in text):
-            raise SessionNotFoundError(
-                f"No sync session with id {session_id!r} (session ids are UUIDs; "
-                "a unique prefix of 4+ characters also works)"
-            )
-        known = [s.session_id for s in manager.get_active_sessions()]
-        known += [s.session_id for s in manager.get_session_history(limit=PREFIX_SEARCH_LIMIT)]
-        matches = sorted({sid for sid in known if sid.startswith(text)})
-        if len(matches) == 1:
-            return matches[0]
-        if not matches:
-            raise SessionNotFoundError(f"No sync session with id {session_id!r}")
-        raise SessionNotFoundError(
-            f"Session id prefix {session_id!r} matches {len(matches)} sessions; give more of it"
-        )
+                ) from None
+            raise exc from None
 
     # -- displays --------------------------------------------------------------------------
     def panel_for(self, session_id: str) -> SessionPanel:

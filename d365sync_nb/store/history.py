@@ -126,6 +126,14 @@ class SessionHistory:
         )
         return str(rows[0][0]) if rows else None
 
+    def ids_starting_with(self, prefix: str) -> list[str]:
+        """Ids of recorded sessions that start with ``prefix``."""
+        rows = self.db.rows(
+            "SELECT session_id FROM sessions WHERE session_id >= ? AND session_id < ?",
+            (prefix, prefix + "\uffff"),
+        )
+        return [str(r[0]) for r in rows]
+
     def count(self) -> int:
         return int(self.db.rows("SELECT count(*) FROM sessions")[0][0])
 

@@ -451,6 +451,40 @@ class SyncSessionManager:
         running = self._running.get(stored.session_id)
         return running.session if running else self._unsaved.get(stored.session_id, stored)
 
+    def find_session_id(self, text: str | None, *, running_only: bool = False) -> str:
+        """A full session id from an id, a unique prefix (4+ characters), or None (the latest
+        session; the latest running one with ``running_only``). SessionNotFoundError else."""
+        if text is None or not str(text).strip():
+            if running_only:
+                active = self.get_active_sessions()
+                if not active:
+                    raise SessionNotFoundError("No session is running")
+                return active[-1].session_id
+            latest = self.latest_session_id()
+            if latest is None:
+                raise SessionNotFoundError("No sync session recorded yet: start one first")
+            return latest
+        prefix = str(text).strip().lower()
+        try:
+            return str(uuid.UUID(prefix))
+        except ValueError:
+            pass
+        if len(prefix) < 4 or any(c not in "0123456789abcdef-" for c in prefix):
+            raise SessionNotFoundError(
+                f"No sync session with id {str(text)[:40]!r} (session ids are UUIDs; a unique "
+                "prefix of 4+ characters also works)"
+            )
+        known = {s.session_id for s in self.get_active_sessions()}
+        known |= set(self.store.history.ids_starting_with(prefix))
+        matches = sorted(known)
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise SessionNotFoundError(f"No sync session with id {str(text)[:40]!r}")
+        raise SessionNotFoundError(
+            f"Session id prefix {prefix!r} matches {len(matches)} sessions; give more of it"
+        )
+
     def latest_session_id(self) -> str | None:
         if self._running:
             return list(self._running)[-1]
