@@ -28,6 +28,7 @@ from d365sync_nb.redaction import redact_url
 APP_NAME = "d365sync_nb"
 DEFAULT_CONCURRENCY = 16
 DEFAULT_REQUEST_LOG_SESSIONS = 20
+REQUEST_LOG_VARIABLE = "D365SYNC_REQUEST_LOG_SESSIONS"  # or request_log_sessions in a profile
 
 
 class ConnectionSettings(BaseModel):
@@ -44,6 +45,12 @@ class ConnectionSettings(BaseModel):
     language: str = "en-us"
     profile: str | None = None
     name: str | None = None
+    read_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="seconds without a byte before a read counts as stalled (3 stalls fail)",
+    )
     request_log_sessions: int = Field(
         default=DEFAULT_REQUEST_LOG_SESSIONS,
         ge=0,
@@ -189,11 +196,15 @@ def resolve_settings(
             values[key] = env[var]
     values["base_url"] = validate_base_url(str(values["base_url"]))
     if cache_dir is not None:
+        if not str(cache_dir).strip():
+            raise ConfigurationError("The cache directory is empty: give a directory path")
         values["cache_dir"] = Path(cache_dir)
     elif "cache_dir" in values:
         values["cache_dir"] = Path(str(values["cache_dir"])).expanduser()
     if concurrency is not None:
         values["concurrency"] = concurrency
+    if "request_log_sessions" not in values and env.get(REQUEST_LOG_VARIABLE):
+        values["request_log_sessions"] = env[REQUEST_LOG_VARIABLE]
     raw_concurrency = values.get("concurrency", DEFAULT_CONCURRENCY)
     try:
         concurrency_ok = int(str(raw_concurrency)) >= 1

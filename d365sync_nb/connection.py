@@ -109,7 +109,9 @@ class Registry:
         self._open_options: dict[str, Any] = {}
 
     # -- managers ------------------------------------------------------------------------
-    def lease(self, settings: ConnectionSettings, **options: Any) -> SyncSessionManager:
+    def lease(
+        self, settings: ConnectionSettings, *, repair_cache: bool = False, **options: Any
+    ) -> SyncSessionManager:
         """The manager of this environment's cache file (made on first lease).
 
         Raises ConfigurationError when it exists with other settings or manager options.
@@ -118,7 +120,8 @@ class Registry:
         with self._lock:
             lease = self._leases.get(key)
             if lease is None or lease.manager.closed:
-                lease = _Lease(SyncSessionManager(settings, **options), options)
+                manager = SyncSessionManager(settings, repair_cache=repair_cache, **options)
+                lease = _Lease(manager, options)
                 self._leases[key] = lease
             else:
                 _check_same(lease, settings, options)
@@ -163,7 +166,7 @@ class Registry:
                 return default
             conn = self._opened.get(profile)
             if conn is None or conn.closed:
-                conn = connect(profile=profile, **self._open_options)
+                conn = connect(profile=profile, repair_cache=True, **self._open_options)
                 self._opened[profile] = conn
             return conn
 
@@ -259,12 +262,15 @@ def connect(
     cache_dir: str | Path | None = None,
     concurrency: int | None = None,
     emulator_options: dict[str, Any] | None = None,
+    repair_cache: bool = False,
     **manager_options: Any,
 ) -> Connection:
     """A new connection to a URL, a profile, ``D365FO_*`` variables or (``demo``) a fresh emulator.
 
     ``manager_options`` (``credential``, ``transport_factory``, ``client_options``) apply when
     this call makes the environment's manager and must match when it already exists.
+    ``repair_cache`` (surfaces about to sync): a damaged cache file is moved aside and a new
+    one started (``manager.cache_notice`` says so); else a damaged file is an error.
     """
     if sum(bool(x) for x in (base_url, profile, demo)) > 1:
         raise ConfigurationError("Give only one of a base URL, a profile and the demo emulator")
@@ -285,7 +291,7 @@ def connect(
         )
         if name:
             settings = settings.model_copy(update={"name": name})
-        manager = registry.lease(settings, **manager_options)
+        manager = registry.lease(settings, repair_cache=repair_cache, **manager_options)
     except BaseException:
         if emulator is not None:
             emulator.stop()

@@ -4,6 +4,8 @@
   - ``ConfigurationError``: bad input from the user (URL, strategy, profile, argument).
   - ``SessionNotFoundError``: no running or recorded session has that id.
   - ``SessionConflictError``: a session is already running for that version.
+  - ``CacheError``: the local cache cannot be used (a path that is not a directory, read-only,
+    a full disk); ``CacheDamagedError``: the cache file is damaged.
   - ``D365Error``: talking to the metadata service failed.
     - ``D365HTTPError``: the service answered with an error status (``status``, ``activity_id``).
       - ``D365AuthError``: 401/403, after one token refresh.
@@ -31,6 +33,14 @@ class SessionNotFoundError(D365SyncError, KeyError):
 
 class SessionConflictError(D365SyncError):
     """A sync session is already running for this version."""
+
+
+class CacheError(D365SyncError):
+    """The local cache cannot be used: its path, permissions or disk (the message names it)."""
+
+
+class CacheDamagedError(CacheError):
+    """The cache file is damaged (not a database, or corrupt): a sync moves it aside."""
 
 
 class D365Error(D365SyncError):

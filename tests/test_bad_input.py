@@ -92,7 +92,11 @@ async def _synced(emulator, manager):
 
 
 @pytest.mark.parametrize(
-    ("mode", "words"), [("non_json", "expected JSON"), ("truncated", "invalid or truncated")]
+    ("mode", "words"),
+    [
+        ("non_json", "does not look like the D365 metadata service"),
+        ("truncated", "invalid or truncated"),
+    ],
 )
 async def test_garbled_bodies_fail_the_session_clearly(emulator, make_manager, mode, words):
     manager = make_manager(emulator.base_url)
@@ -114,7 +118,8 @@ async def test_non_json_collection_is_one_clear_client_error(emulator):
         emulator.configure(corrupt="non_json")
         with pytest.raises(D365ResponseError) as info:
             await client.get_collection("PublicEnumerations")
-    assert "expected JSON" in one_line(info.value)
+    assert "an HTML page, not JSON: this does not look like the D365" in one_line(info.value)
+    assert "<" not in one_line(info.value)  # the page itself is never echoed
 
 
 async def test_an_html_answer_is_not_retried(emulator):
@@ -122,7 +127,7 @@ async def test_an_html_answer_is_not_retried(emulator):
 
     emulator.configure(corrupt="non_json")
     async with D365MetadataClient(emulator.base_url) as client:
-        with pytest.raises(D365ResponseError, match="is the base URL a D365"):
+        with pytest.raises(D365ResponseError, match="check the base URL"):
             await client.get_collection("DataEntities")
     assert emulator.stats()["requests_by_endpoint"]["DataEntities"] == 1
 
@@ -169,3 +174,97 @@ async def test_cancel_right_after_start(emulator, make_manager):
     assert await manager.cancel_sync_session(sid) is True
     assert manager.get_sync_session(sid).status == SyncStatus.CANCELLED
     assert manager.get_active_sessions() == []
+
+
+@pytest.fixture
+def stalled_server():
+    """A real server that accepts connections and reads requests, but never answers."""
+    import socket
+    import threading
+
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            held.append(conn)  # read nothing back, answer nothing
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    stop.set()
+    thread.join(2)
+    for conn in held:
+        conn.close()
+    listener.close()
+
+
+async def test_a_stalled_service_ends_in_one_clear_failure(stalled_server, make_manager):
+    import time
+
+    from d365sync_nb.errors import D365TransportError
+
+    manager = make_manager(
+        stalled_server,
+        client_options={"read_timeout": 0.3, "backoff_base": 0.02, "backoff_cap": 0.1},
+    )
+    started = time.monotonic()
+    with pytest.raises(D365TransportError) as info:
+        await manager.start(strategy="full")
+    assert time.monotonic() - started < 10  # 3 stalls of 0.3 s, not 6 x 120 s
+    text = one_line(info.value)
+    assert "the service stopped answering: no data for 0.3 s, 3 times" in text
+    assert manager.get_session_history() == []  # nothing recorded, nothing written
+
+
+@pytest.fixture
+def html_server():
+    """A web server that is not D365: every path answers 404 with an HTML page."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    page = (
+        b"<!DOCTYPE html>\n<html><head><title>404 Not Found</title></head>\n"
+        + (b"<body><h1>Not Found</h1><p>nginx</p>\n" * 8)
+        + b"</body></html>\n"
+    )
+
+    class NotD365(BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            self.send_response(404)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
+        do_GET = do_POST = _answer
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), NotD365)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+async def test_an_html_error_page_is_one_line_never_echoed(html_server, make_manager):
+    from d365sync_nb.errors import D365HTTPError
+
+    manager = make_manager(html_server)
+    with pytest.raises(D365HTTPError) as info:
+        await manager.start(strategy="full")
+    text = one_line(info.value)
+    assert text.startswith(f"POST {html_server}/data/") and "404 Not Found: " in text
+    assert "an HTML page, not JSON: this does not look like the D365 metadata service" in text
+    assert "<" not in text and "nginx" not in text

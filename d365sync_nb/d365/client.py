@@ -39,6 +39,8 @@ from d365sync_nb.metadata import (
 )
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
+DEFAULT_READ_TIMEOUT = 30.0  # seconds without a byte before a read counts as stalled
+CONNECT_TIMEOUT = 15.0
 MODULES_ACTION = "data/SystemNotifications/Microsoft.Dynamics.DataEntities.GetInstalledModules"
 APP_VERSION_ACTION = (
     "data/DataManagementEntities/Microsoft.Dynamics.DataEntities.GetApplicationVersion"
@@ -79,7 +81,8 @@ class D365MetadataClient:
         concurrency: int = 16,
         max_attempts: int = 6,
         max_throttle_attempts: int = 30,
-        timeout: float = 120.0,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
+        max_stalls: int = 3,
         backoff_base: float = 0.2,
         backoff_cap: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -95,7 +98,8 @@ class D365MetadataClient:
             token_provider = TokenProvider(credential, self.base_url)
         self._auth = token_provider
         self._transport = transport
-        self._timeout = timeout
+        self.read_timeout = read_timeout  # no byte for this long: the read is stalled
+        self.max_stalls = max_stalls  # stalled reads of one request before giving up
         self._http: httpx.AsyncClient | None = None
         self._limiter: AdaptiveLimiter | None = None
 
@@ -107,6 +111,7 @@ class D365MetadataClient:
         if "token_provider" not in kw:
             cred = credential if credential is not None else make_credential(settings)
             kw["credential"] = cred
+        kw.setdefault("read_timeout", settings.read_timeout)
         return cls(settings.base_url, concurrency=settings.concurrency, **kw)
 
     def __repr__(self) -> str:
@@ -125,7 +130,10 @@ class D365MetadataClient:
             self._http = httpx.AsyncClient(
                 base_url=self.base_url + "/",
                 transport=transport,
-                timeout=httpx.Timeout(self._timeout, connect=15.0),
+                # per read, not in total: the PublicEntities answer streams tens of MB
+                timeout=httpx.Timeout(
+                    connect=CONNECT_TIMEOUT, read=self.read_timeout, write=60.0, pool=60.0
+                ),
                 headers={"Accept": "application/json", "OData-Version": "4.0"},
                 follow_redirects=False,
             )
@@ -163,6 +171,7 @@ class D365MetadataClient:
         attempt = 0  # attempts that count against max_attempts
         tries = 0  # every attempt of this request (the request log's attempt number)
         throttles = 0
+        stalls = 0
         refreshed = False
         while True:
             attempt += 1
@@ -182,8 +191,16 @@ class D365MetadataClient:
                         method, url, params=params, json=json_body, headers=headers
                     )
             except httpx.TransportError as exc:
-                last = attempt >= self.max_attempts
-                sent.failed(_error_kind(exc), retried=not last)
+                kind = _error_kind(exc)
+                stalls += kind == "timeout"
+                last = attempt >= self.max_attempts or stalls >= self.max_stalls
+                sent.failed(kind, retried=not last)
+                if last and kind == "timeout":
+                    raise D365TransportError(
+                        f"the service stopped answering: no data for {self.read_timeout:g} s, "
+                        f"{stalls} times (raise read_timeout to wait longer)",
+                        **context,
+                    ) from None
                 if last:
                     raise D365TransportError(
                         f"no answer after {attempt} attempts ({type(exc).__name__}: "
@@ -252,12 +269,7 @@ class D365MetadataClient:
     def _parse(response: httpx.Response, body: bytes) -> Any:
         ctype = response.headers.get("content-type", "")
         if "json" not in ctype.lower():
-            snippet = body[:60].decode("utf-8", "replace").strip()
-            raise D365ResponseError(
-                f"expected JSON but got {ctype or 'no content type'} ({snippet!r}...); "
-                "is the base URL a D365 F&O environment?",
-                transient=False,
-            )
+            raise D365ResponseError(_not_odata(response), transient=False)
         try:
             return orjson.loads(body)
         except orjson.JSONDecodeError as exc:
@@ -272,7 +284,7 @@ class D365MetadataClient:
             err = orjson.loads(response.content).get("error", {})
             message = str(err.get("message") or err.get("code") or "")
         except (orjson.JSONDecodeError, AttributeError):
-            message = response.content[:200].decode("utf-8", "replace").strip()
+            message = _not_odata(response)
         phrase = f"{status} {response.reason_phrase}".strip()
         text = f"{phrase}: {message}" if message else phrase
         if status in (401, 403):
@@ -523,6 +535,17 @@ def _retry_after(response: httpx.Response) -> float | None:
         return max(0.0, min(float(raw), 120.0))
     except ValueError:
         return None
+
+
+def _not_odata(response: httpx.Response) -> str:
+    """One line about an answer that is not the service's JSON (never the page itself)."""
+    ctype = response.headers.get("content-type", "").split(";")[0].strip() or "no content type"
+    body = response.content.lstrip()[:200].lower()
+    kind = "an HTML page" if b"<html" in body or b"<!doctype" in body else ctype
+    return (
+        f"the answer is {kind}, not JSON: this does not look like the D365 metadata service "
+        "(check the base URL)"
+    )
 
 
 def _error_kind(exc: httpx.TransportError) -> str:

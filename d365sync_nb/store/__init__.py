@@ -24,8 +24,8 @@ T = TypeVar("T")
 class MetadataStore:
     """The cache file of one environment: ``db``, ``builds``, ``index``, ``history``."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.db = Database(path)
+    def __init__(self, path: str | Path, *, repair: bool = False) -> None:
+        self.db = Database(path, repair=repair)
         self.path = self.db.path
         self.builds = Builds(self.db)
         self.index = SearchIndex(self.db, self.builds)

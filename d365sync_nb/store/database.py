@@ -8,19 +8,24 @@ All writes go through one connection on one worker thread (``await db.run(fn, ..
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from d365sync_nb.errors import D365SyncError
+from d365sync_nb.errors import CacheDamagedError, CacheError, D365SyncError
 from d365sync_nb.models import iso, utcnow
 from d365sync_nb.store.schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION
 
 T = TypeVar("T")
+EFFECTIVE_IDS = os.access in os.supports_effective_ids
+OPEN_WAIT_SECONDS = 30.0  # how long to wait for another process creating the same file
+DAMAGE = ("file is not a database", "malformed")  # SQLITE_NOTADB, SQLITE_CORRUPT
 
 
 def now_iso() -> str:
@@ -29,20 +34,56 @@ def now_iso() -> str:
 
 
 class Database:
-    """One cache file: the writer connection and its thread, per-thread readers, the schema."""
+    """One cache file: the writer connection and its thread, per-thread readers, the schema.
 
-    def __init__(self, path: str | Path) -> None:
+    Opening checks the file: a path that cannot hold it, or a read-only one, is a
+    ``CacheError``; a damaged file is a ``CacheDamagedError``, unless ``repair`` moves it aside
+    (kept, as ``<name>.damaged-<time>``, named by :attr:`moved_aside`) and starts a new one.
+    Two processes creating the same new file wait for each other.
+    """
+
+    def __init__(self, path: str | Path, *, repair: bool = False) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.moved_aside: Path | None = None
+        _check_directory(self.path.parent)
         self._lock = threading.RLock()
         self._local = threading.local()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="d365sync-store")
-        self._writer = self._connect()
+        siblings = _wal_files(self.path)
         try:
-            self._create_or_migrate()
+            self._writer = self._open()
+        except CacheDamagedError:
+            if not repair:
+                self._executor.shutdown()
+                for extra in _wal_files(self.path) - siblings:  # leave it as it was found
+                    extra.unlink(missing_ok=True)
+                raise
+            self.moved_aside = _move_aside(self.path)
+            self._writer = self._open()
         except BaseException:
-            self.close()
+            self._executor.shutdown()
             raise
+
+    def _open(self) -> sqlite3.Connection:
+        """Connect, check an existing file and bring its schema up to date (retrying while
+        another process creates the same new file)."""
+        existed = self.path.exists() and self.path.stat().st_size > 0
+        deadline = time.monotonic() + OPEN_WAIT_SECONDS
+        while True:
+            conn: sqlite3.Connection | None = None
+            try:
+                conn = self._connect()
+                if existed:
+                    _check_integrity(conn)
+                self._create_or_migrate(conn)
+                return conn
+            except sqlite3.Error as exc:
+                if conn is not None:
+                    conn.close()
+                if _is_locked(exc) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                raise _cache_error(self.path, exc) from None
 
     def __repr__(self) -> str:
         return f"Database({str(self.path)!r})"
@@ -56,10 +97,9 @@ class Database:
         return conn
 
     # -- schema ----------------------------------------------------------------------------
-    def _create_or_migrate(self) -> None:
+    def _create_or_migrate(self, conn: sqlite3.Connection) -> None:
         """Create the schema in a new file; bring an older file up to ``SCHEMA_VERSION``."""
         with self._lock:
-            conn = self._writer
             exists = conn.execute(
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
             ).fetchone()
@@ -126,12 +166,23 @@ class Database:
 
     def rows(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         """Run a query on this thread's read connection."""
-        return self.reader.execute(sql, tuple(params)).fetchall()
+        try:
+            return self.reader.execute(sql, tuple(params)).fetchall()
+        except sqlite3.OperationalError as exc:
+            raise _cache_error(self.path, exc) from None
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(*args)`` on the writer thread, off the event loop."""
+        """Run ``fn(*args)`` on the writer thread, off the event loop. A file problem met on
+        the way (a full disk, a read-only or damaged file) is one ``CacheError`` line."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, lambda: fn(*args))
+        try:
+            return await loop.run_in_executor(self._executor, lambda: fn(*args))
+        except sqlite3.OperationalError as exc:
+            raise _cache_error(self.path, exc) from None
+        except sqlite3.DatabaseError as exc:
+            if any(word in str(exc) for word in DAMAGE):
+                raise _cache_error(self.path, exc) from None
+            raise
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
@@ -141,3 +192,76 @@ class Database:
         if conn is not None:
             conn.close()
             self._local.conn = None
+
+
+def _check_directory(directory: Path) -> None:
+    """Make the cache directory, or say in one line why it cannot be."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise CacheError(f"The cache directory {directory} is a file, not a directory") from None
+    except NotADirectoryError:
+        raise CacheError(
+            f"The cache directory {directory} is inside a file, not a directory"
+        ) from None
+    except OSError as exc:
+        raise CacheError(
+            f"Cannot create the cache directory {directory}: {exc.strerror or exc}"
+        ) from None
+    if not directory.is_dir():
+        raise CacheError(f"The cache directory {directory} is not a directory")
+    if not os.access(directory, os.W_OK | os.X_OK, effective_ids=EFFECTIVE_IDS):
+        raise CacheError(
+            f"The cache directory {directory} is read-only; choose another with --cache-dir "
+            "(or D365SYNC_CACHE_DIR)"
+        )
+
+
+def _check_integrity(conn: sqlite3.Connection) -> None:
+    """A damaged file fails here (garbage over its header, or truncated), not in mid-sync."""
+    row = conn.execute("PRAGMA quick_check(1)").fetchone()
+    if row is None or row[0] != "ok":
+        raise sqlite3.DatabaseError(f"database disk image is malformed ({row[0] if row else ''})")
+
+
+def _is_locked(exc: sqlite3.Error) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+def _cache_error(path: Path, exc: sqlite3.Error) -> CacheError:
+    """One line naming the file and what is wrong with it."""
+    text = str(exc)
+    if any(word in text for word in DAMAGE):
+        return CacheDamagedError(
+            f"The cache file {path} is damaged ({text}); `d365sync sync` (or a notebook "
+            "start) moves it aside and builds a new one"
+        )
+    if "readonly" in text or (
+        path.exists() and not os.access(path, os.W_OK, effective_ids=EFFECTIVE_IDS)
+    ):
+        return CacheError(
+            f"The cache file {path} is read-only; make it writable or use another --cache-dir"
+        )
+    if "disk is full" in text or "disk I/O" in text:
+        return CacheError(f"Cannot write the cache file {path}: {text}; free some space")
+    if "unable to open" in text:
+        return CacheError(
+            f"Cannot open the cache file {path} ({text}): is the path a directory or a device?"
+        )
+    return CacheError(f"The cache file {path} cannot be used: {text}")
+
+
+def _wal_files(path: Path) -> set[Path]:
+    """The ``-wal`` and ``-shm`` files beside a database file that exist now."""
+    return {p for p in (Path(f"{path}-wal"), Path(f"{path}-shm")) if p.exists()}
+
+
+def _move_aside(path: Path) -> Path:
+    """Keep a damaged file (and its WAL files) under a new name; return where it went."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    target = path.with_name(f"{path.name}.damaged-{stamp}")
+    for suffix in ("", "-wal", "-shm"):
+        source = Path(f"{path}{suffix}")
+        if source.exists():
+            source.replace(Path(f"{target}{suffix}"))
+    return target

@@ -73,15 +73,17 @@ class SyncSessionManager:
         credential: TokenCredential | None = None,
         transport_factory: Any = None,
         client_options: dict[str, Any] | None = None,
+        repair_cache: bool = False,
     ) -> None:
+        """``repair_cache``: a damaged cache file is moved aside and a new one started (for
+        surfaces about to sync); without it a damaged file is a CacheDamagedError."""
         self.settings = settings
         cred = credential if credential is not None else make_credential(settings)
         self._tokens = TokenProvider(cred, settings.base_url) if cred is not None else None
         self._transport_factory = transport_factory
         self._client_options = client_options or {}
-        self.store = MetadataStore(
-            store_path(settings.resolved_cache_dir(), settings.environment_name)
-        )
+        path = store_path(settings.resolved_cache_dir(), settings.environment_name)
+        self.store = MetadataStore(path, repair=repair_cache)
         self.interrupted_sessions = self.store.history.mark_interrupted(INTERRUPTED)
         self.store.builds.discard_orphans()
         self.closed = False
@@ -98,6 +100,17 @@ class SyncSessionManager:
         return (
             f"SyncSessionManager(environment={self.settings.base_url!r}, "
             f"cache={str(self.store.path)!r}, running={len(self._running)})"
+        )
+
+    @property
+    def cache_notice(self) -> str | None:
+        """What happened to a damaged cache file when this manager opened it, if anything."""
+        moved = self.store.db.moved_aside
+        if moved is None:
+            return None
+        return (
+            f"The cache file {self.store.path} was damaged: it was moved to {moved} (kept) "
+            "and a new one was started"
         )
 
     @property
@@ -271,7 +284,13 @@ class SyncSessionManager:
             raise
         reporter.on_transition = functools.partial(self._persist, client=client)
         runner = SessionRunner(
-            session, plan, client, self.store, reporter, language=self.settings.language
+            session,
+            plan,
+            client,
+            self.store,
+            reporter,
+            language=self.settings.language,
+            log_requests=self.request_log_sessions > 0,
         )
         task = asyncio.create_task(self._run(runner), name=f"d365sync-{session.session_id}")
         self._running[session.session_id] = _Running(session, task)
@@ -354,9 +373,11 @@ class SyncSessionManager:
             self._save_failures.setdefault(session_id, []).append(exc)
 
     def _save(self, session: SyncSession, rows: list[RequestRow]) -> None:
-        """On the store's writer thread: the session's row, then its new request-log rows."""
+        """On the store's writer thread: the session's row, then its new request-log rows
+        (none are written when no session keeps a log)."""
         self.store.history.save(session)
-        self.store.history.write_requests(session.session_id, rows)
+        if self.request_log_sessions:
+            self.store.history.write_requests(session.session_id, rows)
 
     async def _final_save(self, session: SyncSession, client: D365MetadataClient) -> None:
         """Record the final state and the rest of the request log (keeping the logs of the

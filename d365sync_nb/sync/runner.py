@@ -50,6 +50,7 @@ class SessionRunner:
         reporter: ProgressReporter,
         *,
         language: str = "en-us",
+        log_requests: bool = True,
     ) -> None:
         self.session = session
         self.plan = plan
@@ -57,6 +58,7 @@ class SessionRunner:
         self.store = store
         self.reporter = reporter
         self.language = language
+        self.log_requests = log_requests  # write the request log (else its rows are dropped)
         assert session.global_version_id is not None
         self.version_id: int = session.global_version_id
         self.build_id: int | None = None
@@ -240,7 +242,7 @@ class SessionRunner:
                     )
                 )
                 batch = []
-            if rows := self.client.stats.drain():
+            if (rows := self.client.stats.drain()) and self.log_requests:
                 writes.append(
                     asyncio.ensure_future(
                         self.store.run(

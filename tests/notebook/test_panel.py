@@ -77,9 +77,9 @@ def test_failed_session_is_red_and_never_repainted_success(connected: Interactiv
     entities = panel.rows[SyncPhase.ENTITIES]
     assert entities.bar.bar_style == "danger" and panel.overall_bar.bar_style == "danger"
     assert entities.text.value.startswith('<span style="color:#c62828">failed · 0')
-    assert "expected JSON but got text/html" in entities.text.tooltip
+    assert "not JSON: this does not look like the D365 metadata service" in entities.text.tooltip
     assert panel.summary.value.startswith('<span style="color:#c62828">Failed in phase entities')
-    assert "expected JSON but got text/html" in panel.summary.value
+    assert "not JSON: this does not look like the D365 metadata service" in panel.summary.value
     assert panel.cancel_button.disabled and panel.cancel_button.button_style == ""
 
     repainted = failed.model_copy(deep=True)  # a late, contradicting snapshot

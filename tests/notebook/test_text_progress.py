@@ -71,7 +71,8 @@ def test_the_printed_lines_are_the_reports_lines() -> None:
 def test_failed_phase_carries_the_error_once_and_pending_phases_follow() -> None:
     failed = snapshot(2, status=SyncStatus.FAILED)
     entities = failed.phases[SyncPhase.ENTITIES]
-    entities.status, entities.error = PhaseStatus.FAILED, "expected JSON but got text/html"
+    entities.status = PhaseStatus.FAILED
+    entities.error = "not JSON: this does not look like the D365 metadata service"
     failed.error = entities.error
     out = io.StringIO()
     render.ProgressPrinter(out).update(failed)
