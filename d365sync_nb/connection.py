@@ -277,13 +277,8 @@ def connect(
     emulator = None
     name = None
     if demo:
-        from d365sync_nb.emulator import Emulator
-
-        opts = dict(emulator_options or {})
-        if latency_ms is not None:
-            opts["latency_ms"] = latency_ms
-        emulator = Emulator(scale=scale, **opts)
-        base_url = emulator.start()
+        emulator = _start_emulator(scale, latency_ms, emulator_options)
+        base_url = emulator.base_url
         name = f"demo-{scale}"
     try:
         settings = resolve_settings(
@@ -297,6 +292,23 @@ def connect(
             emulator.stop()
         raise
     return Connection(settings=settings, manager=manager, emulator=emulator)
+
+
+def _start_emulator(
+    scale: str, latency_ms: float | None, options: dict[str, Any] | None
+) -> Emulator:
+    """A started demo emulator; a bad option or an unusable port is a ConfigurationError."""
+    from d365sync_nb.emulator import Emulator, EmulatorError
+
+    opts = dict(options or {})
+    if latency_ms is not None:
+        opts["latency_ms"] = latency_ms
+    try:
+        emulator = Emulator(scale=scale, **opts)
+        emulator.start()
+    except EmulatorError as exc:
+        raise ConfigurationError(f"The demo emulator cannot start: {exc}") from None
+    return emulator
 
 
 # -- connection flags, shared by the CLI and the magics -----------------------------------------

@@ -268,3 +268,35 @@ async def test_an_html_error_page_is_one_line_never_echoed(html_server, make_man
     assert text.startswith(f"POST {html_server}/data/") and "404 Not Found: " in text
     assert "an HTML page, not JSON: this does not look like the D365 metadata service" in text
     assert "<" not in text and "nginx" not in text
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        ({"fault_rate": float("nan")}, "fault_rate must be a number from 0 to 1, not nan"),
+        ({"fault_rate": 1.5}, "fault_rate must be a number from 0 to 1, not 1.5"),
+        ({"latency_ms": -1.0}, "latency_ms must be a number from 0"),
+        ({"latency_ms": float("inf")}, "latency_ms must be a number from 0"),
+        ({"page_size": 0}, "page_size must be >= 1"),
+        ({"max_concurrency": 0}, "max_concurrency must be >= 1"),
+        ({"version": 3}, "unknown dataset version 3"),
+        ({"port": 70000}, "port must be from 0 (any free port) to 65535, not 70000"),
+    ],
+)
+def test_demo_emulator_options_are_one_clear_line(tmp_path, options, words):
+    from d365sync_nb.connection import connect
+
+    with pytest.raises(ConfigurationError) as info:
+        connect(demo=True, cache_dir=tmp_path, emulator_options=options)
+    text = one_line(info.value)
+    assert text.startswith("The demo emulator cannot start: ") and words in text
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_a_busy_port_is_one_clear_line(emulator, tmp_path):
+    from d365sync_nb.connection import connect
+
+    port = int(emulator.base_url.rsplit(":", 1)[1])
+    with pytest.raises(ConfigurationError) as info:
+        connect(demo=True, cache_dir=tmp_path, emulator_options={"port": port})
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in one_line(info.value)

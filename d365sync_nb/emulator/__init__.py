@@ -1,7 +1,15 @@
 """Embedded emulator of the D365 F&O OData metadata service (offline tests, demos, benchmarks)."""
 
 from .dataset import Dataset, build_dataset
-from .options import EmulatorOptions
+from .options import EmulatorError, EmulatorOptionError, EmulatorOptions
 from .server import Emulator, serve
 
-__all__ = ["Dataset", "Emulator", "EmulatorOptions", "build_dataset", "serve"]
+__all__ = [
+    "Dataset",
+    "Emulator",
+    "EmulatorError",
+    "EmulatorOptionError",
+    "EmulatorOptions",
+    "build_dataset",
+    "serve",
+]

@@ -4,14 +4,31 @@ name/type checks that runtime changes (``configure``, the admin API, CLI flags) 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from .dataset import SCALES
 
-__all__ = ["CORRUPT_MODES", "EmulatorOptions", "coerce_options"]
+__all__ = ["CORRUPT_MODES", "EmulatorError", "EmulatorOptionError", "EmulatorOptions",
+           "coerce_options"]  # fmt: skip
 
 CORRUPT_MODES = ("non_json", "truncated")
+MAX_LATENCY_MS = 600_000.0  # ten minutes: anything longer is a typo
+MAX_RETRY_AFTER = 3600.0
+
+
+class EmulatorError(Exception):
+    """The emulator cannot run as asked (a busy or impossible port, a bad option); one line."""
+
+
+class EmulatorOptionError(EmulatorError, ValueError):
+    """An emulator option is out of range or of the wrong type (the message names it)."""
+
+
+def _finite(name: str, value: float, low: float, high: float) -> None:
+    if not (math.isfinite(value) and low <= value <= high):
+        raise EmulatorOptionError(f"{name} must be a number from {low:g} to {high:g}, not {value}")
 
 
 @dataclass
@@ -39,27 +56,26 @@ class EmulatorOptions:
 
     def __post_init__(self) -> None:
         if isinstance(self.retry_after, str):  # "0.2" from a CLI flag or JSON
-            self.retry_after = float(self.retry_after)
+            self.retry_after = coerce_options({"retry_after": self.retry_after})["retry_after"]
         self.validate()
 
     def validate(self) -> None:
-        """Raise ValueError when an option is out of range."""
+        """Raise EmulatorOptionError (a ValueError) when an option is out of range."""
         if self.scale not in SCALES:
-            raise ValueError(f"unknown scale {self.scale!r}: expected one of {', '.join(SCALES)}")
+            raise EmulatorOptionError(
+                f"unknown scale {self.scale!r}: expected one of {', '.join(SCALES)}"
+            )
         if self.version not in (1, 2):
-            raise ValueError(f"unknown version {self.version!r}: expected 1 or 2")
-        if self.latency_ms < 0:
-            raise ValueError("latency_ms must be >= 0")
+            raise EmulatorOptionError(f"unknown dataset version {self.version!r}: expected 1 or 2")
+        _finite("latency_ms", self.latency_ms, 0.0, MAX_LATENCY_MS)
         if self.max_concurrency is not None and self.max_concurrency < 1:
-            raise ValueError("max_concurrency must be >= 1 or None")
-        if self.retry_after < 0:
-            raise ValueError("retry_after must be >= 0")
-        if not 0.0 <= self.fault_rate <= 1.0:
-            raise ValueError("fault_rate must be between 0 and 1")
+            raise EmulatorOptionError("max_concurrency must be >= 1 or None")
+        _finite("retry_after", self.retry_after, 0.0, MAX_RETRY_AFTER)
+        _finite("fault_rate", self.fault_rate, 0.0, 1.0)
         if self.page_size is not None and self.page_size < 1:
-            raise ValueError("page_size must be >= 1 or None")
+            raise EmulatorOptionError("page_size must be >= 1 or None")
         if self.corrupt is not None and self.corrupt not in CORRUPT_MODES:
-            raise ValueError(f"corrupt must be None or one of {', '.join(CORRUPT_MODES)}")
+            raise EmulatorOptionError(f"corrupt must be None or one of {', '.join(CORRUPT_MODES)}")
 
     def public_dict(self) -> dict[str, Any]:
         """Options as JSON-able dict, with the token redacted."""
@@ -87,13 +103,16 @@ def coerce_options(changes: dict[str, Any]) -> dict[str, Any]:
     """Check option names and types; ``retry_after`` may be a numeric string like "0.2"."""
     unknown = set(changes) - set(_OPTION_TYPES)
     if unknown:
-        raise ValueError(f"unknown emulator option(s): {', '.join(sorted(unknown))}")
+        raise EmulatorOptionError(f"unknown emulator option(s): {', '.join(sorted(unknown))}")
     out = {}
     for key, value in changes.items():
         types = _OPTION_TYPES[key]
         if isinstance(value, bool) or not isinstance(value, types):
-            raise ValueError(f"option {key} has invalid value {value!r}")
+            raise EmulatorOptionError(f"option {key} has invalid value {str(value)[:40]!r}")
         if key == "retry_after":
-            value = float(value)
+            try:
+                value = float(value)
+            except ValueError:
+                raise EmulatorOptionError(f"retry_after must be a number, not {value!r}") from None
         out[key] = value
     return out

@@ -18,7 +18,7 @@ import uvicorn
 from .app import EmulatorApp
 from .dataset import Dataset
 from .faults import DROP_FILTER
-from .options import EmulatorOptions, coerce_options
+from .options import EmulatorError, EmulatorOptionError, EmulatorOptions, coerce_options
 
 __all__ = ["Emulator", "serve"]
 
@@ -26,21 +26,25 @@ _START_TIMEOUT = 30.0
 
 
 def _loopback_address(host: str) -> str:
-    """The loopback IP to bind for ``host``; ValueError for anything that is not loopback."""
+    """The loopback IP to bind for ``host``; EmulatorOptionError for anything else."""
     if host == "localhost":
         return "127.0.0.1"
     try:
         addr = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
-        raise ValueError(f"emulator host must be a loopback address, got {host!r}") from None
+        raise EmulatorOptionError(
+            f"emulator host must be a loopback address, got {host!r}"
+        ) from None
     if not addr.is_loopback:
-        raise ValueError(f"emulator host must be a loopback address, got {host!r}")
+        raise EmulatorOptionError(f"emulator host must be a loopback address, got {host!r}")
     return str(addr)
 
 
 def _bind(host: str, port: int) -> tuple[socket.socket, str]:
     """A listening-ready socket bound to ``host:port`` and the matching base URL."""
     ip = _loopback_address(host)
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise EmulatorOptionError(f"port must be from 0 (any free port) to 65535, not {port}")
     family = socket.AF_INET6 if ":" in ip else socket.AF_INET
     # proto=IPPROTO_TCP matters: asyncio only sets TCP_NODELAY on sockets whose proto is TCP,
     # and without it every response waits ~40 ms for a delayed ACK (Nagle).
@@ -48,9 +52,10 @@ def _bind(host: str, port: int) -> tuple[socket.socket, str]:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((ip, port))
-    except OSError:
+    except OSError as exc:
         sock.close()
-        raise
+        reason = exc.strerror or str(exc)
+        raise EmulatorError(f"cannot listen on {ip}:{port}: {reason}") from None
     bound_port = sock.getsockname()[1]
     netloc = f"[{ip}]" if family == socket.AF_INET6 else ip
     return sock, f"http://{netloc}:{bound_port}"
