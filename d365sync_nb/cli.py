@@ -1,17 +1,25 @@
-"""The ``d365sync`` command: emulator, sync, history, search, demo (and mcp)."""
+"""The ``d365sync`` command: emulator, sync, history, requests, diagnose, compare, search, demo
+(and mcp).
+
+Bad input is one line on stderr and exit code 2 (a usage error: argparse's and the core's
+ConfigurationError alike); an operation that failed (an unknown session, the service) exits 1.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import csv
 import json
+import os
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
-from d365sync_nb import render
+from d365sync_nb import diagnostics, render
+from d365sync_nb.arguments import bounded_int
 from d365sync_nb.connection import (
     Connection,
     add_connection_arguments,
@@ -19,16 +27,40 @@ from d365sync_nb.connection import (
     connect_from_args,
 )
 from d365sync_nb.errors import ConfigurationError, D365SyncError
-from d365sync_nb.models import STRATEGY_DESCRIPTIONS, SyncSession, SyncStatus
+from d365sync_nb.models import (
+    PHASES,
+    STRATEGY_DESCRIPTIONS,
+    SyncSession,
+    SyncStatus,
+    SyncStrategy,
+)
 
 HEARTBEAT_SECONDS = 10.0  # off a terminal (CI logs), a status line at least this often
 EXIT_CODES = {SyncStatus.COMPLETED: 0, SyncStatus.FAILED: 1, SyncStatus.CANCELLED: 130}
+MAX_LIMIT = 1000
+# The request log's columns (``manager.get_request_log``): all of them in --json and --csv, the
+# ones a terminal has room for in the text table.
+REQUEST_COLUMNS = (
+    "seq", "started_at", "phase", "endpoint", "status", "error", "attempt", "latency_ms",
+    "bytes", "retry_cause", "request_id", "activity_id",
+)  # fmt: skip
+REQUEST_TABLE_COLUMNS = (
+    "seq", "time", "phase", "endpoint", "status", "error", "attempt", "ms", "bytes", "retry",
+    "activity_id",
+)  # fmt: skip
+SESSION_ID_HELP = "session id or a unique prefix of 4+ characters (default: the latest session)"
+DATE_HELP = "a date or time like 2026-11-30 or 2026-11-30T14:00 (UTC unless it has an offset)"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line (``d365sync CMD: error: ...``), exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="d365sync", description="Sync D365 F&O metadata into a local cache."
-    )
+    parser = _Parser(prog="d365sync", description="Sync D365 F&O metadata into a local cache.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -55,15 +87,62 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--force", action="store_true", help="sync even when up to date")
     sync.add_argument("--json", action="store_true", help="end with one JSON line on stdout")
 
-    hist = sub.add_parser("history", help="recorded sync sessions")
+    hist = sub.add_parser("history", help="recorded sync sessions, newest first")
     add_connection_arguments(hist, scale_default="small")
-    hist.add_argument("--limit", type=int, default=20)
-    hist.add_argument("--json", action="store_true")
+    hist.add_argument(
+        "--limit",
+        type=bounded_int(1, MAX_LIMIT),
+        default=20,
+        help=f"sessions to show, 1 to {MAX_LIMIT} (default 20)",
+    )
+    hist.add_argument(
+        "--status", help="only this status: " + ", ".join(s.value for s in SyncStatus)
+    )
+    hist.add_argument(
+        "--strategy", help="only this strategy: " + ", ".join(s.value for s in SyncStrategy)
+    )
+    hist.add_argument(
+        "--since", metavar="DATE", help=f"only sessions started at or after {DATE_HELP}"
+    )
+    hist.add_argument("--until", metavar="DATE", help=f"only sessions started before {DATE_HELP}")
+    hist.add_argument(
+        "--version",
+        dest="global_version_id",
+        metavar="ID",
+        help="only sessions of this global version id",
+    )
+    hist.add_argument("--json", action="store_true", help="a JSON list of the sessions")
+
+    reqs = sub.add_parser("requests", help="a session's request log, one row per attempt")
+    reqs.add_argument("session", nargs="?", metavar="ID", help=SESSION_ID_HELP)
+    add_connection_arguments(reqs, scale_default="small")
+    reqs.add_argument(
+        "--status",
+        help="only attempts with this answer: a code (429), a class (5xx), 'error' (no usable "
+        "answer) or 'retried'",
+    )
+    reqs.add_argument("--phase", help="only this phase: " + ", ".join(p.value for p in PHASES))
+    output = reqs.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="a JSON list, every column")
+    output.add_argument("--csv", action="store_true", help="CSV with a header row, every column")
+
+    diag = sub.add_parser("diagnose", help="why a session was slow or failed: verdict, advice")
+    diag.add_argument("session", nargs="?", metavar="ID", help=SESSION_ID_HELP)
+    add_connection_arguments(diag, scale_default="small")
+    diag.add_argument("--json", action="store_true", help="the diagnosis as one JSON object")
+
+    comp = sub.add_parser("compare", help="two sessions side by side, phase by phase")
+    comp.add_argument("a", metavar="A", help="the first session: an id or a unique prefix")
+    comp.add_argument("b", metavar="B", help="the second session: an id or a unique prefix")
+    add_connection_arguments(comp, scale_default="small")
+    comp.add_argument("--json", action="store_true", help='{"a": id, "b": id, "phases": [...]}')
 
     search = sub.add_parser("search", help="search the cached metadata")
     search.add_argument("text")
     add_connection_arguments(search, scale_default="small")
-    search.add_argument("--limit", type=int, default=20)
+    search.add_argument(
+        "--limit", type=bounded_int(1, MAX_LIMIT), default=20, help=f"1 to {MAX_LIMIT}"
+    )
     search.add_argument("--json", action="store_true")
 
     demo = sub.add_parser("demo", help="emulator + full sync + summary")
@@ -154,7 +233,14 @@ async def run_sync(
 def _history(args: argparse.Namespace) -> int:
     conn = connect_from_args(args)
     try:
-        sessions = conn.manager.get_session_history(limit=args.limit)
+        sessions = conn.manager.get_session_history(
+            limit=args.limit,
+            status=args.status,
+            strategy=args.strategy,
+            since=args.since,
+            until=args.until,
+            version=args.global_version_id,
+        )
         if args.json:
             print(json.dumps([s.to_dict() for s in sessions]))
         else:
@@ -166,6 +252,7 @@ def _history(args: argparse.Namespace) -> int:
                     "status": s.status.value,
                     "version": s.global_version_id,
                     "seconds": s.duration_seconds,
+                    "requests": s.http.requests,
                     "labels": s.counts.get("labels"),
                     "error": s.error,
                 }
@@ -175,6 +262,142 @@ def _history(args: argparse.Namespace) -> int:
     finally:
         conn.close()
     return 0
+
+
+def _requests(args: argparse.Namespace) -> int:
+    conn = connect_from_args(args)
+    try:
+        manager = conn.manager
+        session_id = manager.find_session_id(args.session)
+        rows = manager.get_request_log(session_id, status=args.status, phase=args.phase)
+        if args.json:
+            print(json.dumps(rows))
+        elif args.csv:
+            columns = list(rows[0]) if rows else list(REQUEST_COLUMNS)
+            writer = csv.DictWriter(sys.stdout, fieldnames=columns, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
+        else:
+            total = manager.get_sync_session(session_id).http.requests
+            print(f"Session {session_id}: {len(rows):,} of {total:,} attempts", file=sys.stderr)
+            print(render.table([_request_cells(row) for row in rows], REQUEST_TABLE_COLUMNS))
+    finally:
+        conn.close()
+    return 0
+
+
+def _request_cells(row: dict[str, Any]) -> dict[str, Any]:
+    """A request-log row as the text table shows it (the time of day, short headings)."""
+    started = row["started_at"] or ""
+    return {
+        **row,
+        "time": started[11:23] if "T" in started else started,
+        "ms": row["latency_ms"],
+        "retry": row["retry_cause"],
+    }
+
+
+def _diagnose(args: argparse.Namespace) -> int:
+    conn = connect_from_args(args)
+    try:
+        manager = conn.manager
+        diagnosis = diagnostics.diagnose_session(manager, manager.find_session_id(args.session))
+        print(json.dumps(diagnosis.to_dict()) if args.json else str(diagnosis))
+    finally:
+        conn.close()
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    conn = connect_from_args(args)
+    try:
+        manager = conn.manager
+        a = manager.get_sync_session(manager.find_session_id(args.a))
+        b = manager.get_sync_session(manager.find_session_id(args.b))
+        rows = diagnostics.compare(a, b)
+        if args.json:
+            print(json.dumps({"a": a.session_id, "b": b.session_id, "phases": rows}))
+        else:
+            print(compare_text(a, b, rows))
+    finally:
+        conn.close()
+    return 0
+
+
+def compare_text(a: SyncSession, b: SyncSession, rows: list[dict[str, Any]]) -> str:
+    """Who A and B are, then one line per phase and a total line: each figure as ``A → B``,
+    with the ratio B/A of seconds and requests."""
+    heads = [
+        f"{name}: {s.session_id}  {s.strategy.value}  {s.status.value}  "
+        f"{render.fmt_seconds(s.duration_seconds)}  {s.http.requests:,} requests"
+        for name, s in (("A", a), ("B", b))
+    ]
+    cells = [
+        _compare_cells(
+            r["phase"],
+            {key: (r[f"a_{key}"], r[f"b_{key}"]) for key in COMPARED},
+            r["seconds_ratio"],
+            r["requests_ratio"],
+        )
+        for r in rows
+    ]
+    totals = {
+        "status": (a.status.value, b.status.value),
+        "seconds": (a.duration_seconds, b.duration_seconds),
+        "items": (sum(r["a_items"] for r in rows), sum(r["b_items"] for r in rows)),
+        "requests": (a.http.requests, b.http.requests),
+        "retries": (a.http.retries, b.http.retries),
+        "throttled": (a.http.throttled, b.http.throttled),
+    }
+    cells.append(
+        _compare_cells(
+            "total",
+            totals,
+            _ratio(b.duration_seconds, a.duration_seconds),
+            _ratio(b.http.requests, a.http.requests),
+        )
+    )
+    return "\n".join([*heads, "", render.table(cells)])
+
+
+COMPARED = ("status", "seconds", "items", "requests", "retries", "throttled")
+
+
+def _compare_cells(
+    phase: str,
+    pairs: dict[str, tuple[Any, Any]],
+    seconds_ratio: float | None,
+    requests_ratio: float | None,
+) -> dict[str, str]:
+    def pair(key: str) -> str:
+        left, right = (_figure(value) for value in pairs[key])
+        return left if left == right and key == "status" else f"{left} → {right}"
+
+    return {
+        "phase": phase,
+        "status A → B": pair("status"),
+        "seconds": pair("seconds"),
+        "s B/A": _figure(seconds_ratio),
+        "items": pair("items"),
+        "requests": pair("requests"),
+        "req B/A": _figure(requests_ratio),
+        "retries": pair("retries"),
+        "429": pair("throttled"),
+    }
+
+
+def _figure(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _ratio(b: float, a: float) -> float | None:
+    return round(b / a, 2) if a else None
 
 
 def _search(args: argparse.Namespace) -> int:
@@ -284,6 +507,9 @@ COMMANDS = {
     "emulator": _emulator,
     "sync": _sync,
     "history": _history,
+    "requests": _requests,
+    "diagnose": _diagnose,
+    "compare": _compare,
     "search": _search,
     "demo": _demo,
     "mcp": _mcp,
@@ -304,12 +530,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"d365sync: error: {exc}", file=sys.stderr)
-        if getattr(args, "json", False):
+        if args.command == "sync" and args.json:  # sync --json always ends with its JSON line
             print(json.dumps({"session_id": None, "status": "failed", "error": str(exc)}))
         return 1
     except KeyboardInterrupt:
         print("d365sync: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `d365sync requests | head`: the reader left, not an error
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes at exit
+        return 1
 
 
 if __name__ == "__main__":

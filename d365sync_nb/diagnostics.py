@@ -11,14 +11,15 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from d365sync_nb.errors import ConfigurationError
+from d365sync_nb.errors import RequestLogUnavailable
 from d365sync_nb.models import PHASES, PhaseStatus, SyncSession, SyncStatus
 
 if TYPE_CHECKING:
     from d365sync_nb.sync.manager import SyncSessionManager
 
 SLOW_P95_MS = 1000.0  # a p95 above this is worth a finding
-SUPPORT_IDS = 10  # failed requests whose activity ids a diagnosis lists
+SUPPORT_IDS = 10  # failed requests (not retried) whose activity ids a diagnosis lists
+RETRIED_SHOWN = 5  # retried attempts a diagnosis shows as examples
 
 
 @dataclass
@@ -31,6 +32,7 @@ class Diagnosis:
     findings: list[str] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)
     failed_requests: list[dict[str, Any]] = field(default_factory=list)
+    retried_requests: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -38,13 +40,17 @@ class Diagnosis:
     def __str__(self) -> str:
         lines = [f"Session {self.session_id} ({self.status}): {self.verdict}"]
         lines += [f"- {finding}" for finding in self.findings]
-        if self.failed_requests:
-            lines.append("Failed requests (give support the ms-dyn-aid):")
-            lines += [
-                f"  {r['started_at']}  {r['endpoint']}  {r['status'] or r['error']}  "
-                f"ms-dyn-aid {r['activity_id'] or '-'}  request {r['request_id']}"
-                for r in self.failed_requests
-            ]
+        for title, rows in (
+            ("Failed requests (give support the ms-dyn-aid):", self.failed_requests),
+            ("Retried requests (the last few):", self.retried_requests),
+        ):
+            if rows:
+                lines.append(title)
+                lines += [
+                    f"  {r['started_at']}  {r['endpoint']}  {r['status'] or r['error']}  "
+                    f"ms-dyn-aid {r['activity_id'] or '-'}  request {r['request_id']}"
+                    for r in rows
+                ]
         return "\n".join(lines)
 
 
@@ -56,9 +62,9 @@ def phase_shares(session: SyncSession) -> dict[str, float]:
 
 
 def diagnose(session: SyncSession, log: list[dict[str, Any]] | None = None) -> Diagnosis:
-    """The verdict on one session, e.g. "throttled 31 s (30 x 429, Retry-After honoured;
-    concurrency lowered to 8), 5 dropped connections retried, p95 latency 20 ms; labels took
-    84% of the time"."""
+    """The verdict on one session, e.g. "throttled: 30 x 429 (Retry-After honoured, 31 s of
+    waits across requests; concurrency lowered to 8), 5 dropped connections retried, p95
+    latency 20 ms; labels took 84% of the time"."""
     http = session.http
     parts: list[str] = []
     findings: list[str] = []
@@ -80,8 +86,8 @@ def diagnose(session: SyncSession, log: list[dict[str, Any]] | None = None) -> D
             else ""
         )
         parts.append(
-            f"throttled {http.throttle_wait_seconds:.0f} s ({http.throttled} x 429, "
-            f"Retry-After honoured{lowered_text})"
+            f"throttled: {http.throttled} x 429 (Retry-After honoured, "
+            f"{http.throttle_wait_seconds:.0f} s of waits across requests{lowered_text})"
         )
         findings.append(
             "The service throttled this client (429): sync with a lower --concurrency or "
@@ -114,7 +120,8 @@ def diagnose(session: SyncSession, log: list[dict[str, Any]] | None = None) -> D
         parts.append(f"{phase} took {share:.0f}% of the time")
     if session.status == SyncStatus.COMPLETED and not (http.throttled or http.transport_errors):
         parts.insert(0, "healthy: no throttling, no dropped connections")
-    failed = [row for row in log or () if _failed(row)]
+    failed = [row for row in log or () if _failed(row) and not row["retry_cause"]]
+    retried = [row for row in log or () if row["retry_cause"]]
     return Diagnosis(
         session_id=session.session_id,
         status=session.status.value,
@@ -136,6 +143,7 @@ def diagnose(session: SyncSession, log: list[dict[str, Any]] | None = None) -> D
             "request_log_kept": log is not None,
         },
         failed_requests=[_support_row(row) for row in failed[-SUPPORT_IDS:]],
+        retried_requests=[_support_row(row) for row in retried[-RETRIED_SHOWN:]],
     )
 
 
@@ -144,7 +152,7 @@ def diagnose_session(manager: SyncSessionManager, session_id: str) -> Diagnosis:
     session = manager.get_sync_session(session_id)
     try:
         log: list[dict[str, Any]] | None = manager.get_request_log(session.session_id)
-    except ConfigurationError:  # pruned: the aggregates still tell most of it
+    except RequestLogUnavailable:  # pruned: the aggregates still tell most of it
         log = None
     return diagnose(session, log)
 

@@ -6,6 +6,7 @@
   - ``SessionConflictError``: a session is already running for that version.
   - ``CacheError``: the local cache cannot be used (a path that is not a directory, read-only,
     a full disk); ``CacheDamagedError``: the cache file is damaged.
+  - ``RequestLogUnavailable``: a session's request log is no longer kept (its aggregates are).
   - ``D365Error``: talking to the metadata service failed.
     - ``D365HTTPError``: the service answered with an error status (``status``, ``activity_id``).
       - ``D365AuthError``: 401/403, after one token refresh.
@@ -41,6 +42,10 @@ class CacheError(D365SyncError):
 
 class CacheDamagedError(CacheError):
     """The cache file is damaged (not a database, or corrupt): a sync moves it aside."""
+
+
+class RequestLogUnavailable(D365SyncError):
+    """A session's request log was pruned (only the most recent sessions keep one)."""
 
 
 class D365Error(D365SyncError):

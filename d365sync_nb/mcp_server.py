@@ -31,9 +31,11 @@ INSTRUCTIONS = (
     "Tools to sync Dynamics 365 Finance & Operations metadata into a local cache. "
     "d365fo_start_sync starts a background session and returns its session_id; poll "
     "d365fo_get_sync_progress with that id until summary.is_running is false; "
-    "d365fo_cancel_sync stops it. d365fo_list_sync_sessions shows what runs now and "
-    "d365fo_get_sync_history what ran before. Every answer has 'success'; when it is false, "
-    "'error' says what went wrong and what to do."
+    "d365fo_cancel_sync stops it; once it has finished, the progress answer's 'diagnosis' says "
+    "in one sentence why it was slow or failed. d365fo_list_sync_sessions shows what runs now "
+    "and d365fo_get_sync_history what ran before (filter by status, strategy, version or start "
+    "time). Every answer has 'success'; when it is false, 'error' says what went wrong and what "
+    "to do."
 )
 MISSING_SDK = "The MCP server needs the 'mcp' package (version 2): pip install 'd365sync_nb[mcp]'"
 

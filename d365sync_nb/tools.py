@@ -23,7 +23,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from d365sync_nb import render
+from d365sync_nb import diagnostics, render
 from d365sync_nb.connection import registry
 from d365sync_nb.errors import (
     ConfigurationError,
@@ -80,6 +80,55 @@ Limit = Annotated[
         "values are clamped)",
         json_schema_extra={"minimum": 1, "maximum": MAX_HISTORY},
     ),
+]
+
+DATE_FORMS = (
+    "a date or an ISO 8601 time like 2026-11-30 or 2026-11-30T14:00:00Z (UTC unless it has an "
+    "offset)"
+)
+
+
+def _enum_of_optional(values: list[str]) -> Callable[[dict[str, Any]], None]:
+    """Put ``enum`` on the string branch of an optional argument's JSON schema (the null branch
+    stays valid); values outside it still reach the tool, which answers with the valid ones."""
+
+    def extra(schema: dict[str, Any]) -> None:
+        for branch in schema.get("anyOf", ()):
+            if branch.get("type") == "string":
+                branch["enum"] = values
+
+    return extra
+
+
+StatusFilter = Annotated[
+    str | None,
+    Field(
+        description="Only sessions with this outcome: "
+        + ", ".join(f"'{s.value}'" for s in SyncStatus)
+        + "; omit for all",
+        json_schema_extra=_enum_of_optional([s.value for s in SyncStatus]),
+    ),
+]
+StrategyFilter = Annotated[
+    str | None,
+    Field(
+        description="Only sessions of this strategy: "
+        + ", ".join(f"'{s.value}'" for s in SyncStrategy)
+        + "; omit for all",
+        json_schema_extra=_enum_of_optional([s.value for s in SyncStrategy]),
+    ),
+]
+Since = Annotated[
+    str | None,
+    Field(description=f"Only sessions started at or after this moment: {DATE_FORMS}"),
+]
+Until = Annotated[
+    str | None,
+    Field(description=f"Only sessions started before this moment (exclusive): {DATE_FORMS}"),
+]
+VersionFilter = Annotated[
+    int | None,
+    Field(description="Only sessions that synced this cached global version id"),
 ]
 
 Result = dict[str, Any]
@@ -182,12 +231,18 @@ async def d365fo_get_sync_progress(session_id: SessionId, profile: Profile = Non
     """Full detail and a short summary of a running or finished session."""
     manager = registry.connection(profile).manager
     session = manager.get_sync_session(_session_id(session_id))
-    return {
+    if session.status.is_final and any(s is session for s in manager.get_active_sessions()):
+        # it has just ended and is saving its outcome (its failed phase, its last requests)
+        session = await manager.wait(session.session_id)
+    answer: Result = {
         "success": True,
         "message": render.session_sentence(session),
         "summary": session.summary(),
         "session": session.to_dict(),
     }
+    if session.status.is_final:  # a finished session: why it was slow or failed, in a sentence
+        answer["diagnosis"] = diagnostics.diagnose_session(manager, session.session_id).verdict
+    return answer
 
 
 @_tool
@@ -240,12 +295,39 @@ async def d365fo_list_sync_sessions(profile: Profile = None) -> Result:
 
 
 @_tool
-async def d365fo_get_sync_history(limit: Limit = 20, profile: Profile = None) -> Result:
-    """Recent sessions, newest first, with success/failure counts and average duration."""
+async def d365fo_get_sync_history(
+    limit: Limit = 20,
+    profile: Profile = None,
+    status: StatusFilter = None,
+    strategy: StrategyFilter = None,
+    since: Since = None,
+    until: Until = None,
+    global_version_id: VersionFilter = None,
+) -> Result:
+    """Recent sessions, newest first, with success/failure counts and average duration;
+    optionally only those of a status, strategy, global version or time range."""
     requested = _integer(limit, "limit")
     used = min(MAX_HISTORY, max(1, requested))
+    filters = {
+        name: value
+        for name, value in (
+            ("status", status),
+            ("strategy", strategy),
+            ("since", since),
+            ("until", until),
+            ("global_version_id", global_version_id),
+        )
+        if value is not None
+    }
     conn = registry.connection(profile)
-    history = conn.manager.get_session_history(limit=used)
+    history = conn.manager.get_session_history(
+        limit=used,
+        status=status,
+        strategy=strategy,
+        since=since,
+        until=until,
+        version=global_version_id,
+    )
     answer: Result = {
         "success": True,
         "environment": conn.settings.base_url,
@@ -255,6 +337,8 @@ async def d365fo_get_sync_history(limit: Limit = 20, profile: Profile = None) ->
         "recorded_count": conn.manager.store.history.count(),
         "summary": _history_summary(history),
     }
+    if filters:  # as given; total_count and summary cover the matching sessions only
+        answer["filters"] = filters
     if used != requested:
         answer["notice"] = f"limit {requested} is outside 1..{MAX_HISTORY}; used {used} instead"
     return answer
@@ -292,7 +376,11 @@ TOOLS: tuple[ToolSpec, ...] = (
         "Get sync progress",
         "Progress of one sync session, running or finished: summary (status, percent, current "
         "phase, estimated seconds remaining, is_running) and full detail (each of "
-        "the 8 phases with items done/total and current item, counts, timestamps, error).",
+        "the 8 phases with items done/total and current item, counts, timestamps, error; "
+        "session.http: requests, retries, answers by status code, dropped connections, "
+        "throttling wait, latency percentiles, per phase). A finished session also has "
+        "'diagnosis': one sentence on why it was slow or failed (throttling, retried "
+        "errors, latency, the phase that took longest).",
         d365fo_get_sync_progress,
         read_only=True,
     ),
@@ -319,7 +407,10 @@ TOOLS: tuple[ToolSpec, ...] = (
         "Get sync history",
         f"Recorded sync sessions, newest first (limit 1..{MAX_HISTORY}, default 20), with a "
         "summary: successful, failed and cancelled counts, average duration in seconds, and "
-        "when the last successful sync ended.",
+        "when the last successful sync ended. Optional filters: status, strategy, "
+        "global_version_id, and a start-time range (since inclusive, until exclusive; dates or "
+        "ISO times, UTC unless an offset is given); the summary then covers the matching "
+        "sessions and 'filters' echoes the filters used.",
         d365fo_get_sync_history,
         read_only=True,
     ),

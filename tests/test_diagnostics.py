@@ -112,9 +112,9 @@ async def test_request_logs_are_kept_for_the_most_recent_sessions_only(emulator,
         await manager.wait(result.session_id)
     import pytest
 
-    from d365sync_nb.errors import ConfigurationError
+    from d365sync_nb.errors import RequestLogUnavailable
 
-    with pytest.raises(ConfigurationError, match=r"pruned.*2 most recent"):
+    with pytest.raises(RequestLogUnavailable, match=r"pruned.*2 most recent"):
         manager.get_request_log(first.session_id)
     assert manager.get_sync_session(first.session_id).http.requests > 800  # aggregates stay
     latest = manager.get_session_history(limit=1)[0]
@@ -131,21 +131,21 @@ async def test_diagnose_names_throttling_drops_latency_and_the_longest_phase(
     verdict = diagnose_session(manager, healthy.session_id)
     assert verdict.verdict.startswith("healthy: no throttling, no dropped connections")
     assert "p95 latency" in verdict.verdict and "labels took" in verdict.verdict
-    assert verdict.failed_requests == [] and verdict.findings == []
+    assert verdict.failed_requests == verdict.retried_requests == verdict.findings == []
 
     emulator.configure(max_concurrency=3, retry_after=0.05, latency_ms=5, fault_rate=0.05)
     result = await manager.start(strategy="full", force=True)
     rough = await manager.wait(result.session_id)
     found = diagnose_session(manager, rough.session_id)
     http = rough.http
-    assert f"({http.throttled} x 429, Retry-After honoured; concurrency lowered to " in (
-        found.verdict
-    )
+    assert f"throttled: {http.throttled} x 429 (Retry-After honoured, " in found.verdict
+    assert " s of waits across requests; concurrency lowered to " in found.verdict
     assert f"{http.by_status['503']} x 503 retried" in found.verdict
     dropped = found.facts["errors_by_kind"]["dropped"]
     assert f"{dropped} dropped connection" in found.verdict
     assert any("throttled" in f for f in found.findings)
-    assert found.failed_requests and all(r["request_id"] for r in found.failed_requests)
+    assert found.failed_requests == []  # all retried: the sync completed
+    assert found.retried_requests and all(r["request_id"] for r in found.retried_requests)
     assert str(found).startswith(f"Session {rough.session_id} (completed): ")
 
     rows = compare(healthy, rough)

@@ -90,6 +90,31 @@ async def test_tools_schemas_and_bad_arguments(tmp_path: Path) -> None:
         assert (limit["type"], limit["minimum"], limit["maximum"], limit["default"]) == (
             "integer", 1, 100, 20,
         )  # fmt: skip
+        history = tools["d365fo_get_sync_history"].input_schema["properties"]
+        assert set(history) == {
+            "limit", "profile", "status", "strategy", "since", "until", "global_version_id"
+        }  # fmt: skip
+        assert "required" not in tools["d365fo_get_sync_history"].input_schema
+        for name, values in (
+            ("status", [s.value for s in SyncStatus]),
+            ("strategy", [s.value for s in SyncStrategy]),
+        ):
+            assert history[name]["anyOf"] == [
+                {"type": "string", "enum": values},
+                {"type": "null"},
+            ]
+            assert (
+                history[name]["default"] is None and "omit for all" in history[name]["description"]
+            )
+        for name in ("since", "until"):
+            assert "2026-11-30" in history[name]["description"]
+            assert history[name]["default"] is None
+        assert "started at or after" in history["since"]["description"]
+        assert "exclusive" in history["until"]["description"]
+        version_filter = history["global_version_id"]
+        assert {"type": "integer"} in version_filter["anyOf"]
+        assert "global version" in version_filter["description"]
+        assert "diagnosis" in tools["d365fo_get_sync_progress"].description
         assert tools["d365fo_get_sync_progress"].annotations.read_only_hint is True
         assert tools["d365fo_cancel_sync"].annotations.destructive_hint is True
 
@@ -122,6 +147,14 @@ async def test_tools_schemas_and_bad_arguments(tmp_path: Path) -> None:
         profile = await call(client, "d365fo_list_sync_sessions", profile="prod")
         assert profile.is_error and "Unknown profile 'prod'" in data(profile)["error"]
 
+        bad_status = await call(client, "d365fo_get_sync_history", status="done")
+        assert bad_status.is_error
+        assert data(bad_status)["error"].startswith("Unknown status 'done'; one of: running,")
+        bad_since = await call(client, "d365fo_get_sync_history", since="last week")
+        assert bad_since.is_error and "since must be a date or time" in data(bad_since)["error"]
+        bad_version = await call(client, "d365fo_get_sync_history", global_version_id="one")
+        assert bad_version.is_error and "valid integer" in bad_version.content[0].text
+
 
 async def test_sync_progress_cancel_history(tmp_path: Path) -> None:
     expected = build_dataset("small").expected_counts()
@@ -132,6 +165,8 @@ async def test_sync_progress_cancel_history(tmp_path: Path) -> None:
         assert first in started["instructions"]
         done = await poll(lambda: progress(client, first), lambda a: not a["summary"]["is_running"])
         assert done["summary"]["status"] == "completed"
+        assert done["diagnosis"].startswith("healthy: no throttling")
+        assert done["session"]["http"]["requests"] > 0
         counts = done["session"]["counts"]
         for key in ("data_entities", "public_entities", "properties", "actions", "enumerations"):
             assert counts[key] == expected[key], key
@@ -167,6 +202,25 @@ async def test_sync_progress_cancel_history(tmp_path: Path) -> None:
         assert history["summary"]["cancelled_syncs"] == 1
         assert history["summary"]["failed_syncs"] == 0
         assert history["summary"]["average_duration_seconds"] > 0
+
+        # the same history, filtered
+        def ids(answer: CallToolResult) -> list[str]:
+            assert not answer.is_error, answer
+            return [h["session_id"] for h in data(answer)["history"]]
+
+        by_strategy = await call(client, "d365fo_get_sync_history", strategy="full")
+        assert ids(by_strategy) == [second]
+        assert data(by_strategy)["filters"] == {"strategy": "full"}
+        assert data(by_strategy)["summary"]["cancelled_syncs"] == 1
+        assert data(by_strategy)["summary"]["successful_syncs"] == 0
+        completed = await call(client, "d365fo_get_sync_history", status="completed", limit=5)
+        assert ids(completed) == [first]
+        version = await call(client, "d365fo_get_sync_history", global_version_id=1)
+        assert ids(version) == [second, first]
+        later = await call(client, "d365fo_get_sync_history", since="2999-01-01")
+        assert ids(later) == [] and data(later)["recorded_count"] == 2
+        before = await call(client, "d365fo_get_sync_history", until="2999-01-01T00:00:00Z")
+        assert ids(before) == [second, first]
 
 
 def test_stdout_carries_only_protocol_and_server_stops_with_a_running_sync(

@@ -141,7 +141,10 @@ async def test_a_failed_save_is_logged_and_noted_never_swallowed(emulator, make_
     result = await manager.start(strategy="full_without_labels")
     final = await manager.wait(result.session_id)
     assert final.status == SyncStatus.COMPLETED
-    assert "progress snapshot(s) were not saved (disk I/O error)" in (final.message or "")
+    assert "progress snapshot(s) were not saved (Cannot write the cache file" in (
+        final.message or ""
+    )
+    assert "disk I/O error; free some space)" in (final.message or "")
     assert "final state was not saved" in (final.message or "")
     assert "a progress snapshot was not saved" in caplog.text
     assert "its final state was not saved" in caplog.text

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +106,9 @@ async def test_start_then_poll_to_completion(demo: Connection) -> None:
     assert all(p["status"] in ("completed", "skipped") for p in session["phases"].values())
     assert session["completed_at"] and session["error"] is None
     assert done["message"].startswith("Completed in")
+    assert done["diagnosis"].startswith("healthy: no throttling, no dropped connections")
+    assert "p95 latency" in done["diagnosis"] and "labels took" in done["diagnosis"]
+    assert session["http"]["requests"] == demo.emulator.stats()["total_requests"]
     json.dumps(done)
 
     # a finished session is read back from the recorded history, same answer
@@ -142,6 +145,9 @@ async def test_up_to_date_answer(demo: Connection) -> None:
 async def test_cancel_running_session_and_list(demo: Connection) -> None:
     sid = await start_and_reach_labels(demo)
 
+    running = await tools.d365fo_get_sync_progress(sid)
+    assert running["summary"]["is_running"] and "diagnosis" not in running
+
     listed = await tools.d365fo_list_sync_sessions()
     assert listed["success"] is True
     assert listed["total_count"] == 1 and listed["running_count"] == 1
@@ -164,6 +170,7 @@ async def test_cancel_running_session_and_list(demo: Connection) -> None:
     assert after["summary"]["status"] == "cancelled" and after["summary"]["is_running"] is False
     assert after["session"]["phases"]["labels"]["status"] == "cancelled"
     assert after["message"].startswith("Cancelled after")
+    assert after["diagnosis"].startswith("cancelled, ")
 
     empty = await tools.d365fo_list_sync_sessions()
     assert empty["total_count"] == 0 and empty["running_count"] == 0
@@ -190,6 +197,7 @@ async def test_history_summary_and_limit(demo: Connection) -> None:
     assert failed["summary"]["status"] == "failed"
     assert "401" in failed["session"]["error"]
     assert failed["message"].startswith("Failed after")
+    assert failed["diagnosis"].startswith("failed in labels: ")
 
     history = await tools.d365fo_get_sync_history()
     assert history["success"] is True and "notice" not in history
@@ -215,6 +223,56 @@ async def test_history_summary_and_limit(demo: Connection) -> None:
     assert high["notice"] == "limit 1000 is outside 1..100; used 100 instead"
     two = await tools.d365fo_get_sync_history(limit=2)
     assert two["total_count"] == 2 and "notice" not in two
+    assert "filters" not in history and "filters" not in two
+
+
+async def test_history_filters(demo: Connection) -> None:
+    first = await tools.d365fo_start_sync("full_without_labels")
+    await run_to_end(first["session_id"])
+    await demo.manager.wait(first["session_id"])  # its final record is saved, too
+    second = await tools.d365fo_start_sync("full")  # adds the labels
+    assert second["session_id"], second
+    await run_to_end(second["session_id"])
+    await demo.manager.wait(second["session_id"])
+    a, b = first["session_id"], second["session_id"]
+
+    async def ids(**filters: Any) -> list[str]:
+        answer = await tools.d365fo_get_sync_history(**filters)
+        assert answer["success"], answer
+        assert answer["filters"] == filters
+        assert answer["total_count"] == len(answer["history"])
+        assert answer["recorded_count"] == 2  # every recorded session, not only the matching
+        return [row["session_id"] for row in answer["history"]]
+
+    assert await ids(strategy="full") == [b]
+    assert await ids(strategy="full_without_labels") == [a]
+    assert await ids(status="completed") == [b, a]
+    assert await ids(status="failed") == []
+    assert await ids(global_version_id=1) == [b, a] and await ids(global_version_id=2) == []
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
+    assert await ids(since=tomorrow) == []
+    assert await ids(until=tomorrow) == [b, a]
+    started_b = (await tools.d365fo_get_sync_progress(b))["session"]["started_at"]
+    assert await ids(since=started_b) == [b]  # since is inclusive
+    assert await ids(until=started_b) == [a]  # until is exclusive
+    assert await ids(status="completed", strategy="full", since=tomorrow) == []
+
+    only_full = await tools.d365fo_get_sync_history(strategy="full", limit=5)
+    summary = only_full["summary"]
+    assert summary["successful_syncs"] == 1 and summary["failed_syncs"] == 0
+    assert summary["average_duration_seconds"] == only_full["history"][0]["duration_seconds"]
+
+    for arguments, words in (
+        ({"status": "bogus"}, "Unknown status 'bogus'; one of: running, completed"),
+        ({"strategy": "fastest"}, "Unknown strategy 'fastest'; choose one of: full,"),
+        ({"since": "yesterday"}, "since must be a date or time like 2026-11-30"),
+        ({"until": "2026-13-01"}, "until must be a date or time"),
+        ({"global_version_id": "x"}, "Global version id must be an integer, not 'x'"),
+    ):
+        bad = await tools.d365fo_get_sync_history(**arguments)
+        assert_failure(bad, "d365fo_get_sync_history", words)
+        assert "\n" not in bad["error"]
+        assert {k: bad["arguments"][k] for k in arguments} == arguments
 
 
 async def test_bad_inputs_are_failure_values(demo: Connection) -> None:
@@ -376,3 +434,7 @@ async def test_tool_metadata_is_shared() -> None:
     for strategy in SyncStrategy:
         assert f"'{strategy.value}'" in start.description
     assert [s.read_only for s in tools.TOOLS] == [False, True, False, True, True]
+    progress, history = tools.TOOLS[1], tools.TOOLS[4]
+    assert "session.http" in progress.description and "'diagnosis'" in progress.description
+    for word in ("status", "strategy", "global_version_id", "since", "until"):
+        assert word in history.description

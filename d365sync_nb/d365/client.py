@@ -550,10 +550,10 @@ def _not_odata(response: httpx.Response) -> str:
 
 def _error_kind(exc: httpx.TransportError) -> str:
     """What went wrong on the wire: timeout, connect (no connection) or dropped."""
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):  # aiohttp: refused = timeout
+        return "connect"
     if isinstance(exc, httpx.TimeoutException):
         return "timeout"
-    if isinstance(exc, httpx.ConnectError):
-        return "connect"
     return "dropped"
 
 

@@ -23,7 +23,12 @@ from d365sync_nb.config import ConnectionSettings
 from d365sync_nb.d365.auth import TokenCredential, TokenProvider, make_credential
 from d365sync_nb.d365.client import D365MetadataClient
 from d365sync_nb.d365.stats import RequestRow
-from d365sync_nb.errors import ConfigurationError, SessionConflictError, SessionNotFoundError
+from d365sync_nb.errors import (
+    ConfigurationError,
+    RequestLogUnavailable,
+    SessionConflictError,
+    SessionNotFoundError,
+)
 from d365sync_nb.metadata import EnvironmentVersion
 from d365sync_nb.models import (
     DEFAULT_PHASE_WEIGHTS,
@@ -450,8 +455,8 @@ class SyncSessionManager:
     ) -> list[dict[str, Any]]:
         """One row per attempt a session sent, in order (see ``SessionHistory.requests``).
 
-        Raises SessionNotFoundError for an unknown id, ConfigurationError for a bad filter or
-        a session whose log was pruned (only the most recent sessions keep one).
+        Raises SessionNotFoundError for an unknown id, ConfigurationError for a bad filter,
+        RequestLogUnavailable for a session whose log was pruned (the most recent keep one).
         """
         session = self.get_sync_session(session_id)
         if phase is not None and phase not in PHASE_NAMES:
@@ -461,7 +466,7 @@ class SyncSessionManager:
         if not rows and session.http.requests and not self.store.history.has_request_log(
             session.session_id
         ):
-            raise ConfigurationError(
+            raise RequestLogUnavailable(
                 f"The request log of session {session.session_id} was pruned: only the "
                 f"{self.request_log_sessions} most recent sessions keep one (its aggregates "
                 "are in its http record)"

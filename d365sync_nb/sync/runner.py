@@ -66,7 +66,11 @@ class SessionRunner:
         self._expected_public: int | None = None
 
     async def execute(self) -> None:
-        """Run the plan and settle the outcome; a failure or cancel discards the new build."""
+        """Run the plan and settle the outcome; a failure or cancel discards the new build.
+
+        The outcome (status, error, end time, the phase's state) is set in one step, after the
+        clean-up, so nobody reading the session sees a final status with a phase still running.
+        """
         session, r = self.session, self.reporter
         try:
             try:
@@ -74,30 +78,31 @@ class SessionRunner:
                     await self._run()
             finally:
                 r.refresh_http()
-            session.status = SyncStatus.COMPLETED
-            session.current_phase = None
+            self._settle(SyncStatus.COMPLETED)
         except asyncio.CancelledError:
             if self.finalized:  # the cancel came after the new build was committed
-                session.status = SyncStatus.COMPLETED
                 session.message = "Cancel arrived after the new version was committed; kept it"
                 r.end(SyncPhase.FINALIZING)
-                session.current_phase = None
+                self._settle(SyncStatus.COMPLETED)
             else:
-                session.status = SyncStatus.CANCELLED
-                session.error = None
                 await asyncio.shield(self.discard())
-                r.fail(session.current_phase, "cancelled", PhaseStatus.CANCELLED)
+                phase = session.current_phase
+                self._settle(SyncStatus.CANCELLED)
+                r.fail(phase, "cancelled", PhaseStatus.CANCELLED)
         except Exception as exc:
-            session.status = SyncStatus.FAILED
-            session.error = (
-                str(exc) if isinstance(exc, D365SyncError) else f"{type(exc).__name__}: {exc}"
-            )
+            error = str(exc) if isinstance(exc, D365SyncError) else f"{type(exc).__name__}: {exc}"
             if not isinstance(exc, D365SyncError):
                 log.error("sync session %s failed", session.session_id, exc_info=exc)
             await asyncio.shield(self.discard())
-            r.fail(session.current_phase, session.error, PhaseStatus.FAILED)
-        finally:
-            session.completed_at = utcnow()
+            phase = session.current_phase
+            self._settle(SyncStatus.FAILED, error)
+            r.fail(phase, error, PhaseStatus.FAILED)
+
+    def _settle(self, status: SyncStatus, error: str | None = None) -> None:
+        session = self.session
+        session.status, session.error, session.completed_at = status, error, utcnow()
+        if status == SyncStatus.COMPLETED:
+            session.current_phase = None
 
     async def discard(self) -> None:
         """Drop the unfinished build (the previous visible one stays exactly as it was)."""
