@@ -40,5 +40,13 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def probability(text: str) -> float:
+    """A number from 0 to 1 (``nan`` refused)."""
+    value = non_negative_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 1, not {_short(text)}")
+    return value
+
+
 def _short(text: str) -> str:
     return text if len(text) <= 24 else text[:21] + "..."

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from d365sync_nb import diagnostics, render
-from d365sync_nb.arguments import bounded_int
+from d365sync_nb.arguments import bounded_int, non_negative_float, probability
 from d365sync_nb.connection import (
     Connection,
     add_connection_arguments,
@@ -65,12 +65,37 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     emu = sub.add_parser("emulator", help="serve the embedded D365 metadata emulator")
-    emu.add_argument("--port", type=int, default=0)
+    emu.add_argument(
+        "--port", type=bounded_int(0, 65535), default=0, help="0 (default): any free port"
+    )
     emu.add_argument("--scale", default="small", choices=["small", "realistic"])
-    emu.add_argument("--latency-ms", type=float, default=0.0)
-    emu.add_argument("--max-concurrency", type=int, default=None)
-    emu.add_argument("--fault-rate", type=float, default=0.0)
-    emu.add_argument("--page-size", type=int, default=None)
+    emu.add_argument(
+        "--latency-ms", type=non_negative_float, default=0.0, help="added to every answer"
+    )
+    emu.add_argument(
+        "--max-concurrency",
+        type=bounded_int(1, 10_000),
+        default=None,
+        help="answer 429 + Retry-After beyond this many requests in flight",
+    )
+    emu.add_argument(
+        "--retry-after",
+        type=non_negative_float,
+        default=1.0,
+        help="seconds in the Retry-After of a 429 (default 1)",
+    )
+    emu.add_argument(
+        "--fault-rate",
+        type=probability,
+        default=0.0,
+        help="share of requests that fail (half 503, half a dropped connection), 0 to 1",
+    )
+    emu.add_argument(
+        "--page-size",
+        type=bounded_int(1, 100_000),
+        default=None,
+        help="page collections with @odata.nextLink",
+    )
     emu.add_argument(
         "--dataset-version",
         type=int,
@@ -147,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="emulator + full sync + summary")
     demo.add_argument("--scale", default="small", choices=["small", "realistic"])
-    demo.add_argument("--latency-ms", type=float, default=20.0)
+    demo.add_argument("--latency-ms", type=non_negative_float, default=20.0)
     demo.add_argument("--cache-dir")
     demo.add_argument("--strategy", default="full")
 
@@ -411,7 +436,9 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _sync(args: argparse.Namespace) -> int:
-    conn = connect_from_args(args)
+    SyncStrategy.parse(args.strategy)  # a typo fails before anything is opened or written
+    conn = connect_from_args(args, repair_cache=True)
+    _say_cache_notice(conn)
     try:
         return asyncio.run(
             run_sync(
@@ -423,10 +450,16 @@ def _sync(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    SyncStrategy.parse(args.strategy)
     print(f"Starting the embedded D365 emulator ({args.scale} dataset)...", file=sys.stderr)
     conn = connect(
-        demo=True, scale=args.scale, latency_ms=args.latency_ms, cache_dir=args.cache_dir
+        demo=True,
+        scale=args.scale,
+        latency_ms=args.latency_ms,
+        cache_dir=args.cache_dir,
+        repair_cache=True,
     )
+    _say_cache_notice(conn)
     try:
         print(
             f"Emulator at {conn.settings.base_url}; cache {conn.manager.store.path}",
@@ -470,6 +503,17 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _emulator(args: argparse.Namespace) -> int:
+    from d365sync_nb.emulator import EmulatorError, EmulatorOptionError
+
+    try:
+        return _serve_emulator(args)
+    except EmulatorOptionError as exc:
+        raise ConfigurationError(str(exc)) from None
+    except EmulatorError as exc:  # e.g. its port is busy
+        raise D365SyncError(str(exc)) from None
+
+
+def _serve_emulator(args: argparse.Namespace) -> int:
     from d365sync_nb.emulator import EmulatorOptions, serve
 
     options = EmulatorOptions(
@@ -477,6 +521,7 @@ def _emulator(args: argparse.Namespace) -> int:
         version=args.dataset_version,
         latency_ms=args.latency_ms,
         max_concurrency=args.max_concurrency,
+        retry_after=args.retry_after,
         fault_rate=args.fault_rate,
         page_size=args.page_size,
     )
@@ -495,7 +540,8 @@ def _mcp(args: argparse.Namespace) -> int:
 
     mcp_server.check_sdk()  # before an emulator starts
     registry.set_open_options(cache_dir=args.cache_dir, concurrency=args.concurrency)
-    conn = connect_from_args(args)
+    conn = connect_from_args(args, repair_cache=True)
+    _say_cache_notice(conn)
     try:
         mcp_server.serve_stdio(conn, debug=args.debug)
     finally:
@@ -514,6 +560,12 @@ COMMANDS = {
     "demo": _demo,
     "mcp": _mcp,
 }
+
+
+def _say_cache_notice(conn: Connection) -> None:
+    """Tell the user when a damaged cache file was moved aside (and where it is kept)."""
+    if conn.manager.cache_notice:
+        print(f"d365sync: {conn.manager.cache_notice}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,6 +13,7 @@ import contextlib
 import functools
 import json
 import logging
+import signal
 import sys
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -68,7 +69,7 @@ def build_server(connection: Connection) -> MCPServer:
 
     from d365sync_nb import __version__
 
-    server = mcpserver.MCPServer(
+    server = _server_class(mcpserver)(
         SERVER_NAME,
         title="D365 F&O metadata sync",
         instructions=INSTRUCTIONS,
@@ -86,18 +87,63 @@ def build_server(connection: Connection) -> MCPServer:
     return server
 
 
+def _server_class(mcpserver: Any) -> Any:
+    """MCPServer whose argument checks answer like every other failure of the tools: a
+    ``success: false`` value with a one-line ``error``, an unknown argument included."""
+    from mcp.server.mcpserver.exceptions import ToolError
+    from pydantic import ValidationError
+
+    specs = {spec.name: spec for spec in tools.TOOLS}
+
+    class SyncToolServer(mcpserver.MCPServer):  # type: ignore[misc, name-defined]
+        async def call_tool(
+            self, name: str, arguments: dict[str, Any], context: Any = None
+        ) -> Any:
+            spec = specs.get(name)
+            if spec is None:
+                return await super().call_tool(name, arguments, context)
+            known = tools.parameters(spec)
+            unknown = sorted(set(arguments) - set(known))
+            if unknown:
+                return _as_result(
+                    tools.rejected(
+                        name,
+                        arguments,
+                        f"unknown argument {', '.join(map(repr, unknown))}; "
+                        f"{name} takes {', '.join(known)}",
+                    )
+                )
+            try:
+                return await super().call_tool(name, arguments, context)
+            except ToolError as exc:
+                if not isinstance(exc.__cause__, ValidationError):
+                    raise
+                problems = "; ".join(
+                    f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}"
+                    for e in exc.__cause__.errors(include_input=False, include_url=False)
+                )
+                return _as_result(tools.rejected(name, arguments, problems))
+
+    return SyncToolServer
+
+
+def _as_result(answer: dict[str, Any]) -> Any:
+    """A tool's answer as a CallToolResult whose is_error mirrors 'success'."""
+    from mcp.types import CallToolResult, TextContent
+
+    return CallToolResult(
+        content=[TextContent(type="text", text=json.dumps(answer, indent=2))],
+        structured_content=answer,
+        is_error=not answer.get("success", False),
+    )
+
+
 def _as_mcp_tool(spec: tools.ToolSpec) -> Any:
     """The tool function, answering with a CallToolResult whose is_error mirrors 'success'."""
-    from mcp.types import CallToolResult, TextContent
 
     @functools.wraps(spec.fn)
     async def call(**kwargs: Any) -> Any:
-        answer = await spec.fn(**kwargs)
-        return CallToolResult(
-            content=[TextContent(type="text", text=json.dumps(answer, indent=2))],
-            structured_content=answer,
-            is_error=not answer.get("success", False),
-        )
+        return _as_result(await spec.fn(**kwargs))
 
     return call
 
@@ -138,7 +184,19 @@ def check_sdk() -> None:
 
 
 def serve_stdio(connection: Connection, *, debug: bool = False) -> None:
-    """Serve the tools over stdio on ``connection`` until the client disconnects."""
+    """Serve the tools over stdio on ``connection`` until the client disconnects, or SIGINT /
+    SIGTERM arrives: either way running sessions are cancelled cleanly on the way out."""
     _configure_logging(debug)
     log.info("serving %s", connection.summary_line())
-    build_server(connection).run("stdio")
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        build_server(connection).run("stdio")
+    except KeyboardInterrupt:
+        pass  # the lifespan has cancelled the running sessions
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    """SIGTERM ends the server the way Ctrl-C does (the lifespan's clean-up runs)."""
+    raise KeyboardInterrupt

@@ -156,7 +156,7 @@ def _tool(fn: ToolFn) -> ToolFn:
         try:
             bound = signature.bind(*args, **kwargs)
         except TypeError as exc:
-            return _failure(name, {**kwargs}, f"Bad arguments: {exc}")
+            return rejected(name, {**kwargs}, str(exc))
         bound.apply_defaults()
         arguments = dict(bound.arguments)
         try:
@@ -468,6 +468,21 @@ def _failure(tool: str, arguments: dict[str, Any], error: str) -> Result:
     return {"success": False, "error": error, "tool": tool, "arguments": arguments}
 
 
+def rejected(tool: str, arguments: dict[str, Any], problem: str) -> Result:
+    """The failure value for arguments refused before the tool ran (wrong names or types),
+    redacted like every answer: ``Bad arguments: <problem>``."""
+    answer = _failure(tool, arguments, f"Bad arguments: {problem}")
+    try:
+        return redact(answer, registry.secrets(None))
+    except D365SyncError as exc:
+        return _failure(tool, {}, f"Answer withheld: cannot collect secrets to redact ({exc})")
+
+
+def parameters(spec: ToolSpec) -> list[str]:
+    """The argument names a tool takes."""
+    return list(inspect.signature(spec.fn).parameters)
+
+
 __all__ = [
     "TOOLS",
     "ToolSpec",
@@ -476,4 +491,6 @@ __all__ = [
     "d365fo_get_sync_progress",
     "d365fo_list_sync_sessions",
     "d365fo_start_sync",
+    "parameters",
+    "rejected",
 ]

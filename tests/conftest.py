@@ -91,3 +91,67 @@ async def poll(call: Callable[[], Any], until: Callable[[Any], bool], timeout: f
             return answer
         assert time.monotonic() < deadline, f"condition not met in {timeout} s: {answer}"
         await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+def stalled_server():
+    """A real server that accepts connections and reads requests, but never answers."""
+    import socket
+    import threading
+
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            held.append(conn)  # read nothing back, answer nothing
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    stop.set()
+    thread.join(2)
+    for conn in held:
+        conn.close()
+    listener.close()
+
+
+@pytest.fixture
+def html_server():
+    """A web server that is not D365: every path answers 404 with an HTML page."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    page = (
+        b"<!DOCTYPE html>\n<html><head><title>404 Not Found</title></head>\n"
+        + (b"<body><h1>Not Found</h1><p>nginx</p>\n" * 8)
+        + b"</body></html>\n"
+    )
+
+    class NotD365(BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            self.send_response(404)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
+        do_GET = do_POST = _answer
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), NotD365)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()

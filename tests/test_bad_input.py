@@ -176,37 +176,6 @@ async def test_cancel_right_after_start(emulator, make_manager):
     assert manager.get_active_sessions() == []
 
 
-@pytest.fixture
-def stalled_server():
-    """A real server that accepts connections and reads requests, but never answers."""
-    import socket
-    import threading
-
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                continue
-            held.append(conn)  # read nothing back, answer nothing
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    stop.set()
-    thread.join(2)
-    for conn in held:
-        conn.close()
-    listener.close()
-
-
 async def test_a_stalled_service_ends_in_one_clear_failure(stalled_server, make_manager):
     import time
 
@@ -223,39 +192,6 @@ async def test_a_stalled_service_ends_in_one_clear_failure(stalled_server, make_
     text = one_line(info.value)
     assert "the service stopped answering: no data for 0.3 s, 3 times" in text
     assert manager.get_session_history() == []  # nothing recorded, nothing written
-
-
-@pytest.fixture
-def html_server():
-    """A web server that is not D365: every path answers 404 with an HTML page."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    page = (
-        b"<!DOCTYPE html>\n<html><head><title>404 Not Found</title></head>\n"
-        + (b"<body><h1>Not Found</h1><p>nginx</p>\n" * 8)
-        + b"</body></html>\n"
-    )
-
-    class NotD365(BaseHTTPRequestHandler):
-        def _answer(self) -> None:
-            self.send_response(404)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(page)))
-            self.end_headers()
-            self.wfile.write(page)
-
-        do_GET = do_POST = _answer
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), NotD365)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
 
 
 async def test_an_html_error_page_is_one_line_never_echoed(html_server, make_manager):

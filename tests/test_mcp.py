@@ -155,6 +155,19 @@ async def test_tools_schemas_and_bad_arguments(tmp_path: Path) -> None:
         bad_version = await call(client, "d365fo_get_sync_history", global_version_id="one")
         assert bad_version.is_error and "valid integer" in bad_version.content[0].text
 
+        # argument checks answer like every other failure: success false, one-line error
+        for answer in (missing, not_int, bad_version):
+            assert data(answer)["success"] is False and "\n" not in data(answer)["error"]
+            assert data(answer)["error"].startswith("Bad arguments: ")
+        assert data(missing)["error"] == "Bad arguments: session_id: Field required"
+        extra = await call(client, "d365fo_start_sync", strategy="full", force=True)
+        assert extra.is_error and data(extra)["success"] is False
+        assert data(extra)["error"] == (
+            "Bad arguments: unknown argument 'force'; d365fo_start_sync takes strategy, "
+            "global_version_id, profile"
+        )
+        assert data(extra)["tool"] == "d365fo_start_sync"
+
 
 async def test_sync_progress_cancel_history(tmp_path: Path) -> None:
     expected = build_dataset("small").expected_counts()
@@ -316,3 +329,47 @@ def test_without_the_sdk_the_package_works_and_mcp_says_what_to_install() -> Non
     assert done.returncode == 2, done.stderr
     assert done.stdout == ""
     assert "pip install 'd365sync_nb[mcp]'" in done.stderr
+
+
+def test_sigterm_cancels_a_running_sync_cleanly(tmp_path: Path) -> None:
+    """SIGTERM (a service manager stopping the server) cancels like Ctrl-C and closing stdin:
+    the session is recorded cancelled, not left 'interrupted'."""
+    import signal
+
+    proc = subprocess.Popen(
+        [sys.executable, *server_command(tmp_path, latency_ms=50)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    messages = [
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "raw-test", "version": "0"}}},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+         "params": {"name": "d365fo_start_sync", "arguments": {"strategy": "full"}}},
+    ]  # fmt: skip
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        for message in messages:
+            proc.stdin.write(json.dumps(message) + "\n")
+            proc.stdin.flush()
+        assert json.loads(proc.stdout.readline())["id"] == 1
+        answer = json.loads(proc.stdout.readline())
+        session_id = answer["result"]["structuredContent"]["session_id"]
+        proc.send_signal(signal.SIGTERM)
+        _, errors = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, errors
+    assert "Traceback" not in errors
+    conn = connect(demo=True, cache_dir=tmp_path)
+    try:
+        session = conn.manager.get_sync_session(session_id)
+    finally:
+        conn.close()
+    assert session.status == SyncStatus.CANCELLED

@@ -289,6 +289,9 @@ async def test_bad_inputs_are_failure_values(demo: Connection) -> None:
     assert_failure(labels_first, "d365fo_start_sync", "run 'full_without_labels' or 'full' first")
     version = await tools.d365fo_start_sync(global_version_id=99)
     assert_failure(version, "d365fo_start_sync", "Unknown global version 99")
+    huge = await tools.d365fo_start_sync(global_version_id=10**30)
+    assert_failure(huge, "d365fo_start_sync", "Global version id must be between 1 and")
+    assert "internal error" not in huge["error"].lower()
 
     malformed = await tools.d365fo_get_sync_progress("not-a-session")
     assert_failure(malformed, "d365fo_get_sync_progress", "UUID", "d365fo_get_sync_history")
