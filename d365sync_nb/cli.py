@@ -59,43 +59,28 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+# The emulator's number flags: (flag, type with its range, default, help).
+EMULATOR_FLAGS: tuple[tuple[str, Any, Any, str], ...] = (
+    ("--port", bounded_int(0, 65535), 0, "0 (default): any free port"),
+    ("--latency-ms", non_negative_float, 0.0, "added to every answer"),
+    ("--max-concurrency", bounded_int(1, 10_000), None,
+     "answer 429 + Retry-After beyond this many requests in flight"),
+    ("--retry-after", non_negative_float, 1.0, "seconds in the Retry-After of a 429 (default 1)"),
+    ("--fault-rate", probability, 0.0,
+     "share of requests that fail (half 503, half a dropped connection), 0 to 1"),
+    ("--page-size", bounded_int(1, 100_000), None, "page collections with @odata.nextLink"),
+)  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="d365sync", description="Sync D365 F&O metadata into a local cache.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
 
     emu = sub.add_parser("emulator", help="serve the embedded D365 metadata emulator")
-    emu.add_argument(
-        "--port", type=bounded_int(0, 65535), default=0, help="0 (default): any free port"
-    )
+    for flag, kind, default, text in EMULATOR_FLAGS:
+        emu.add_argument(flag, type=kind, default=default, help=text)
     emu.add_argument("--scale", default="small", choices=["small", "realistic"])
-    emu.add_argument(
-        "--latency-ms", type=non_negative_float, default=0.0, help="added to every answer"
-    )
-    emu.add_argument(
-        "--max-concurrency",
-        type=bounded_int(1, 10_000),
-        default=None,
-        help="answer 429 + Retry-After beyond this many requests in flight",
-    )
-    emu.add_argument(
-        "--retry-after",
-        type=non_negative_float,
-        default=1.0,
-        help="seconds in the Retry-After of a 429 (default 1)",
-    )
-    emu.add_argument(
-        "--fault-rate",
-        type=probability,
-        default=0.0,
-        help="share of requests that fail (half 503, half a dropped connection), 0 to 1",
-    )
-    emu.add_argument(
-        "--page-size",
-        type=bounded_int(1, 100_000),
-        default=None,
-        help="page collections with @odata.nextLink",
-    )
     emu.add_argument(
         "--dataset-version",
         type=int,

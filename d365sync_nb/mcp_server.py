@@ -96,9 +96,7 @@ def _server_class(mcpserver: Any) -> Any:
     specs = {spec.name: spec for spec in tools.TOOLS}
 
     class SyncToolServer(mcpserver.MCPServer):  # type: ignore[misc, name-defined]
-        async def call_tool(
-            self, name: str, arguments: dict[str, Any], context: Any = None
-        ) -> Any:
+        async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
             spec = specs.get(name)
             if spec is None:
                 return await super().call_tool(name, arguments, context)

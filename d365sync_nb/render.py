@@ -1,8 +1,9 @@
 """Plain-text rendering of sessions and tables, shared by the CLI and the notebook fallback.
 
 The one place for text output: the counts a summary shows (:data:`SUMMARY_COUNTS`), a session's
-report (:func:`session_report`) and the live text progress of a session (:class:`ProgressPrinter`,
-the CLI's stderr and the notebook's text display alike).
+report (:func:`session_report`), its retries and throttling (:func:`http_parts`, shown only when
+nonzero) and the live text progress of a session (:class:`ProgressPrinter`, the CLI's stderr and
+the notebook's text display alike).
 """
 
 from __future__ import annotations
@@ -58,8 +59,39 @@ def fmt_seconds(seconds: float | None) -> str:
     return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
+def wait_text(seconds: float) -> str:
+    """A throttle wait: ``0.4 s``, ``12 s``, ``2m05s``."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    return f"{seconds:.0f} s" if seconds < 60 else fmt_seconds(seconds)
+
+
+def http_parts(session: SyncSession) -> list[str]:
+    """What went wrong on the wire so far, only the nonzero figures: ``12 retries``,
+    ``30 × 429``, ``waits 4.2 s`` (the waits before retries, Retry-After or backoff, summed
+    over the requests that waited: it can exceed the session's time)."""
+    http = session.http
+    parts = []
+    if http.retries:
+        parts.append(f"{http.retries:,} retr{'y' if http.retries == 1 else 'ies'}")
+    if http.throttled:
+        parts.append(f"{http.throttled:,} × 429")
+    if http.throttle_wait_seconds >= 0.05:
+        parts.append(f"waits {wait_text(http.throttle_wait_seconds)}")
+    return parts
+
+
+def http_line(session: SyncSession) -> str | None:
+    """The report's line on retries and throttling, or None when there were none."""
+    parts = http_parts(session)
+    if not parts:
+        return None
+    return f"Requests: {session.http.requests:,}, " + ", ".join(parts)
+
+
 def status_line(session: SyncSession) -> str:
-    """One line: overall bar, percent, phase, ETA, rate."""
+    """One line: overall bar, percent, phase, ETA, rate (and retries, 429s, throttle wait
+    when there were any)."""
     phase = session.current_phase.value if session.current_phase else session.status.value
     rate = session.items_per_second
     eta = session.estimated_remaining_seconds
@@ -71,6 +103,7 @@ def status_line(session: SyncSession) -> str:
         parts.append(f"ETA {fmt_seconds(eta)}")
         if rate:
             parts.append(f"{rate:,.0f} items/s")
+    parts += http_parts(session)
     return "  ".join(parts)
 
 
@@ -119,8 +152,9 @@ def session_report(session: SyncSession) -> str:
 
 
 def outcome_lines(session: SyncSession, *, phase_errors_shown: bool = False) -> list[str]:
-    """The report without its phase lines: header, note, counts and error (the error is left out
-    when ``phase_errors_shown`` and a phase line already carries it)."""
+    """The report without its phase lines: header, note, counts, retries and throttling (when
+    any) and error (the error is left out when ``phase_errors_shown`` and a phase line already
+    carries it)."""
     head = (
         f"Session {session.session_id}  {session.strategy.value}  "
         f"version {session.global_version_id}  {session.status.value}  "
@@ -132,6 +166,9 @@ def outcome_lines(session: SyncSession, *, phase_errors_shown: bool = False) -> 
     counts = summary_counts(session.counts)
     if counts:
         lines.append("Counts: " + ", ".join(f"{label} {value:,}" for label, value in counts))
+    http = http_line(session)
+    if http:
+        lines.append(http)
     in_phase = phase_errors_shown and any(p.error for p in session.phases.values())
     if session.error and not in_phase:
         lines.append(f"Error: {session.error}")
@@ -142,10 +179,11 @@ class ProgressPrinter:
     """Text progress of one session, fed its snapshots (call it, or :meth:`update`).
 
     Deterministic for a given outcome (nbval compares it): one line per phase, in phase order,
-    once that phase has ended, then the outcome lines. On a terminal it also keeps one status
-    line, rewritten in place, below them. :meth:`close` ends that line. Elsewhere (a CI log),
-    ``heartbeat`` seconds (if given) without a line print the status line, so a long phase is
-    not silent.
+    once that phase has ended, then the outcome lines (whose ``Requests:`` line, present only
+    when a request was retried or throttled, carries counts that vary from run to run). On a
+    terminal it also keeps one status line, rewritten in place, below them. :meth:`close` ends
+    that line. Elsewhere (a CI log), ``heartbeat`` seconds (if given) without a line print the
+    status line, so a long phase is not silent.
     """
 
     def __init__(self, stream: TextIO | None = None, *, heartbeat: float | None = None) -> None:

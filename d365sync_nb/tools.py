@@ -100,24 +100,21 @@ def _enum_of_optional(values: list[str]) -> Callable[[dict[str, Any]], None]:
     return extra
 
 
-StatusFilter = Annotated[
-    str | None,
-    Field(
-        description="Only sessions with this outcome: "
-        + ", ".join(f"'{s.value}'" for s in SyncStatus)
-        + "; omit for all",
-        json_schema_extra=_enum_of_optional([s.value for s in SyncStatus]),
-    ),
-]
-StrategyFilter = Annotated[
-    str | None,
-    Field(
-        description="Only sessions of this strategy: "
-        + ", ".join(f"'{s.value}'" for s in SyncStrategy)
-        + "; omit for all",
-        json_schema_extra=_enum_of_optional([s.value for s in SyncStrategy]),
-    ),
-]
+def _only(what: str, values: list[str]) -> Any:
+    """An optional filter argument taking one of ``values`` (an enum in the JSON schema)."""
+    return Annotated[
+        str | None,
+        Field(
+            description=f"Only sessions {what}: "
+            + ", ".join(f"'{v}'" for v in values)
+            + "; omit for all",
+            json_schema_extra=_enum_of_optional(values),
+        ),
+    ]
+
+
+StatusFilter = _only("with this outcome", [s.value for s in SyncStatus])
+StrategyFilter = _only("of this strategy", [s.value for s in SyncStrategy])
 Since = Annotated[
     str | None,
     Field(description=f"Only sessions started at or after this moment: {DATE_FORMS}"),

@@ -31,79 +31,37 @@ class Case:
     writes_nothing: bool = True  # the cache directory is not even created
 
 
+# fmt: off
 CASES = [
     # strategies, versions, URLs, profiles
     Case("unknown strategy", ("sync", "--demo", "--strategy", "fulll"), 2, "Unknown strategy"),
     Case("malformed URL", ("sync", "--base-url", "ftp://x"), 2, "Malformed base URL"),
-    Case(
-        "password in a bad URL",
-        ("sync", "--base-url", f"https://u:{CANARY}@x.com:99999"),
-        2,
-        "Malformed base URL 'https://u:***@",
-    ),
+    Case("password in a bad URL", ("sync", "--base-url", f"https://u:{CANARY}@x.com:99999"),
+         2, "Malformed base URL 'https://u:***@"),
     Case("plain http", ("sync", "--base-url", "http://contoso.example"), 2, "Plain http"),
-    Case(
-        "credentials in URL",
-        ("sync", "--base-url", f"https://u:{CANARY}@contoso.example"),
-        2,
-        "must not contain credentials",
-    ),
+    Case("credentials in URL", ("sync", "--base-url", f"https://u:{CANARY}@contoso.example"),
+         2, "must not contain credentials"),
     Case("unknown profile", ("sync", "--profile", "nope"), 2, "Unknown profile 'nope'"),
     Case("no environment", ("history",), 2, "No environment configured"),
     # numbers out of range
     Case("zero concurrency", ("sync", "--demo", "--concurrency", "0"), 2, "between 1 and 256"),
     Case("huge concurrency", ("sync", "--demo", "--concurrency", "1000000000"), 2, "256"),
-    Case(
-        "huge version",
-        ("sync", "--demo", "--version", "1" * 30),
-        2,
-        "Global version id must be between 1 and",
-        writes_nothing=False,
-    ),
-    Case(
-        "word version",
-        ("sync", "--demo", "--version", "abc"),
-        2,
-        "must be an integer",
-        writes_nothing=False,
-    ),
+    Case("huge version", ("sync", "--demo", "--version", "1" * 30), 2,
+         "Global version id must be between 1 and", writes_nothing=False),
+    Case("word version", ("sync", "--demo", "--version", "abc"), 2, "must be an integer",
+         writes_nothing=False),
     Case("huge limit", ("history", "--demo", "--limit", "1" + "0" * 20), 2, "between 1 and 1000"),
     Case("negative limit", ("search", "x", "--demo", "--limit", "-1"), 2, "between 1 and 1000"),
-    Case(
-        "history status",
-        ("history", "--demo", "--status", "done"),
-        2,
-        "Unknown status 'done'",
-        writes_nothing=False,
-    ),
-    Case(
-        "history date",
-        ("history", "--demo", "--since", "yesterday"),
-        2,
-        "since must be",
-        writes_nothing=False,
-    ),
-    Case(
-        "unknown session",
-        ("diagnose", "00000000-0000-4000-8000-000000000000", "--demo"),
-        1,
-        "No sync session",
-        writes_nothing=False,
-    ),
-    Case(
-        "bad session id",
-        ("requests", "nope!", "--demo"),
-        1,
-        "No sync session",
-        writes_nothing=False,
-    ),
-    Case(
-        "requests filter",
-        ("requests", "--demo", "--status", "7xx"),
-        1,
-        "No sync session",
-        writes_nothing=False,
-    ),
+    Case("history status", ("history", "--demo", "--status", "done"), 2,
+         "Unknown status 'done'", writes_nothing=False),
+    Case("history date", ("history", "--demo", "--since", "yesterday"), 2, "since must be",
+         writes_nothing=False),
+    Case("unknown session", ("diagnose", "00000000-0000-4000-8000-000000000000", "--demo"), 1,
+         "No sync session", writes_nothing=False),
+    Case("bad session id", ("requests", "nope!", "--demo"), 1, "No sync session",
+         writes_nothing=False),
+    Case("requests filter", ("requests", "--demo", "--status", "7xx"), 1, "No sync session",
+         writes_nothing=False),
     # emulator and demo options
     Case("nan fault rate", ("emulator", "--fault-rate", "nan"), 2, "finite number"),
     Case("fault rate above 1", ("emulator", "--fault-rate", "2"), 2, "from 0 to 1"),
@@ -117,6 +75,7 @@ CASES = [
     Case("sync --demo inf latency", ("sync", "--demo", "--latency-ms", "inf"), 2, "finite"),
     Case("mcp unknown profile", ("mcp", "--profile", "nope"), 2, "Unknown profile 'nope'"),
 ]
+# fmt: on
 
 
 @pytest.fixture

@@ -41,9 +41,10 @@ async def test_the_record_is_exact_under_faults_with_drops(emulator, make_manage
     log = manager.get_request_log(session.session_id)
     assert stats["responses_by_status"]["503"] > 5 and stats["responses_by_status"]["dropped"] > 5
     assert_matches_the_service(session, stats, log)
-    assert session.http.retries == stats["responses_by_status"]["503"] + stats[
-        "responses_by_status"
-    ]["dropped"]
+    assert (
+        session.http.retries
+        == stats["responses_by_status"]["503"] + stats["responses_by_status"]["dropped"]
+    )
     dropped = [row for row in log if row["error"] == "dropped"]
     assert dropped and all(row["status"] is None for row in dropped)
     assert all(row["retry_cause"] == "transport" for row in dropped)

@@ -4,6 +4,7 @@
 
     from d365sync_nb.notebook import connect, start, progress, cancel, sessions, history
     connect(demo=True); start(wait=True); history()
+    requests(status="429"); diagnose(); compare(first_id, second_id)
 
 Layout: :mod:`.magics` routes ``%d365sync NAME`` to ``commands/NAME.py`` (its options and its
 function, re-exported here); :mod:`.config` is the one ``D365Sync`` config; :mod:`.state` the
@@ -15,11 +16,14 @@ from __future__ import annotations
 
 from d365sync_nb.notebook import charts, tables
 from d365sync_nb.notebook.commands.cancel import cancel
+from d365sync_nb.notebook.commands.compare import compare
 from d365sync_nb.notebook.commands.connect import ConnectionInfo, connect
+from d365sync_nb.notebook.commands.diagnose import DiagnosisView, diagnose
 from d365sync_nb.notebook.commands.history import history
 from d365sync_nb.notebook.commands.panel import panel
 from d365sync_nb.notebook.commands.phases import phases
 from d365sync_nb.notebook.commands.progress import progress
+from d365sync_nb.notebook.commands.requests import requests
 from d365sync_nb.notebook.commands.search import search
 from d365sync_nb.notebook.commands.sessions import sessions
 from d365sync_nb.notebook.commands.start import start
@@ -32,10 +36,13 @@ from d365sync_nb.notebook.waiting import SessionInterrupted
 __all__ = [
     "ConnectionInfo",
     "D365Sync",
+    "DiagnosisView",
     "SessionInterrupted",
     "cancel",
     "charts",
+    "compare",
     "connect",
+    "diagnose",
     "get_connection",
     "get_panel",
     "get_session",
@@ -44,6 +51,7 @@ __all__ = [
     "panel",
     "phases",
     "progress",
+    "requests",
     "search",
     "sessions",
     "start",

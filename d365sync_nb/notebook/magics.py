@@ -59,7 +59,7 @@ def help_text() -> str:
         "",
         "Every subcommand accepts --debug (full traceback on errors).",
         "Python: from d365sync_nb.notebook import connect, start, progress, cancel, sessions,",
-        "        history, phases, timeline, search, panel",
+        "        history, phases, timeline, requests, diagnose, compare, search, panel",
         "Config: %config D365Sync  (default_strategy, cache_dir, throttle_interval, display, ...)",
     ]
     return "\n".join(lines)

@@ -6,7 +6,9 @@ Structure and CSS classes (stable; browser tests select on them)::
       HTML  .d365sync-header              strategy, version, session id, plan note
       HBox  .d365sync-overall
         FloatProgress .d365sync-overall-bar   (bar_style follows the session status)
-        HTML  .d365sync-overall-text      percent · ETA · items/s (percent · duration at the end)
+        HTML  .d365sync-overall-text      percent · ETA · items/s (percent · duration at the end),
+                                          then, only when nonzero, in a span .d365sync-http:
+                                          · 12 retries · 30 × 429 · waits 4.2 s
       VBox  .d365sync-phases
         HBox  .d365sync-phase .d365sync-phase-<phase> .d365sync-status-<phase status>
           Label .d365sync-phase-name
@@ -64,6 +66,7 @@ REUSED_COLOR = "#a5c6a7"  # grey-green: done, from the cache
 # Phase bars drawn in their own colour rather than a bar_style.
 PHASE_BAR_COLOR = {PhaseStatus.SKIPPED: SKIPPED_COLOR, PhaseStatus.REUSED: REUSED_COLOR}
 ERROR_COLOR = "#c62828"
+THROTTLED_COLOR = "#e65100"  # retries and 429s in the overall text
 STATUS_CLASS_PREFIX = "d365sync-status-"
 MAX_PANELS = 32  # live panels kept per notebook (running ones are never dropped)
 
@@ -284,7 +287,7 @@ class SessionPanel:
         if self.overall_bar.bar_style != "danger":
             self.overall_bar.value = s.progress_percent
             self.overall_bar.bar_style = SESSION_BAR_STYLE[s.status]
-        self.overall_text.value = html.escape(self._overall_text(s))
+        self.overall_text.value = html.escape(self._overall_text(s)) + self._http_text(s)
         for phase, row in self.rows.items():
             row.update(s.phases[phase])
         self.current.value = self._current_text(s)
@@ -303,6 +306,15 @@ class SessionPanel:
         if rate:
             parts.append(f"{rate:,.0f} items/s")
         return " · ".join(parts)
+
+    @staticmethod
+    def _http_text(s: SyncSession) -> str:
+        """Retries, 429s and the throttle wait so far, only when nonzero (an HTML span)."""
+        parts = render.http_parts(s)
+        if not parts:
+            return ""
+        text = html.escape(" · ".join(parts))
+        return f' <span class="d365sync-http" style="color:{THROTTLED_COLOR}">· {text}</span>'
 
     @staticmethod
     def _current_text(s: SyncSession) -> str:

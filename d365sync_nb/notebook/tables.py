@@ -1,6 +1,8 @@
-"""pandas views of sessions: history, phases, running sessions, search hits.
+"""pandas views of sessions: history, phases, running sessions, search hits, a session's request
+log and two sessions compared.
 
-Timestamps are tz-aware (UTC), durations are timedeltas, status/strategy/phase are categoricals.
+Timestamps are tz-aware (UTC), durations are timedeltas, status/strategy/phase are categoricals,
+HTTP status codes nullable integers (``<NA>``: no complete answer).
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from d365sync_nb.models import (
     SyncStrategy,
 )
 
+# Attempts without a usable answer, as the request log names them (d365/stats.py).
+REQUEST_ERRORS = ("dropped", "timeout", "connect", "garbled", "not_json", "cancelled")
+
 STATUS_DTYPE = pd.CategoricalDtype([s.value for s in SyncStatus])
 STRATEGY_DTYPE = pd.CategoricalDtype([s.value for s in SyncStrategy])
 PHASE_DTYPE = pd.CategoricalDtype([p.value for p in PHASES], ordered=True)
@@ -33,11 +38,16 @@ HISTORY_COLUMNS = [
     "completed_at",
     "duration",
     "requests",
+    "retries",
+    "throttled",
+    "transport_errors",
+    "throttle_wait_seconds",
     "items",
     "items_per_second",
     "initiated_by",
     "error",
 ]
+HTTP_COUNTS = ("retries", "throttled", "transport_errors")  # history columns from session.http
 
 
 def _utc(values: Iterable[datetime | None]) -> pd.Series:
@@ -49,7 +59,11 @@ def _seconds(values: Iterable[float | None]) -> pd.Series:
 
 
 def history_frame(sessions: Sequence[SyncSession]) -> pd.DataFrame:
-    """One row per session, newest first; ``<phase>_items``/``<phase>_seconds`` per phase."""
+    """One row per session, newest first; ``<phase>_items``/``<phase>_seconds`` per phase.
+
+    ``retries``, ``throttled`` (429 answers), ``transport_errors`` (attempts without a usable
+    answer) and ``throttle_wait_seconds`` (waits before retries, summed) come from each
+    session's ``http`` record."""
     rows: list[dict[str, Any]] = []
     for s in sessions:
         items = sum(p.items_processed for p in s.phases.values())
@@ -62,6 +76,10 @@ def history_frame(sessions: Sequence[SyncSession]) -> pd.DataFrame:
             "completed_at": s.completed_at,
             "duration": s.duration_seconds,
             "requests": s.requests,
+            "retries": s.http.retries,
+            "throttled": s.http.throttled,
+            "transport_errors": s.http.transport_errors,
+            "throttle_wait_seconds": s.http.throttle_wait_seconds,
             "items": items,
             "items_per_second": round(items / s.duration_seconds, 1)
             if s.duration_seconds
@@ -82,9 +100,10 @@ def history_frame(sessions: Sequence[SyncSession]) -> pd.DataFrame:
     frame["started_at"] = _utc(frame["started_at"])
     frame["completed_at"] = _utc(frame["completed_at"])
     frame["duration"] = _seconds(frame["duration"])
-    for column in ("requests", "items", *(f"{p.value}_items" for p in PHASES)):
+    for column in ("requests", *HTTP_COUNTS, "items", *(f"{p.value}_items" for p in PHASES)):
         frame[column] = frame[column].astype("int64")
-    for column in ("items_per_second", *(f"{p.value}_seconds" for p in PHASES)):
+    floats = ("throttle_wait_seconds", "items_per_second", *(f"{p.value}_seconds" for p in PHASES))
+    for column in floats:
         frame[column] = frame[column].astype("float64")
     return frame
 
@@ -171,4 +190,86 @@ def search_frame(hits: Sequence[dict[str, Any]]) -> pd.DataFrame:
     frame = pd.DataFrame(list(hits), columns=["kind", "name", "label", "parent", "score"])
     frame["kind"] = frame["kind"].astype("category")
     frame["score"] = frame["score"].astype("float64")
+    return frame
+
+
+REQUEST_COLUMNS = [
+    "seq",
+    "started_at",
+    "phase",
+    "endpoint",
+    "status",
+    "error",
+    "attempt",
+    "latency_ms",
+    "bytes",
+    "retry_cause",
+    "request_id",
+    "activity_id",
+]
+
+
+def requests_frame(
+    rows: Sequence[dict[str, Any]], session: SyncSession | None = None
+) -> pd.DataFrame:
+    """A session's request log, one row per attempt in the order sent (see
+    ``manager.get_request_log``): tz-aware ``started_at``; categorical ``phase`` (ordered),
+    ``endpoint``, ``error`` and ``retry_cause``; ``status`` as nullable Int64 (``<NA>`` when no
+    complete answer came); ``latency_ms`` float; ``attempt`` 1 for a first try.
+
+    With ``session``, ``attrs`` carry what the charts need beside the rows: ``session_id``,
+    ``session_started_at`` (the origin of the limiter's concurrency changes) and
+    ``concurrency`` (``session.http.concurrency``).
+    """
+    frame = pd.DataFrame(list(rows), columns=REQUEST_COLUMNS)
+    frame["seq"] = frame["seq"].astype("int64")
+    frame["started_at"] = pd.Series(
+        pd.to_datetime(frame["started_at"], utc=True, format="ISO8601"),
+        index=frame.index,
+        dtype="datetime64[us, UTC]",
+    )
+    frame["phase"] = frame["phase"].astype(PHASE_DTYPE)
+    frame["endpoint"] = frame["endpoint"].astype("category")
+    frame["status"] = frame["status"].astype("Int64")
+    unknown = sorted(set(frame["error"].dropna()) - set(REQUEST_ERRORS))  # a kind added later
+    frame["error"] = frame["error"].astype(pd.CategoricalDtype([*REQUEST_ERRORS, *unknown]))
+    frame["attempt"] = frame["attempt"].astype("int64")
+    frame["latency_ms"] = frame["latency_ms"].astype("float64")
+    frame["bytes"] = frame["bytes"].astype("int64")
+    frame["retry_cause"] = frame["retry_cause"].astype("category")
+    frame["request_id"] = frame["request_id"].astype("string")
+    frame["activity_id"] = frame["activity_id"].astype("string")
+    if session is not None:
+        frame.attrs["session_id"] = session.session_id
+        frame.attrs["session_started_at"] = pd.Timestamp(session.started_at)
+        frame.attrs["session_ended_at"] = (
+            pd.Timestamp(session.completed_at) if session.completed_at else None
+        )
+        frame.attrs["concurrency"] = session.http.concurrency
+    return frame
+
+
+COMPARE_KEYS = ("status", "seconds", "requests", "retries", "throttled", "items")
+
+
+def compare_frame(rows: Sequence[dict[str, Any]], a: SyncSession, b: SyncSession) -> pd.DataFrame:
+    """Two sessions phase by phase (rows of ``diagnostics.compare``): ``a_*`` and ``b_*``
+    columns side by side, ``seconds_ratio`` and ``requests_ratio`` (b / a; NaN where a is 0).
+    ``attrs``: ``a`` and ``b`` (the session ids)."""
+    columns = ["phase"]
+    for key in COMPARE_KEYS:
+        columns += [f"a_{key}", f"b_{key}"]
+        if key in ("seconds", "requests"):
+            columns.append(f"{key}_ratio")
+    frame = pd.DataFrame(list(rows), columns=columns)
+    frame["phase"] = frame["phase"].astype(PHASE_DTYPE)
+    for side in ("a", "b"):
+        frame[f"{side}_status"] = frame[f"{side}_status"].astype(PHASE_STATUS_DTYPE)
+        frame[f"{side}_seconds"] = frame[f"{side}_seconds"].astype("float64")
+        for key in ("requests", "retries", "throttled", "items"):
+            frame[f"{side}_{key}"] = frame[f"{side}_{key}"].astype("int64")
+    for ratio in ("seconds_ratio", "requests_ratio"):
+        frame[ratio] = frame[ratio].astype("float64")
+    frame.attrs["a"] = a.session_id
+    frame.attrs["b"] = b.session_id
     return frame

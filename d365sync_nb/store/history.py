@@ -288,9 +288,9 @@ def _datetime(value: str | None) -> datetime | None:
 
 def _status_filter(status: str) -> tuple[str, list[Any]]:
     text = str(status).strip().lower()
-    if text.isdigit():
+    if text.isdigit() and 100 <= int(text) <= 599:
         return "status = ?", [int(text)]
-    if len(text) == 3 and text[0].isdigit() and text[1:] == "xx":
+    if len(text) == 3 and text[0] in "12345" and text[1:] == "xx":
         low = int(text[0]) * 100
         return "status >= ? AND status < ?", [low, low + 100]
     if text == "error":
@@ -298,7 +298,8 @@ def _status_filter(status: str) -> tuple[str, list[Any]]:
     if text == "retried":
         return "retry_cause IS NOT NULL", []
     raise ConfigurationError(
-        f"Unknown status filter {status!r}: give a code (429), a class (5xx), 'error' or 'retried'"
+        f"Unknown status filter {str(status)[:20]!r}: give a code from 100 to 599 (429), a class "
+        "(5xx), 'error' or 'retried'"
     )
 
 

@@ -463,8 +463,10 @@ class SyncSessionManager:
             valid = ", ".join(sorted(PHASE_NAMES))
             raise ConfigurationError(f"Unknown phase {phase!r}; one of: {valid}")
         rows = self.store.history.requests(session.session_id, status=status, phase=phase)
-        if not rows and session.http.requests and not self.store.history.has_request_log(
-            session.session_id
+        if (
+            not rows
+            and session.http.requests
+            and not self.store.history.has_request_log(session.session_id)
         ):
             raise RequestLogUnavailable(
                 f"The request log of session {session.session_id} was pruned: only the "

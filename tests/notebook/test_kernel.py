@@ -183,3 +183,22 @@ def test_auto_display_uses_widgets_only_for_notebook_frontends(kernel: Kernel) -
     as_client = kernel.run(code)
     assert not as_client.of_type("display_data")
     assert re.match(r"Session [0-9a-f-]{36}  full  version 1  ", as_client.stream("stdout"))
+
+
+def test_diagnose_shows_the_report_then_its_charts(kernel: Kernel) -> None:
+    """In a kernel ``diagnose`` is three outputs: the report (HTML and its text), then the
+    requests-over-time and latency charts as images; the text alone stands for clients that
+    render no HTML."""
+    assert kernel.run("%d365sync start --force --wait").status == "ok"
+    reply = kernel.run("%d365sync diagnose")
+    assert reply.status == "ok", reply.outputs
+    report, *images = reply.of_type("display_data")
+    sid = kernel.value("nb.get_session().session_id")
+    assert report["data"]["text/plain"].startswith(f"Session {sid} (completed): healthy: ")
+    assert 'class="d365sync-verdict"' in report["data"]["text/html"]
+    assert len(images) == 2 and all("image/png" in image["data"] for image in images)
+    assert [i["data"]["text/plain"].startswith("<Figure size 1000x520") for i in images] == [
+        True,
+        False,
+    ]
+    assert not reply.of_type("execute_result")

@@ -273,3 +273,15 @@ def test_ctrl_c_during_wait_cancels_the_session(connected: InteractiveShell, cap
     assert session.status == "cancelled" and session.phases["labels"].status == "cancelled"
     assert not manager.get_active_sessions()
     assert signal.getsignal(signal.SIGINT) is handler  # restored
+
+
+def test_connect_heals_a_damaged_cache_and_says_so(shell: InteractiveShell, capsys, tmp_path):
+    cache = tmp_path / "damaged-cache"
+    cache.mkdir()
+    (cache / "demo-small.sqlite3").write_bytes(b"not a database at all " * 500)
+    shell.run_line_magic("d365sync", f"connect --demo --cache-dir {cache}")
+    out = capsys.readouterr().out
+    assert f"Note: The cache file {cache / 'demo-small.sqlite3'} was damaged: it was moved to" in (
+        out
+    )
+    assert len(list(cache.glob("demo-small.sqlite3.damaged-*"))) == 1

@@ -9,17 +9,34 @@ from __future__ import annotations
 
 from d365sync_nb.notebook.commands import (
     cancel,
+    compare,
     connect,
+    diagnose,
     history,
     panel,
     phases,
     progress,
+    requests,
     search,
     sessions,
     start,
     timeline,
 )
 
-MODULES = (connect, start, progress, cancel, sessions, history, phases, timeline, search, panel)
+MODULES = (
+    connect,
+    start,
+    progress,
+    cancel,
+    sessions,
+    history,
+    phases,
+    timeline,
+    requests,
+    diagnose,
+    compare,
+    search,
+    panel,
+)
 
 __all__ = ["MODULES"]

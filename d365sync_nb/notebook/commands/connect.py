@@ -44,6 +44,8 @@ class ConnectionInfo:
             f"Connected to {conn.settings.base_url} ({kind})",
             f"Cache: {conn.manager.store.path}",
         ]
+        if conn.manager.cache_notice:
+            lines.append(f"Note: {conn.manager.cache_notice}")
         env = self.environment
         if env is not None:
             lines.append(
@@ -122,6 +124,7 @@ def connect(
         latency_ms=(cfg.demo_latency_ms if latency_ms is None else latency_ms) if demo else None,
         cache_dir=cache_dir,
         concurrency=concurrency,
+        repair_cache=True,  # the notebook syncs: a damaged cache file is moved aside (kept)
     )
     info = ConnectionInfo(connection=conn)
     try:
