@@ -142,7 +142,11 @@ class Registry:
                     return
 
     def managers(self) -> list[SyncSessionManager]:
+        """The open managers (one whose last lease went while it ran closes when it ends)."""
         with self._lock:
+            for key, lease in list(self._leases.items()):
+                if lease.manager.closed:
+                    del self._leases[key]
             return [lease.manager for lease in self._leases.values()]
 
     # -- connections by profile (the tools) ------------------------------------------------

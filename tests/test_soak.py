@@ -25,8 +25,11 @@ def open_fds() -> int:
 async def test_ten_syncs_and_three_cancels_leave_nothing_behind(tmp_path):
     process = psutil.Process()
 
+    managers = []
+
     async def one_round(index: int, *, cancel: bool) -> SyncStatus:
         conn = connect(demo=True, cache_dir=tmp_path / "cache", latency_ms=2 if cancel else 0)
+        managers.append(conn.manager)
         try:
             result = await conn.manager.start(strategy="full", force=True)
             assert result.session_id is not None
@@ -63,4 +66,5 @@ async def test_ten_syncs_and_three_cancels_leave_nothing_behind(tmp_path):
     assert process.num_threads() <= threads_start
     from d365sync_nb.connection import registry
 
-    assert registry.managers() == []  # every lease returned, every cache closed
+    assert all(m.closed for m in managers)  # every lease returned, every cache closed
+    assert not set(map(id, managers)) & set(map(id, registry.managers()))
