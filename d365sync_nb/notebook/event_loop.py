@@ -11,8 +11,10 @@ Why not nest-asyncio: ipykernel 7 runs every shell message handler as a task in 
 ``contextvars.Context`` (``_async_in_context``). While a cell blocks inside that context, the
 next execute request (JupyterLab's "Run All" sends them all at once) or a comm message becomes a
 task step in the *same* context, and running it nested fails with "cannot enter context ... is
-already entered": the message is lost and the notebook hangs. :func:`run_nested` leaves those
-steps queued until the cell returns, patches nothing globally, and keeps C tasks.
+already entered": the message is lost and the notebook hangs. :func:`run_nested` runs such a
+step in a copy of its context, patches nothing globally, and keeps C tasks. Why not
+jupyter-ui-poll: it never steps the kernel's asyncio loop (a sync task freezes while it polls)
+and its ``poll()`` does nothing on ipykernel >= 7.1 (measured; see docs/ARCHITECTURE.md).
 """
 
 from __future__ import annotations
@@ -103,8 +105,11 @@ def _entered(context: Context | None) -> bool:
 def run_nested(loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any]) -> None:
     """Run ``loop`` (already running, from one of its callbacks) until ``future`` is done.
 
-    The current task is set aside while nested callbacks run (they are other tasks' steps), and
-    callbacks whose context is already entered up the stack wait until the caller returns.
+    The current task is set aside while nested callbacks run (they are other tasks' steps). A
+    callback whose context is already entered up the stack (ipykernel 7 runs every shell
+    message handler in one shared Context) runs in a copy of that context: a queued
+    execute_request then waits on the kernel's lock until the cell returns (Run All stays in
+    order), and from ipykernel 7.4 a comm message (a widget click) is handled at once.
     """
     run_once = getattr(loop, "_run_once", None)
     ready: deque[asyncio.Handle] | None = getattr(loop, "_ready", None)
@@ -113,20 +118,27 @@ def run_nested(loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any]) -> 
     outer = asyncio.current_task(loop)
     if outer is not None:
         asyncio.tasks._leave_task(loop, outer)
-    deferred: list[asyncio.Handle] = []
     try:
         while not future.done():
-            for _ in range(len(ready)):  # rotate: other threads may append meanwhile
-                handle = ready.popleft()
-                if _entered(getattr(handle, "_context", None)):
-                    deferred.append(handle)
-                else:
-                    ready.append(handle)
+            for handle in list(ready):  # a snapshot: other threads may append meanwhile
+                context = getattr(handle, "_context", None)
+                if context is not None and _entered(context):
+                    handle._context = context.copy()  # type: ignore[attr-defined]
             run_once()
     finally:
         if outer is not None:
             asyncio.tasks._enter_task(loop, outer)
-        ready.extendleft(reversed(deferred))
+
+
+def clicks_reach_a_waiting_cell() -> bool:
+    """Can a widget click (a comm message) be handled while a cell blocks in :func:`run_nested`?
+    ipykernel >= 7.4 dispatches comm messages while a cell holds the kernel's lock; older
+    kernels queue them until the cell returns."""
+    try:
+        from ipykernel import version_info
+    except ImportError:
+        return False
+    return tuple(version_info[:2]) >= (7, 4)
 
 
 class ThreadLoopBridge(LoopBridge):

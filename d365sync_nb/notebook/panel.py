@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import html
 from collections import OrderedDict
+from collections.abc import Iterator
 from typing import Any
 
 import ipywidgets as widgets
@@ -43,7 +44,7 @@ from d365sync_nb.models import (
     SyncSession,
     SyncStatus,
 )
-from d365sync_nb.notebook.event_loop import LoopBridge
+from d365sync_nb.notebook.event_loop import LoopBridge, clicks_reach_a_waiting_cell
 from d365sync_nb.sync.manager import SyncSessionManager
 
 PHASE_BAR_STYLE = {
@@ -61,6 +62,8 @@ SESSION_BAR_STYLE = {
     SyncStatus.FAILED: "danger",
     SyncStatus.CANCELLED: "warning",
 }
+CANCEL_TOOLTIP = "Cancel this sync"
+WAIT_TOOLTIP = "This cell is waiting for the sync: interrupt the kernel (■) to cancel it"
 SKIPPED_COLOR = "#d0d0d0"
 REUSED_COLOR = "#a5c6a7"  # grey-green: done, from the cache
 # Phase bars drawn in their own colour rather than a bar_style.
@@ -200,7 +203,7 @@ class SessionPanel:
         phases = widgets.VBox([row.box for row in self.rows.values()]).add_class("d365sync-phases")
         self.current = widgets.HTML().add_class("d365sync-current")
         self.cancel_button = widgets.Button(
-            description="Cancel", icon="stop", button_style="warning", tooltip="Cancel this sync"
+            description="Cancel", icon="stop", button_style="warning", tooltip=CANCEL_TOOLTIP
         ).add_class("d365sync-cancel")
         self.cancel_button.on_click(self._on_cancel_click)
         actions = widgets.HBox([self.cancel_button]).add_class("d365sync-actions")
@@ -341,6 +344,21 @@ class SessionPanel:
         )
 
     # -- cancel ----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def blocking_wait(self) -> Iterator[None]:
+        """While a cell blocks on this session (``--wait``). Where the kernel cannot deliver a
+        click to a waiting cell (ipykernel < 7.4), the button says so instead of pretending."""
+        if clicks_reach_a_waiting_cell() or self.session.status.is_final:
+            yield
+            return
+        button = self.cancel_button
+        button.disabled, button.tooltip = True, WAIT_TOOLTIP
+        try:
+            yield
+        finally:
+            if not self.session.status.is_final:
+                button.disabled, button.tooltip = False, CANCEL_TOOLTIP
+
     def _on_cancel_click(self, _button: widgets.Button) -> None:
         self.bridge.call(self.cancel)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import time
+from typing import Any
 
 from .conftest import Kernel
 
@@ -202,3 +203,48 @@ def test_diagnose_shows_the_report_then_its_charts(kernel: Kernel) -> None:
         False,
     ]
     assert not reply.of_type("execute_result")
+
+
+def test_cancel_click_during_wait_ends_the_cell_within_a_second(kernel: Kernel) -> None:
+    """The panel's Cancel, clicked (as a frontend sends it) while `start --wait` blocks: on
+    ipykernel >= 7.4 the click is handled at once and the cell returns, cancelled; older kernels
+    cannot deliver it, so the button is disabled for the wait and says to interrupt instead."""
+    kernel.run("%config D365Sync.display = 'widget'")
+    kernel.run("nb.get_connection().emulator.configure(latency_ms=40)")
+    deliverable = kernel.value(
+        "__import__('d365sync_nb.notebook.event_loop').notebook.event_loop"
+        ".clicks_reach_a_waiting_cell()"
+    )
+    try:
+        msg_id = kernel.send("%d365sync start --force --wait")
+        seen: dict[str, Any] = {}
+
+        def moving(msg: dict[str, Any]) -> bool:
+            content = msg["content"]
+            state = content.get("data", {}).get("state", {})
+            if msg["msg_type"] == "comm_open" and state.get("description") == "Cancel":
+                seen["button"] = content["comm_id"]
+            if msg["msg_type"] == "comm_msg" and content.get("comm_id") == seen.get("button"):
+                seen.update(state)
+            value = state.get("value")  # the overall bar moving: the cell is blocked in --wait
+            return "button" in seen and isinstance(value, float) and 5 < value < 90
+
+        kernel.collect(msg_id, until=moving)
+        if deliverable != "True":
+            assert seen.get("disabled") is True and "interrupt" in seen.get("tooltip", "")
+            kernel.collect(msg_id)
+            return
+        click = {"method": "custom", "content": {"event": "click"}}
+        clicked = time.monotonic()
+        kernel.kc.shell_channel.send(
+            kernel.kc.session.msg("comm_msg", {"comm_id": seen["button"], "data": click})
+        )
+        reply = kernel.collect(msg_id)
+        took = time.monotonic() - clicked
+        assert reply.status == "ok"
+        assert took < 1.0, f"the cell returned {took:.2f} s after the click"
+        assert kernel.value(STATUS) == "cancelled"
+        assert kernel.value("nb.get_session().phases['finalizing'].status.value") == "pending"
+    finally:
+        kernel.run("nb.get_connection().emulator.configure(latency_ms=10)")
+        kernel.run("%config D365Sync.display = 'auto'")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 
 from d365sync_nb import render
 from d365sync_nb.models import SyncSession
@@ -34,8 +35,9 @@ def progress(
     sid = state.resolve_session(session_id)
     session = manager.get_sync_session(sid)
     widgets_on = display and state.use_widgets()
-    if widgets_on:
-        show(live_panel(state.panels, manager, bridge, sid))
+    panel = live_panel(state.panels, manager, bridge, sid) if widgets_on else None
+    if panel is not None:
+        show(panel)
     elif display and not (wait and session.is_running):
         print(render.session_report(session))
     if not (wait and session.is_running):
@@ -43,7 +45,8 @@ def progress(
     stop = asyncio.Event()
     with interrupt_calls(lambda: bridge.call(stop.set)):
         printer = render.ProgressPrinter() if display and not widgets_on else None
-        final = bridge.run(follow_until(manager, sid, printer, stop))
+        with panel.blocking_wait() if panel is not None else contextlib.nullcontext():
+            final = bridge.run(follow_until(manager, sid, printer, stop))
     if final is None:
         raise SessionInterrupted(f"Interrupted: stopped following session {sid} (still running)")
     return final

@@ -75,8 +75,9 @@ def start(
         sid = started["session_id"] = result.session_id
         if started["interrupted"]:
             bridge.call(cancel_requested)
-        if widgets_on:
-            show(live_panel(state.panels, manager, bridge, sid))
+        panel = live_panel(state.panels, manager, bridge, sid) if widgets_on else None
+        if panel is not None:
+            show(panel)
         elif display:
             print(f"{result.message} (session {sid})")
         if not wait:
@@ -84,7 +85,8 @@ def start(
                 print(FOLLOW_HINT)
             return manager.get_sync_session(sid)
         printer = ProgressPrinter() if display and not widgets_on else None
-        final = bridge.run(follow(manager, sid, printer))
+        with panel.blocking_wait() if panel is not None else contextlib.nullcontext():
+            final = bridge.run(follow(manager, sid, printer))
     if started["interrupted"]:
         raise SessionInterrupted(f"Interrupted: session {sid} was {final.status.value}", final)
     return final
