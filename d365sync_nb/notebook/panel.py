@@ -352,12 +352,14 @@ class SessionPanel:
             yield
             return
         button = self.cancel_button
-        button.disabled, button.tooltip = True, WAIT_TOOLTIP
+        with button.hold_sync():  # one message: disabled, and why
+            button.disabled, button.tooltip = True, WAIT_TOOLTIP
         try:
             yield
         finally:
             if not self.session.status.is_final:
-                button.disabled, button.tooltip = False, CANCEL_TOOLTIP
+                with button.hold_sync():
+                    button.disabled, button.tooltip = False, CANCEL_TOOLTIP
 
     def _on_cancel_click(self, _button: widgets.Button) -> None:
         self.bridge.call(self.cancel)

@@ -129,10 +129,8 @@ class Kernel:
                 pytest.fail(f"{expression} was still {value!r} after {timeout:g}s")
 
 
-@pytest.fixture(scope="module")
-def kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kernel]:
-    """A real ipykernel with the extension loaded and connected to a demo emulator."""
-    km = KernelManager(kernel_name="python3")
+def started_kernel(tmp_path_factory: pytest.TempPathFactory, km: KernelManager) -> Iterator[Kernel]:
+    """Start ``km``'s kernel, load the extension, connect it to a demo emulator."""
     km.start_kernel(cwd=str(tmp_path_factory.mktemp("kernel")))
     kc = km.client()
     kc.start_channels()
@@ -150,3 +148,9 @@ def kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kernel]:
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+@pytest.fixture(scope="module")
+def kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kernel]:
+    """A real ipykernel with the extension loaded and connected to a demo emulator."""
+    yield from started_kernel(tmp_path_factory, KernelManager(kernel_name="python3"))
