@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TextIO
 
-from d365sync_nb.models import PhaseStatus, SyncSession, SyncStatus
+from d365sync_nb.models import PhaseProgress, PhaseStatus, SyncSession, SyncStatus
 
 BAR_WIDTH = 24
 # The counts a session summary shows, in order: (key of SyncSession.counts, label).
@@ -122,12 +122,17 @@ def session_sentence(session: SyncSession) -> str:
     return f"Failed after {took}: {session.error or 'no error recorded'}"
 
 
+def items_text(p: PhaseProgress) -> str:
+    """``899/899``, ``12``, or nothing for a phase that counts no items (initializing, ...)."""
+    if p.items_total is None:
+        return f"{p.items_processed:,}" if p.items_processed else ""
+    return f"{p.items_processed:,}/{p.items_total:,}"
+
+
 def phase_lines(session: SyncSession) -> list[str]:
     lines = []
     for p in session.phases.values():
-        items = f"{p.items_processed:,}"
-        if p.items_total is not None:
-            items += f"/{p.items_total:,}"
+        items = items_text(p)
         mark = STATUS_MARK[p.status]
         secs = fmt_seconds(p.seconds) if p.seconds is not None else ""
         if p.status == PhaseStatus.REUSED:  # fetched nothing: its note says what it reused

@@ -150,10 +150,8 @@ class PhaseRow:
     def _text(p: PhaseProgress) -> str:
         parts = [p.status.value]
         if p.status not in (PhaseStatus.PENDING, PhaseStatus.SKIPPED, PhaseStatus.REUSED):
-            items = f"{p.items_processed:,}"
-            if p.items_total is not None:
-                items += f"/{p.items_total:,}"
-            parts.append(items)
+            if items := render.items_text(p):
+                parts.append(items)
             if p.status == PhaseStatus.RUNNING and p.items_per_second:
                 parts.append(f"{p.items_per_second:,.0f}/s")
             elif p.seconds is not None:

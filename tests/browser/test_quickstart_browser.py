@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -139,8 +140,8 @@ def run_all(page: Page) -> None:
     wait_cells_done(page, None, RUN_ALL_TIMEOUT_MS)
 
 
-def type_and_run_cell(page: Page, source: str) -> Locator:
-    """Add a code cell at the end, type ``source`` into it, run it with Shift+Enter."""
+def type_and_start_cell(page: Page, source: str) -> tuple[Locator, int]:
+    """Add a code cell at the end, type ``source`` into it, run it with Shift+Enter (no wait)."""
     index = page.evaluate(
         """async () => {
           const nb = window.jupyterapp.shell.currentWidget.content;
@@ -155,6 +156,12 @@ def type_and_run_cell(page: Page, source: str) -> Locator:
     page.keyboard.type(source)
     expect(editor).to_have_text(source)
     page.keyboard.press("Shift+Enter")
+    return cell, index
+
+
+def type_and_run_cell(page: Page, source: str) -> Locator:
+    """Add a code cell at the end, type ``source`` into it, run it and wait for it."""
+    cell, index = type_and_start_cell(page, source)
     wait_cells_done(page, [index], CELL_TIMEOUT_MS)
     assert_no_errors(page)
     return cell
@@ -263,3 +270,57 @@ def test_quickstart_panel_cancel_and_history(quickstart: Page) -> None:
     assert column and column[0] == "cancelled", column
     shot(history, "history.png")
     shot(page, "quickstart-cancelled.png")
+
+
+def test_cancel_during_wait_and_a_kernel_restart(quickstart: Page, lab: LabServer) -> None:
+    """Cancel clicked while `start --wait` blocks ends the cell within a second, cancelled; a
+    kernel restarted mid-sync leaves no session shown as running."""
+    page = quickstart
+    cache = lab.root_dir / "restart-cache"
+    type_and_run_cell(page, "%load_ext d365sync_nb")
+    type_and_run_cell(
+        page, f"%d365sync connect --demo --latency-ms {SLOW_LATENCY_MS} --cache-dir {cache}"
+    )
+    waiting, index = type_and_start_cell(page, "%d365sync start --strategy full --force --wait")
+    panel = waiting.locator(".d365sync-panel")
+    expect(panel).to_have_class(re.compile(r"\bd365sync-status-running\b"))
+    cancel = panel.locator(".d365sync-cancel")
+    expect(cancel).to_be_enabled()  # ipykernel >= 7.4: the click reaches the waiting cell
+    assert notebook_state(page)["cells"][index]["running"]
+    started = time.monotonic()
+    cancel.click()
+    wait_cells_done(page, [index], CELL_TIMEOUT_MS)
+    took = time.monotonic() - started
+    assert took < 1.5, f"the cell ended {took:.2f} s after the click"  # 1 s + the browser's
+    expect(panel).to_have_class(re.compile(r"\bd365sync-status-cancelled\b"))
+    shot(panel, "panel-cancelled-during-wait.png")
+
+    # A restart while a session runs: the next connect finds it interrupted, none running.
+    started_cell = type_and_run_cell(page, "%d365sync start --strategy full --force")
+    expect(started_cell.locator(".d365sync-panel")).to_have_class(
+        re.compile(r"\bd365sync-status-running\b")
+    )
+    page.evaluate(
+        "async () => { await window.jupyterapp.shell.currentWidget.sessionContext"
+        ".session.kernel.restart(); }"
+    )
+    page.wait_for_function(
+        "() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel"
+        ".status === 'idle'",
+        timeout=OPEN_TIMEOUT_MS,
+    )
+    type_and_run_cell(page, "%load_ext d365sync_nb")
+    type_and_run_cell(page, f"%d365sync connect --demo --cache-dir {cache}")
+    dashboard = type_and_run_cell(page, "%d365sync panel").locator(".d365sync-dashboard")
+    expect(dashboard.locator(".d365sync-dashboard-running")).to_contain_text(
+        "No session is running"
+    )
+    expect(dashboard.locator(".d365sync-panel")).to_have_count(0)
+    history = type_and_run_cell(page, "%d365sync history --limit 3")
+    column = table_column(history.locator("table.dataframe"), "status")
+    assert column and column[0] == "failed" and column[1] == "cancelled", column
+    why = type_and_run_cell(
+        page, "from d365sync_nb import notebook as nb; print(nb.history(limit=1).error[0][:12])"
+    )
+    expect(why.locator(".jp-OutputArea-output")).to_contain_text("interrupted:")
+    shot(page, "after-restart.png")
