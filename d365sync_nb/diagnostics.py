@@ -96,14 +96,20 @@ def diagnose(session: SyncSession, log: list[dict[str, Any]] | None = None) -> D
     for code in sorted(http.by_status, key=int):
         if code in ("502", "503", "504"):
             parts.append(f"{http.by_status[code]} x {code} retried")
-    dropped = errors.get("dropped", 0) if log is not None else http.transport_errors
+    dropped = errors.get("dropped", 0)
+    if log is None and http.transport_errors:  # the kinds are in the pruned log only
+        parts.append(f"{http.transport_errors} attempts without a usable answer")
     if dropped:
         parts.append(f"{dropped} dropped connection{'s' if dropped != 1 else ''} retried")
         findings.append(
             "Connections were dropped: retries covered them; if it recurs, check the network "
             "or proxy between this machine and the environment"
         )
-    for kind, text in (("timeout", "timed out"), ("garbled", "garbled bodies")):
+    for kind, text in (
+        ("timeout", "stalled reads"),
+        ("connect", "connections refused or reset"),
+        ("garbled", "garbled bodies"),
+    ):
         if errors.get(kind):
             parts.append(f"{errors[kind]} {text}")
     latency = http.latency_ms or {}
@@ -205,7 +211,7 @@ def _failure_advice(error: str) -> str:
         return "Still throttled after many waits: sync later or with a lower --concurrency"
     if "expected json" in text or "html" in text:
         return "The answers are not the D365 metadata service: check the base URL"
-    if "no answer" in text or "timed out" in text:
+    if "no answer" in text or "stopped answering" in text:
         return "The service stopped answering: check that the environment is up, then retry"
     return "Run the sync again; if it fails the same way, give support the activity ids below"
 

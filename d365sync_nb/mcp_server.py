@@ -196,5 +196,6 @@ def serve_stdio(connection: Connection, *, debug: bool = False) -> None:
 
 
 def _interrupt(signum: int, frame: Any) -> None:
-    """SIGTERM ends the server the way Ctrl-C does (the lifespan's clean-up runs)."""
-    raise KeyboardInterrupt
+    """SIGTERM ends the server the way Ctrl-C does: it becomes a SIGINT, which the event loop
+    turns into a cancel at a safe point (the lifespan's clean-up runs)."""
+    signal.raise_signal(signal.SIGINT)

@@ -185,3 +185,54 @@ async def test_a_live_process_session_is_left_alone(emulator, make_manager, tmp_
         os.kill(proc.pid, signal.SIGINT)
         assert proc.wait(timeout=60) == 130
     assert [status for _, status in _sessions(db)] == ["cancelled"]
+
+
+async def test_a_second_cancel_during_the_clean_up_still_settles_the_session(
+    emulator, make_manager
+):
+    """Two cancels (a double click, two assistants): the clean-up is not cut short and the
+    recorded session is cancelled with no phase left running."""
+    import time as clock
+
+    emulator.configure(latency_ms=20)
+    manager = make_manager(emulator.base_url)
+    real_discard = manager.store.builds.discard
+
+    def slow_discard(build_id: int) -> None:
+        clock.sleep(0.3)
+        real_discard(build_id)
+
+    manager.store.builds.discard = slow_discard  # type: ignore[method-assign]
+    result = await manager.start(strategy="full")
+    session = manager.get_sync_session(result.session_id)
+    await wait_for(lambda: session.phases[SyncPhase.LABELS].items_processed > 10)
+    first, second = await asyncio.gather(
+        manager.cancel_sync_session(result.session_id),
+        manager.cancel_sync_session(result.session_id),
+    )
+    assert first is True and second in (True, False)
+    stored = manager.store.history.get(result.session_id)
+    for final in (manager.get_sync_session(result.session_id), stored):
+        assert final is not None and final.status == SyncStatus.CANCELLED
+        assert not any(p.status == PhaseStatus.RUNNING for p in final.phases.values())
+        assert final.phases[SyncPhase.LABELS].status == PhaseStatus.CANCELLED
+
+
+async def test_a_cancel_before_the_task_ran_closes_everything(emulator, make_manager, caplog):
+    import gc
+
+    manager = make_manager(emulator.base_url)
+    result = await manager.start(strategy="full")
+    assert await manager.cancel_sync_session(result.session_id)  # no await in between
+    final = manager.get_sync_session(result.session_id)
+    assert final.status == SyncStatus.CANCELLED
+    assert final.phases[SyncPhase.VERSION_CHECK].status == PhaseStatus.COMPLETED
+    log = manager.get_request_log(result.session_id)  # the version check's 3 requests
+    assert [row["endpoint"] for row in log] == [
+        "GetInstalledModules", "GetApplicationVersion", "GetPlatformBuildVersion"
+    ] or sorted(row["endpoint"] for row in log) == sorted([
+        "GetInstalledModules", "GetApplicationVersion", "GetPlatformBuildVersion"
+    ])  # fmt: skip
+    assert not manager.get_active_sessions()
+    gc.collect()
+    assert "Unclosed" not in caplog.text

@@ -6,6 +6,8 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from d365sync_nb.models import PhaseStatus, SyncPhase, SyncSession, SyncStatus, SyncStrategy
 from d365sync_nb.store import MetadataStore
 from d365sync_nb.store.schema import SCHEMA_VERSION
@@ -145,3 +147,24 @@ def test_loaded_sessions_have_z_timestamps(tmp_path: Path) -> None:
             assert stamps and all(s.endswith("Z") for s in stamps)
     finally:
         store.close()
+
+
+def test_close_closes_every_threads_reader(tmp_path: Path) -> None:
+    import sqlite3
+    import threading
+
+    store = MetadataStore(tmp_path / "env.sqlite3")
+    readers = []
+
+    def read() -> None:
+        store.history.count()
+        readers.append(store.db.reader)
+
+    thread = threading.Thread(target=read)
+    thread.start()
+    thread.join()
+    store.history.count()
+    store.close()
+    assert len(readers) == 1
+    with pytest.raises(sqlite3.ProgrammingError):
+        readers[0].execute("SELECT 1")

@@ -305,3 +305,13 @@ async def test_cancel_at_finalize_leaves_a_consistent_cache(emulator, make_manag
         assert final.status == SyncStatus.CANCELLED
         assert visible == before and not version["has_labels"]
     assert manager.get_active_sessions() == []
+
+
+async def test_sharing_mode_never_copies_from_a_damaged_cache(emulator, make_manager, tmp_path):
+    manager = make_manager(emulator.base_url)
+    (tmp_path / "cache").mkdir(exist_ok=True)
+    damaged = tmp_path / "cache" / "other-env.sqlite3"
+    damaged.write_bytes(b"SQLite format 3\x00" + b"\xff" * 8192)
+    session = await run(manager, "sharing_mode")
+    assert session.status == SyncStatus.COMPLETED, session.error
+    assert "full sync instead" in (session.message or "")

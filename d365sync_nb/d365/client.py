@@ -190,7 +190,7 @@ class D365MetadataClient:
                     response = await http.request(
                         method, url, params=params, json=json_body, headers=headers
                     )
-            except httpx.TransportError as exc:
+            except (httpx.TransportError, httpx.DecodingError) as exc:
                 kind = _error_kind(exc)
                 stalls += kind == "timeout"
                 last = attempt >= self.max_attempts or stalls >= self.max_stalls
@@ -209,7 +209,7 @@ class D365MetadataClient:
                     ) from None
                 await self._backoff(attempt)
                 continue
-            except BaseException:  # cancelled while in flight: the attempt was sent
+            except asyncio.CancelledError:  # cancelled while in flight: the attempt was sent
                 sent.failed("cancelled", retried=False)
                 raise
             body = response.content
@@ -548,8 +548,11 @@ def _not_odata(response: httpx.Response) -> str:
     )
 
 
-def _error_kind(exc: httpx.TransportError) -> str:
-    """What went wrong on the wire: timeout, connect (no connection) or dropped."""
+def _error_kind(exc: httpx.TransportError | httpx.DecodingError) -> str:
+    """What went wrong on the wire: timeout, connect (no connection), garbled (a body that
+    cannot be decoded) or dropped."""
+    if isinstance(exc, httpx.DecodingError):
+        return "garbled"
     if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):  # aiohttp: refused = timeout
         return "connect"
     if isinstance(exc, httpx.TimeoutException):

@@ -481,10 +481,12 @@ def find_shared_build(cache_dir: Path, modules_hash: str, exclude: Path) -> dict
                     " AND has_metadata = 1",
                     (modules_hash,),
                 ).fetchone()
+                if row and conn.execute("PRAGMA quick_check(1)").fetchone()[0] != "ok":
+                    continue  # damaged: never a source
             finally:
                 conn.close()
         except sqlite3.Error:
-            continue  # not a cache of ours, or locked: not a source
+            continue  # not a cache of ours, damaged or locked: not a source
         if row and (best is None or _instant(row[1]) > _instant(best["synced_at"])):
             best = {
                 "path": path,

@@ -48,6 +48,7 @@ class Database:
         _check_directory(self.path.parent)
         self._lock = threading.RLock()
         self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []  # every thread's, to close them all
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="d365sync-store")
         siblings = _wal_files(self.path)
         try:
@@ -144,11 +145,13 @@ class Database:
     # -- connections -----------------------------------------------------------------------
     @property
     def reader(self) -> sqlite3.Connection:
-        """This thread's read connection (opened on first use)."""
+        """This thread's read connection (opened on first use, closed by :meth:`close`)."""
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._connect()
             self._local.conn = conn
+            with self._lock:
+                self._readers.append(conn)
         return conn
 
     @contextmanager
@@ -185,13 +188,14 @@ class Database:
             raise
 
     def close(self) -> None:
+        """Close the writer and every thread's reader (readers were opened shareable)."""
         self._executor.shutdown(wait=True)
         with self._lock:
             self._writer.close()
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
+            readers, self._readers = self._readers, []
+        for conn in readers:
             conn.close()
-            self._local.conn = None
+        self._local.conn = None
 
 
 def _check_directory(directory: Path) -> None:
@@ -221,7 +225,8 @@ def _check_integrity(conn: sqlite3.Connection) -> None:
     """A damaged file fails here (garbage over its header, or truncated), not in mid-sync."""
     row = conn.execute("PRAGMA quick_check(1)").fetchone()
     if row is None or row[0] != "ok":
-        raise sqlite3.DatabaseError(f"database disk image is malformed ({row[0] if row else ''})")
+        detail = " ".join(str(row[0]).split())[:120] if row else ""  # one line
+        raise sqlite3.DatabaseError(f"database disk image is malformed ({detail})")
 
 
 def _is_locked(exc: sqlite3.Error) -> bool:

@@ -38,7 +38,6 @@ from d365sync_nb.models import (
     SyncSession,
     SyncStatus,
     SyncStrategy,
-    utcnow,
 )
 from d365sync_nb.store import LIVE_SESSIONS, MetadataStore, find_shared_build, store_path
 from d365sync_nb.sync.plan import SharingSource, SyncPlan, make_plan, needs_sync
@@ -54,10 +53,11 @@ VERSION_REQUESTS = 3  # GetInstalledModules, GetApplicationVersion, GetPlatformB
 
 @dataclass
 class _Running:
-    """A session and the task running it (on the loop that started it)."""
+    """A session, its runner and the task running it (on the loop that started it)."""
 
     session: SyncSession
     task: asyncio.Task[None]
+    runner: SessionRunner
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -298,7 +298,7 @@ class SyncSessionManager:
             log_requests=self.request_log_sessions > 0,
         )
         task = asyncio.create_task(self._run(runner), name=f"d365sync-{session.session_id}")
-        self._running[session.session_id] = _Running(session, task)
+        self._running[session.session_id] = _Running(session, task, runner)
         return StartResult(
             session_id=session.session_id,
             global_version_id=version_id,
@@ -349,19 +349,24 @@ class SyncSessionManager:
 
     # -- running -----------------------------------------------------------------------
     async def _run(self, runner: SessionRunner) -> None:
-        session = runner.session
         try:
             await runner.execute()
         finally:
-            try:
-                await asyncio.shield(self._final_save(session, runner.client))
-            finally:  # even when a late cancel interrupts the save
-                self._running.pop(session.session_id, None)
-                LIVE_SESSIONS.discard(session.session_id)
-                runner.reporter.notify(force=True)
-                self._hub.forget(session.session_id)
-                if self._close_when_idle and not self._running:
-                    self._close_store()
+            await self._finish(runner)
+
+    async def _finish(self, runner: SessionRunner) -> None:
+        """Record the outcome, close the session's client, and let the session go."""
+        session = runner.session
+        try:
+            await asyncio.shield(self._final_save(session, runner.client))
+            await asyncio.shield(runner.client.aclose())  # already closed once it ran
+        finally:  # even when a late cancel interrupts the save
+            self._running.pop(session.session_id, None)
+            LIVE_SESSIONS.discard(session.session_id)
+            runner.reporter.notify(force=True)
+            self._hub.forget(session.session_id)
+            if self._close_when_idle and not self._running:
+                self._close_store()
 
     def _persist(self, session: SyncSession, *, client: D365MetadataClient) -> None:
         """Save a snapshot and the new request-log rows at a phase transition (in the
@@ -562,17 +567,12 @@ class SyncSessionManager:
         if running.session.status.is_final:  # it is only saving its outcome
             await asyncio.wait([running.task])
             return False
-        running.task.cancel()
+        if not running.task.cancelling():  # a second cancel waits for the first
+            running.task.cancel()
         await asyncio.wait([running.task])
-        session = running.session
-        if not session.status.is_final:  # cancelled before its task ever ran
-            session.status = SyncStatus.CANCELLED
-            session.completed_at = utcnow()
-            await self.store.run(self.store.history.save, session.model_copy(deep=True))
-            self._running.pop(session_id, None)
-            LIVE_SESSIONS.discard(session_id)
-            self._hub.emit(session)
-            self._hub.forget(session_id)
+        if not running.session.status.is_final:  # cancelled before its task ever ran
+            running.runner.cancelled_before_start()
+            await self._finish(running.runner)
         return True
 
     # -- cache -------------------------------------------------------------------------

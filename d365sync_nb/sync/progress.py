@@ -158,7 +158,8 @@ class ProgressReporter:
         self._transition()
 
     def fail(self, phase: SyncPhase | None, error: str, status: PhaseStatus) -> None:
-        if phase is not None:
+        """The session stopped in ``phase`` (if that phase was still running)."""
+        if phase is not None and self.session.phases[phase].status == PhaseStatus.RUNNING:
             p = self.session.phases[phase]
             p.status = status
             p.error = error if status == PhaseStatus.FAILED else None

@@ -9,6 +9,7 @@ no request), or is skipped. Nothing is ever reported as done that did not happen
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
@@ -85,7 +86,7 @@ class SessionRunner:
                 r.end(SyncPhase.FINALIZING)
                 self._settle(SyncStatus.COMPLETED)
             else:
-                await asyncio.shield(self.discard())
+                await self._discard_despite_cancels()
                 phase = session.current_phase
                 self._settle(SyncStatus.CANCELLED)
                 r.fail(phase, "cancelled", PhaseStatus.CANCELLED)
@@ -93,10 +94,24 @@ class SessionRunner:
             error = str(exc) if isinstance(exc, D365SyncError) else f"{type(exc).__name__}: {exc}"
             if not isinstance(exc, D365SyncError):
                 log.error("sync session %s failed", session.session_id, exc_info=exc)
-            await asyncio.shield(self.discard())
+            await self._discard_despite_cancels()
             phase = session.current_phase
             self._settle(SyncStatus.FAILED, error)
             r.fail(phase, error, PhaseStatus.FAILED)
+
+    def cancelled_before_start(self) -> None:
+        """The task was cancelled before its first step: nothing was fetched or written."""
+        self._settle(SyncStatus.CANCELLED)
+        self.reporter.fail(None, "cancelled", PhaseStatus.CANCELLED)
+
+    async def _discard_despite_cancels(self) -> None:
+        """Drop the unfinished build; a further cancel (a second click) must not cut it short,
+        or the outcome would never be settled."""
+        cleanup = asyncio.ensure_future(self.discard())
+        while not cleanup.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(cleanup)
+        cleanup.result()
 
     def _settle(self, status: SyncStatus, error: str | None = None) -> None:
         session = self.session
