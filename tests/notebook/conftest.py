@@ -154,3 +154,19 @@ def started_kernel(tmp_path_factory: pytest.TempPathFactory, km: KernelManager) 
 def kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kernel]:
     """A real ipykernel with the extension loaded and connected to a demo emulator."""
     yield from started_kernel(tmp_path_factory, KernelManager(kernel_name="python3"))
+
+
+def watch_cancel_button(seen: dict[str, Any]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """An iopub observer that follows the panel's Cancel button: ``seen["button"]`` is its comm
+    id, the rest of ``seen`` the state sent for it; returns each message's widget state."""
+
+    def observe(msg: dict[str, Any]) -> dict[str, Any]:
+        content = msg["content"]
+        state = content.get("data", {}).get("state", {})
+        if msg["msg_type"] == "comm_open" and state.get("description") == "Cancel":
+            seen["button"] = content["comm_id"]
+        if msg["msg_type"] == "comm_msg" and content.get("comm_id") == seen.get("button"):
+            seen.update(state)
+        return state
+
+    return observe

@@ -14,7 +14,7 @@ import pytest
 from jupyter_client import KernelManager
 from jupyter_client.kernelspec import KernelSpecManager
 
-from .conftest import Kernel, started_kernel
+from .conftest import Kernel, started_kernel, watch_cancel_button
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,14 +67,10 @@ def test_cancel_is_honest_during_a_wait_and_an_interrupt_cancels(kernel6: Kernel
     try:
         msg_id = kernel6.send("%d365sync start --force --wait")
         seen: dict[str, Any] = {}
+        observe = watch_cancel_button(seen)
 
         def blocked(msg: dict[str, Any]) -> bool:
-            content = msg["content"]
-            state = content.get("data", {}).get("state", {})
-            if msg["msg_type"] == "comm_open" and state.get("description") == "Cancel":
-                seen["button"] = content["comm_id"]
-            if msg["msg_type"] == "comm_msg" and content.get("comm_id") == seen.get("button"):
-                seen.update(state)
+            observe(msg)
             return seen.get("disabled") is True
 
         kernel6.collect(msg_id, until=blocked)

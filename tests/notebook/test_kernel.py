@@ -7,7 +7,7 @@ import re
 import time
 from typing import Any
 
-from .conftest import Kernel
+from .conftest import Kernel, watch_cancel_button
 
 STATUS = "nb.get_session().status.value"
 
@@ -218,15 +218,10 @@ def test_cancel_click_during_wait_ends_the_cell_within_a_second(kernel: Kernel) 
     try:
         msg_id = kernel.send("%d365sync start --force --wait")
         seen: dict[str, Any] = {}
+        observe = watch_cancel_button(seen)
 
         def moving(msg: dict[str, Any]) -> bool:
-            content = msg["content"]
-            state = content.get("data", {}).get("state", {})
-            if msg["msg_type"] == "comm_open" and state.get("description") == "Cancel":
-                seen["button"] = content["comm_id"]
-            if msg["msg_type"] == "comm_msg" and content.get("comm_id") == seen.get("button"):
-                seen.update(state)
-            value = state.get("value")  # the overall bar moving: the cell is blocked in --wait
+            value = observe(msg).get("value")  # the overall bar moving: the cell is blocked
             return "button" in seen and isinstance(value, float) and 5 < value < 90
 
         kernel.collect(msg_id, until=moving)
