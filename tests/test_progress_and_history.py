@@ -151,3 +151,21 @@ async def test_a_failed_save_is_logged_and_noted_never_swallowed(emulator, make_
     again = manager.get_sync_session(result.session_id)
     assert again.status == SyncStatus.COMPLETED  # not the stale 'running' row
     assert manager.get_session_history(limit=1)[0].status == SyncStatus.COMPLETED
+
+
+async def test_listeners_never_see_a_session_that_is_not_kept(emulator, make_manager):
+    """An up-to-date answer starts no session: a listener (a dashboard) hears nothing of it;
+    a started session is announced at once."""
+    manager = make_manager(emulator.base_url)
+    first = await manager.start(strategy="full_without_labels")
+    await manager.wait(first.session_id)
+    heard: list[SyncSession] = []
+    manager.add_listener(heard.append)
+    assert (await manager.start(strategy="full_without_labels")).up_to_date
+    assert heard == []
+    started = await manager.start(strategy="full_without_labels", force=True)
+    assert heard and heard[0].session_id == started.session_id
+    assert heard[0].phases[SyncPhase.VERSION_CHECK].status == PhaseStatus.COMPLETED
+    for snapshot in heard:
+        manager.get_sync_session(snapshot.session_id)  # every one it heard of is known
+    await manager.wait(started.session_id)

@@ -171,7 +171,8 @@ class SyncSessionManager:
             initiated_by=initiated_by,
         )
         client = self.new_client()  # the session's client: version check, then the runner
-        reporter = ProgressReporter(session, self._hub, client=client)
+        # silent until the session is registered: listeners never see one that is not kept
+        reporter = ProgressReporter(session, CallbackHub(self._hub.interval), client=client)
         try:
             reporter.begin(SyncPhase.INITIALIZING)
             requested = (
@@ -299,6 +300,8 @@ class SyncSessionManager:
         )
         task = asyncio.create_task(self._run(runner), name=f"d365sync-{session.session_id}")
         self._running[session.session_id] = _Running(session, task, runner)
+        reporter.hub = self._hub
+        reporter.notify(force=True)  # listeners (a dashboard) see the new session at once
         return StartResult(
             session_id=session.session_id,
             global_version_id=version_id,
