@@ -241,8 +241,7 @@ async def run_sync(
 
 
 def _history(args: argparse.Namespace) -> int:
-    conn = connect_from_args(args)
-    try:
+    with connect_from_args(args) as conn:
         sessions = conn.manager.get_session_history(
             limit=args.limit,
             status=args.status,
@@ -269,14 +268,11 @@ def _history(args: argparse.Namespace) -> int:
                 for s in sessions
             ]
             print(render.table(rows))
-    finally:
-        conn.close()
     return 0
 
 
 def _requests(args: argparse.Namespace) -> int:
-    conn = connect_from_args(args)
-    try:
+    with connect_from_args(args) as conn:
         manager = conn.manager
         session_id = manager.find_session_id(args.session)
         rows = manager.get_request_log(session_id, status=args.status, phase=args.phase)
@@ -291,8 +287,6 @@ def _requests(args: argparse.Namespace) -> int:
             total = manager.get_sync_session(session_id).http.requests
             print(f"Session {session_id}: {len(rows):,} of {total:,} attempts", file=sys.stderr)
             print(render.table([_request_cells(row) for row in rows], REQUEST_TABLE_COLUMNS))
-    finally:
-        conn.close()
     return 0
 
 
@@ -308,19 +302,15 @@ def _request_cells(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _diagnose(args: argparse.Namespace) -> int:
-    conn = connect_from_args(args)
-    try:
+    with connect_from_args(args) as conn:
         manager = conn.manager
         diagnosis = diagnostics.diagnose_session(manager, manager.find_session_id(args.session))
         print(json.dumps(diagnosis.to_dict()) if args.json else str(diagnosis))
-    finally:
-        conn.close()
     return 0
 
 
 def _compare(args: argparse.Namespace) -> int:
-    conn = connect_from_args(args)
-    try:
+    with connect_from_args(args) as conn:
         manager = conn.manager
         a = manager.get_sync_session(manager.find_session_id(args.a))
         b = manager.get_sync_session(manager.find_session_id(args.b))
@@ -329,8 +319,6 @@ def _compare(args: argparse.Namespace) -> int:
             print(json.dumps({"a": a.session_id, "b": b.session_id, "phases": rows}))
         else:
             print(compare_text(a, b, rows))
-    finally:
-        conn.close()
     return 0
 
 
@@ -411,12 +399,9 @@ def _ratio(b: float, a: float) -> float | None:
 
 
 def _search(args: argparse.Namespace) -> int:
-    conn = connect_from_args(args)
-    try:
+    with connect_from_args(args) as conn:
         hits = conn.manager.search(args.text, limit=args.limit)
         print(json.dumps(hits) if args.json else render.table(hits))
-    finally:
-        conn.close()
     return 0
 
 
