@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -196,10 +197,16 @@ def test_version2_is_a_small_delta() -> None:
     v1, v2 = build_dataset("small", 1), build_dataset("small", 2)
     assert set(v2.modules) - set(v1.modules) and set(v1.modules) - set(v2.modules)
     assert len(v2.modules) == len(v1.modules) + 1
+    touched = {r["parent"] or r["name"] for r in v2.changes}  # items named in a change
     for name in ("data_entities", "public_entities", "enumerations"):
         old, new = getattr(v1, name), getattr(v2, name)
-        assert 0 < len(new) - len(old) <= 10
-        assert new[: len(old)] == old  # everything else identical
+        assert 0 < abs(len(new) - len(old)) <= 10
+        old_by, new_by = {i["Name"]: i for i in old}, {i["Name"]: i for i in new}
+        same = [n for n in old_by if n not in touched]
+        assert len(same) > len(old) - 30
+        assert all(old_by[n] == new_by[n] for n in same)  # everything else identical
+        # items in both versions keep their order
+        assert [n for n in new_by if n in old_by] == [n for n in old_by if n in new_by]
     new_ids = v2.label_ids_referenced() - v1.label_ids_referenced()
     assert new_ids and all(v2.labels[i] for i in new_ids)
     changed = [i for i, t in v1.labels.items() if v2.labels[i] != t]
@@ -615,3 +622,224 @@ def test_serve_blocking_until_interrupt() -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+# ------------------------------------------------------------------------------------------------
+# Version 2, the next release: every change it makes is recorded in Dataset.changes
+# ------------------------------------------------------------------------------------------------
+
+V2_COUNTS = {
+    ("data_entity", "added"): 6,
+    ("data_entity", "removed"): 5,
+    ("data_entity", "changed"): 3,
+    ("entity", "added"): 4,
+    ("entity", "removed"): 3,
+    ("entity", "changed"): 1,  # IsReadOnly, with its data entity's
+    ("field", "added"): 5,
+    ("field", "removed"): 5,
+    ("field", "changed"): 6,  # 5 fields; the type change is two rows (type_name, data_type)
+    ("navigation", "added"): 1,
+    ("navigation", "removed"): 1,
+    ("action", "added"): 1,
+    ("action", "removed"): 1,
+    ("enumeration", "added"): 3,
+    ("enumeration", "removed"): 5,
+    ("member", "added"): 5,
+    ("member", "removed"): 2,
+    ("member", "changed"): 2,  # one Value, one LabelId
+}
+CHANGE_KEYS = {"kind", "parent", "name", "change", "attribute", "before", "after"}
+
+
+def _snake(key: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
+
+
+def _by_key(pairs: list[tuple[tuple[str | None, str], dict[str, Any]]]) -> dict[Any, Any]:
+    """Items keyed by (parent, name); names are unique within their parent."""
+    out = dict(pairs)
+    assert len(out) == len(pairs), "duplicate names"
+    return out
+
+
+def structural_diff(v1: Dataset, v2: Dataset) -> list[dict[str, Any]]:
+    """What changed from v1 to v2, found by comparing the two datasets item by item."""
+    rows: list[dict[str, Any]] = []
+
+    def compare(kind: str, old: dict[Any, Any], new: dict[Any, Any], attrs: Any) -> None:
+        for parent, name in old.keys() - new.keys():
+            rows.append(
+                dict.fromkeys(CHANGE_KEYS)
+                | {"kind": kind, "parent": parent, "name": name, "change": "removed"}
+            )
+        for parent, name in new.keys() - old.keys():
+            rows.append(
+                dict.fromkeys(CHANGE_KEYS)
+                | {"kind": kind, "parent": parent, "name": name, "change": "added"}
+            )
+        for key in old.keys() & new.keys():
+            a, b = old[key], new[key]
+            if a == b:
+                continue
+            scalars = sorted(k for k, v in a.items() if not isinstance(v, (list, dict)))
+            names = scalars if attrs is None else attrs
+            if attrs is None:  # every scalar key, on both sides
+                assert names == sorted(k for k, v in b.items() if not isinstance(v, (list, dict)))
+            for attr in names:
+                if a[attr] != b[attr]:
+                    rows.append(
+                        {
+                            "kind": kind,
+                            "parent": key[0],
+                            "name": key[1],
+                            "change": "changed",
+                            "attribute": _snake(attr),
+                            "before": a[attr],
+                            "after": b[attr],
+                        }
+                    )
+
+    def top(items: list[dict[str, Any]]) -> dict[Any, Any]:
+        return _by_key([((None, i["Name"]), i) for i in items])
+
+    def differing(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> set[str]:
+        """Names in both versions whose items differ (equal items have equal sub-items)."""
+        new_by = {i["Name"]: i for i in new}
+        return {i["Name"] for i in old if i["Name"] in new_by and i != new_by[i["Name"]]}
+
+    def nested(items: list[dict[str, Any]], sub: str, keep: set[str]) -> dict[Any, Any]:
+        return _by_key(
+            [((i["Name"], s["Name"]), s) for i in items if i["Name"] in keep for s in i[sub]]
+        )
+
+    compare("data_entity", top(v1.data_entities), top(v2.data_entities), None)
+    compare("entity", top(v1.public_entities), top(v2.public_entities), None)
+    both = differing(v1.public_entities, v2.public_entities)
+    for kind, sub, attrs in (
+        ("field", "Properties", None),
+        ("navigation", "NavigationProperties", []),  # added/removed only
+        ("action", "Actions", []),
+    ):
+        old = nested(v1.public_entities, sub, both)
+        new = nested(v2.public_entities, sub, both)
+        compare(kind, old, new, attrs)
+    compare("enumeration", top(v1.enumerations), top(v2.enumerations), None)
+    both = differing(v1.enumerations, v2.enumerations)
+    compare(
+        "member",
+        nested(v1.enumerations, "Members", both),
+        nested(v2.enumerations, "Members", both),
+        ["Value", "LabelId", "ConfigurationEnabled"],
+    )
+    return sorted(
+        rows,
+        key=lambda r: (r["kind"], r["parent"] or "", r["name"], r["change"], r["attribute"] or ""),
+    )
+
+
+@pytest.mark.parametrize("scale", ["small", "realistic"])  # realistic: ~0.75 s per version
+def test_version2_changes_are_exactly_the_structural_diff(scale: str) -> None:
+    v1, v2 = build_dataset(scale, 1), build_dataset(scale, 2)
+    assert v1.changes == []
+    assert all(set(r) == CHANGE_KEYS for r in v2.changes)
+    assert structural_diff(v1, v2) == v2.changes  # exact, in order
+    counts: dict[tuple[str, str], int] = {}
+    for r in v2.changes:
+        counts[r["kind"], r["change"]] = counts.get((r["kind"], r["change"]), 0) + 1
+    assert counts == V2_COUNTS
+    assert all((r["attribute"] is None) == (r["change"] != "changed") for r in v2.changes)
+    assert all(r["before"] is None is r["after"] for r in v2.changes if r["change"] != "changed")
+    assert all(r["before"] != r["after"] for r in v2.changes if r["change"] == "changed")
+    nested_kinds = {"field", "navigation", "action", "member"}
+    assert all((r["parent"] is not None) == (r["kind"] in nested_kinds) for r in v2.changes)
+
+    def find(kind: str, attribute: str) -> list[dict[str, Any]]:
+        return [r for r in v2.changes if r["kind"] == kind and r["attribute"] == attribute]
+
+    # the kinds of change asked for
+    (type_name,) = find("field", "type_name")
+    (data_type,) = find("field", "data_type")
+    assert (type_name["before"], type_name["after"]) == ("Edm.String", "Edm.Int64")
+    assert (data_type["before"], data_type["after"]) == ("String", "Int64")
+    assert (type_name["parent"], type_name["name"]) == (data_type["parent"], data_type["name"])
+    assert len(find("field", "is_mandatory")) == 1
+    (field_label,) = find("field", "label_id")
+    assert field_label["after"] not in v1.label_ids_referenced() and v2.labels[field_label["after"]]
+    fields_changed = {
+        (r["parent"], r["name"])
+        for r in v2.changes
+        if r["kind"] == "field" and r["change"] == "changed"
+    }
+    assert len(fields_changed) == 5
+    (value,) = find("member", "value")
+    assert isinstance(value["before"], int) and isinstance(value["after"], int)
+    (member_label,) = find("member", "label_id")
+    assert v2.labels[member_label["after"]]
+    (de_ro,) = find("data_entity", "is_read_only")
+    (pe_ro,) = find("entity", "is_read_only")
+    de = next(d for d in v2.data_entities if d["Name"] == de_ro["name"])
+    assert de["PublicEntityName"] == pe_ro["name"] and de_ro["after"] == pe_ro["after"]
+    assert len(find("data_entity", "entity_category")) == 1
+    assert len(find("data_entity", "data_management_enabled")) == 1
+    # a removed data entity with a public entity takes it along; the others had none
+    removed_des = {
+        r["name"] for r in v2.changes if r["kind"] == "data_entity" and r["change"] == "removed"
+    }
+    removed_pes = {
+        r["name"] for r in v2.changes if r["kind"] == "entity" and r["change"] == "removed"
+    }
+    v1_des = {d["Name"]: d for d in v1.data_entities}
+    assert {
+        v1_des[n]["PublicEntityName"] for n in removed_des if v1_des[n]["DataServiceEnabled"]
+    } == removed_pes
+    # removed fields were never keys
+    v1_props = {(pe["Name"], p["Name"]): p for pe in v1.public_entities for p in pe["Properties"]}
+    for r in v2.changes:
+        if r["kind"] == "field" and r["change"] == "removed":
+            assert not v1_props[r["parent"], r["name"]]["IsKey"]
+
+    # never removed or changed
+    assert v2.public_entities[0] == v1.public_entities[0]
+    assert v2.data_entities[0] == v1.data_entities[0]
+    assert v2.enumerations[:2] == v1.enumerations[:2] and v2.enumerations[0]["Name"] == "NoYes"
+    for special in (QUOTE_LABEL_ID, SPACE_LABEL_ID, PERCENT_LABEL_ID):
+        for ds_items in (
+            (v1.data_entities, v2.data_entities),
+            (v1.public_entities, v2.public_entities),
+            (v1.enumerations, v2.enumerations),
+        ):
+            carriers = [
+                [
+                    i
+                    for i in items
+                    if i["LabelId"] == special
+                    or any(s["LabelId"] == special for s in i.get("Properties", ()))
+                ]
+                for items in ds_items
+            ]
+            assert carriers[0] == carriers[1]
+    # version 2 is consistent in itself
+    enum_names = {e["Name"] for e in v2.enumerations}
+    public_names = {p["Name"] for p in v2.public_entities}
+    for pe in v2.public_entities:
+        for p in pe["Properties"]:
+            if p["DataType"] == "Enum":
+                assert p["TypeName"].rsplit(".", 1)[-1] in enum_names
+        assert all(n["RelatedEntity"] in public_names for n in pe["NavigationProperties"])
+    assert v2.label_ids_referenced() <= set(v2.labels)
+    new_ids = v2.label_ids_referenced() - v1.label_ids_referenced()
+    assert new_ids and all(v2.labels[i] for i in new_ids)
+    assert v2.application_version.startswith("10.0.42.")
+    assert v1.application_version.startswith("10.0.41.")
+
+
+def test_version2_is_deterministic() -> None:
+    first, again = build_dataset("small", 2), build_dataset("small", 2)
+    assert first.changes and first.changes == again.changes
+    assert first == again  # data, labels, modules and versions too
+    assert build_dataset("small", 2, seed=7).changes != first.changes  # the seed decides
+
+
+def test_version1_records_no_changes() -> None:
+    assert build_dataset("small", 1).changes == []
+    assert build_dataset("small").changes == []

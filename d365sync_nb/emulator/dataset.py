@@ -1,8 +1,17 @@
 """Deterministic synthetic D365 F&O metadata, shaped exactly like the OData metadata service.
 
 ``build_dataset(scale, version, seed)`` returns the same :class:`Dataset` on every run: every
-random choice comes from one seeded :class:`random.Random`. Version 2 is version 1 plus a small,
-deterministic delta (modules, a few entities/enumerations, new labels and changed label texts).
+random choice comes from one seeded :class:`random.Random`.
+
+Version 2 is the next release of the same environment (application 10.0.41 -> 10.0.42): version
+1 plus a small, deterministic delta of every kind a metadata diff must find. New module versions;
+data entities and public entities added, removed and changed; fields (Properties) added, removed
+and changed (type, IsMandatory, LabelId, ...); navigation properties and actions added and removed;
+enumerations added and removed; enumeration members added, removed and changed (Value, LabelId);
+new labels and changed label texts. Every change made is recorded, one dict per change, in
+:attr:`Dataset.changes` (empty for version 1), so a diff can be checked exactly. The first public
+entity, ``NoYes``, the second enumeration and the items carrying the special label ids are never
+removed or changed.
 """
 
 from __future__ import annotations
@@ -298,6 +307,9 @@ class Dataset:
     modules: list[str]
     application_version: str
     platform_version: str
+    #: What this version changed against version 1 (empty for version 1): one dict per change
+    #: with keys kind, parent, name, change, attribute, before, after (see ``_apply_version2``).
+    changes: list[dict[str, Any]] = field(default_factory=list)
     _referenced: set[str] | None = field(default=None, init=False, repr=False, compare=False)
 
     def label_ids_referenced(self) -> set[str]:
@@ -827,23 +839,339 @@ def _modules(count: int, version: int) -> list[str]:
     return [_module_line(n, v, p) for n, v, p in selected]
 
 
-def _apply_version2(b: _Builder, labels: dict[str, str | None]) -> None:
-    """Delta of global version 2: a few more entities/enums, new labels, changed texts."""
+_CHANGE_KINDS = ("entity", "data_entity", "field", "navigation", "action", "enumeration", "member")
+_SNAKE_RE = re.compile(r"(?<!^)(?=[A-Z])")
+
+
+class _Delta:
+    """Applies the version 2 delta to a builder and records every change it makes."""
+
+    def __init__(self, b: _Builder, rng: random.Random) -> None:
+        self.b = b
+        self.rng = rng
+        self.rows: list[dict[str, Any]] = []
+
+    # -- recording -----------------------------------------------------------------------------
+    def record(self, kind: str, parent: str | None, name: str, change: str) -> None:
+        """One added/removed row."""
+        assert kind in _CHANGE_KINDS
+        self.rows.append(
+            {
+                "kind": kind,
+                "parent": parent,
+                "name": name,
+                "change": change,
+                "attribute": None,
+                "before": None,
+                "after": None,
+            }
+        )
+
+    def set(
+        self, kind: str, parent: str | None, item: dict[str, Any], key: str, value: Any
+    ) -> None:
+        """Change ``item[key]`` to ``value`` and record one changed row."""
+        before = item[key]
+        assert before != value, (kind, item["Name"], key)
+        item[key] = value
+        self.rows.append(
+            {
+                "kind": kind,
+                "parent": parent,
+                "name": item["Name"],
+                "change": "changed",
+                "attribute": _SNAKE_RE.sub("_", key).lower(),
+                "before": before,
+                "after": value,
+            }
+        )
+
+    def sorted_rows(self) -> list[dict[str, Any]]:
+        """The rows sorted by (kind, parent, name, change, attribute)."""
+        return sorted(
+            self.rows,
+            key=lambda r: (
+                r["kind"],
+                r["parent"] or "",
+                r["name"],
+                r["change"],
+                r["attribute"] or "",
+            ),
+        )
+
+    # -- data entities / public entities -------------------------------------------------------
+    def entities(self, protected: set[str], new_publics: set[str]) -> None:
+        """Remove 5 data entities (3 with public entities) and change 3."""
+        b, rng = self.b, self.rng
+        related = {
+            nav["RelatedEntity"] for pe in b.public_entities for nav in pe["NavigationProperties"]
+        }
+        old = [
+            de
+            for de in b.data_entities
+            if de["Name"] not in protected and de["PublicEntityName"] not in new_publics
+        ]
+        with_public = [
+            de for de in old if de["DataServiceEnabled"] and de["PublicEntityName"] not in related
+        ]
+        without_public = [de for de in old if not de["DataServiceEnabled"]]
+        removed = rng.sample(with_public, 3) + rng.sample(without_public, 2)
+        gone_de = {de["Name"] for de in removed}
+        gone_pe = {de["PublicEntityName"] for de in removed if de["DataServiceEnabled"]}
+        b.data_entities = [de for de in b.data_entities if de["Name"] not in gone_de]
+        b.public_entities = [pe for pe in b.public_entities if pe["Name"] not in gone_pe]
+        b.public_names = [n for n in b.public_names if n not in gone_pe]
+        for de in removed:
+            self.record("data_entity", None, de["Name"], "removed")
+        for de in removed[:3]:
+            self.record("entity", None, de["PublicEntityName"], "removed")
+
+        kept = [de for de in old if de["Name"] not in gone_de]
+        ro = rng.choice([de for de in kept if de["DataServiceEnabled"]])
+        category, dme = rng.sample([de for de in kept if de is not ro], 2)
+        pe = next(p for p in b.public_entities if p["Name"] == ro["PublicEntityName"])
+        self.set("data_entity", None, ro, "IsReadOnly", not ro["IsReadOnly"])
+        self.set("entity", None, pe, "IsReadOnly", ro["IsReadOnly"])
+        others = [c for c in ENTITY_CATEGORIES if c != category["EntityCategory"]]
+        self.set("data_entity", None, category, "EntityCategory", rng.choice(others))
+        self.set(
+            "data_entity", None, dme, "DataManagementEnabled", not dme["DataManagementEnabled"]
+        )
+
+    # -- fields, navigation properties, actions ------------------------------------------------
+    @staticmethod
+    def _used_names(pe: dict[str, Any]) -> set[str]:
+        """Property names other parts of the entity point at (never removed)."""
+        used: set[str] = set()
+        for nav in pe["NavigationProperties"]:
+            for c in nav["Constraints"]:
+                used.add(c.get("Property") or c.get("RelatedProperty") or "")
+        for action in pe["Actions"]:
+            used.add(action["FieldLookup"] or "")
+        for group in pe["PropertyGroups"]:
+            used.update(group["Properties"])
+        for p in pe["Properties"]:
+            used.update((p["DimensionLegalEntityProperty"], p["DimensionTypeProperty"]))
+        return used
+
+    def schema(self, eligible: list[dict[str, Any]]) -> None:
+        """Fields: 5 added, 5 removed, 5 changed; navigation and actions: 1 added, 1 removed."""
+        b, rng = self.b, self.rng
+        pool = rng.sample(eligible, len(eligible))  # every operation on its own entity
+
+        def take(ok: Any) -> dict[str, Any]:
+            for i, pe in enumerate(pool):
+                if ok(pe):
+                    return pool.pop(i)
+            raise RuntimeError("no public entity left for a version 2 change")
+
+        def plain(p: dict[str, Any]) -> bool:
+            return not p["IsKey"] and not p["IsDimension"] and p["LabelId"] != PERCENT_LABEL_ID
+
+        cum, total = b.vocab_cum, b.vocab_cum[-1]
+        for _ in range(5):  # fields added
+            pe = take(lambda _pe: True)
+            names = {p["Name"] for p in pe["Properties"]}
+            while True:
+                name, type_name, data_type, text = b.vocab[bisect_left(cum, rng.random() * total)]
+                if name not in names:
+                    break
+            label = b.labels.get(f"field:{name}", name, text)
+            prop = b._prop(
+                name, type_name, data_type, label, key=False, mandatory=rng.random() < 0.15
+            )
+            pe["Properties"].append(prop)
+            self.record("field", pe["Name"], name, "added")
+
+        def removable(pe: dict[str, Any]) -> list[dict[str, Any]]:
+            used = self._used_names(pe)
+            return [p for p in pe["Properties"] if plain(p) and p["Name"] not in used]
+
+        for _ in range(5):  # fields removed (never a key)
+            pe = take(removable)
+            prop = rng.choice(removable(pe))
+            pe["Properties"].remove(prop)
+            self.record("field", pe["Name"], prop["Name"], "removed")
+
+        def pick(ok: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+            pe = take(lambda e: any(plain(p) and ok(p) for p in e["Properties"]))
+            return pe, rng.choice([p for p in pe["Properties"] if plain(p) and ok(p)])
+
+        pe, prop = pick(lambda p: p["TypeName"] == "Edm.String")  # a type change
+        self.set("field", pe["Name"], prop, "TypeName", "Edm.Int64")
+        self.set("field", pe["Name"], prop, "DataType", "Int64")
+        pe, prop = pick(lambda p: True)
+        self.set("field", pe["Name"], prop, "IsMandatory", not prop["IsMandatory"])
+        pe, prop = pick(lambda p: True)
+        name = prop["Name"]
+        label = b.labels.get(f"v2:field:{pe['Name']}.{name}", name, f"{_humanize(name)} (new)")
+        self.set("field", pe["Name"], prop, "LabelId", label)
+        pe, prop = pick(lambda p: True)
+        self.set("field", pe["Name"], prop, "AllowEdit", not prop["AllowEdit"])
+        pe, prop = pick(lambda p: True)
+        self.set(
+            "field", pe["Name"], prop, "ConfigurationEnabled", not prop["ConfigurationEnabled"]
+        )
+
+        # a navigation property added, one removed
+        pe = take(lambda e: len(e["Properties"]) > 0)
+        navs = pe["NavigationProperties"]
+        names = {n["Name"] for n in navs}
+        related = rng.choice(b.public_names)
+        name, i = related, 1
+        while name in names:
+            i += 1
+            name = f"{related}{i}"
+        p = rng.choice(pe["Properties"])["Name"]
+        navs.append(
+            {
+                "Name": name,
+                "RelatedEntity": related,
+                "RelatedRelationName": pe["Name"],
+                "Cardinality": rng.choice(("Single", "Multiple")),
+                "Constraints": [
+                    {"@odata.type": REFERENTIAL, "Property": p, "ReferencedProperty": p}
+                ],
+            }
+        )
+        self.record("navigation", pe["Name"], name, "added")
+
+        def unique_navs(e: dict[str, Any]) -> bool:
+            names = [n["Name"] for n in e["NavigationProperties"]]
+            return bool(names) and len(set(names)) == len(names)
+
+        pe = take(unique_navs)
+        nav = pe["NavigationProperties"].pop(rng.randrange(len(pe["NavigationProperties"])))
+        self.record("navigation", pe["Name"], nav["Name"], "removed")
+
+        # an action added, one removed
+        pe = take(lambda e: len(e["Actions"]) < len(_ACTION_VERBS))
+        have = {a["Name"] for a in pe["Actions"]}
+        verb = rng.choice([v for v in _ACTION_VERBS if v not in have])
+        pe["Actions"].append(
+            {
+                "Name": verb,
+                "BindingKind": rng.choice(BINDING_KINDS),
+                "FieldLookup": None,
+                "Parameters": [
+                    {"Name": "_reason", "Type": {"TypeName": "Edm.String", "IsCollection": False}}
+                ],
+                "ReturnType": {"TypeName": "Edm.Boolean", "IsCollection": False},
+            }
+        )
+        self.record("action", pe["Name"], verb, "added")
+        pe = take(lambda e: len(e["Actions"]) > 0)
+        action = pe["Actions"].pop(rng.randrange(len(pe["Actions"])))
+        self.record("action", pe["Name"], action["Name"], "removed")
+
+    # -- enumerations ---------------------------------------------------------------------------
+    def enumerations(self, protected: set[str], new_enums: set[str]) -> None:
+        """Remove 5 unreferenced enumerations; members: 5 added, 2 removed, 2 changed."""
+        b, rng = self.b, self.rng
+        type_names = {p["TypeName"] for pe in b.public_entities for p in pe["Properties"]}
+        referenced = {t.rsplit(".", 1)[-1] for t in type_names}
+        old = [
+            en
+            for en in b.enumerations
+            if en["Name"] not in protected
+            and en["Name"] not in new_enums
+            and en["LabelId"] != SPACE_LABEL_ID
+        ]
+        removed = rng.sample([en for en in old if en["Name"] not in referenced], 5)
+        gone = {en["Name"] for en in removed}
+        b.enumerations = [en for en in b.enumerations if en["Name"] not in gone]
+        for en in removed:
+            self.record("enumeration", None, en["Name"], "removed")
+
+        kept = [en for en in old if en["Name"] not in gone]
+        pool = rng.sample(kept, len(kept))  # every operation on its own enumeration
+        for en in pool[:5]:  # members added
+            members = en["Members"]
+            have = {m["Name"] for m in members}
+            name = rng.choice([m for m in _MEMBER_NAMES if m not in have])
+            members.append(
+                {
+                    "Name": name,
+                    "Value": max(m["Value"] for m in members) + 1,
+                    "LabelId": b.labels.get(f"member:{name}", name, _humanize(name)),
+                    "ConfigurationEnabled": True,
+                }
+            )
+            self.record("member", en["Name"], name, "added")
+        del pool[:5]
+        for _ in range(2):  # members removed, from enumerations that keep at least two
+            en = pool.pop(next(i for i, e in enumerate(pool) if len(e["Members"]) > 2))
+            member = en["Members"].pop(rng.randrange(len(en["Members"])))
+            self.record("member", en["Name"], member["Name"], "removed")
+        en = pool[0]
+        member = rng.choice(en["Members"])
+        top = max(m["Value"] for m in en["Members"])
+        self.set("member", en["Name"], member, "Value", top + rng.randint(1, 5))
+        en = pool[1]
+        member = rng.choice(en["Members"])
+        name = member["Name"]
+        label = b.labels.get(f"v2:member:{en['Name']}.{name}", name, f"{_humanize(name)} (new)")
+        self.set("member", en["Name"], member, "LabelId", label)
+
+
+def _apply_version2(b: _Builder, labels: dict[str, str | None]) -> list[dict[str, Any]]:
+    """Turn version 1 into the next release; return the changes made, sorted.
+
+    Added: 6 data entities (4 with public entities), 3 enumerations, 5 fields, 5 enumeration
+    members, a navigation property and an action. Removed: 5 data entities (3 with their public
+    entities, none a navigation target), 5 enumerations no property uses, 5 non-key fields
+    nothing in their entity points at, 2 members, a navigation property and an action. Changed:
+    3 data entities (IsReadOnly, also on its public entity; EntityCategory;
+    DataManagementEnabled), 5 fields (TypeName and DataType; IsMandatory; LabelId to a new
+    label; AllowEdit; ConfigurationEnabled), a member's Value and another member's LabelId, and
+    8 label texts. Each field, navigation property, action and member operation is on its own
+    entity or enumeration, present in both versions.
+    """
     rng = random.Random(f"d365sync-emulator:v2:{b.spec.data_entities}:{b.seed}")
     b.rng = b.labels.rng = rng
     candidates = sorted(i for i in b.referenced if labels[i] and i != QUOTE_LABEL_ID)
     for i in rng.sample(candidates, 8):
         labels[i] = f"{labels[i]} (revised)"
     b.labels.cap = len(b.labels.ids) + 1_000  # new keys get new ids again
+
+    # never removed or changed: the first public entity (built with force_all), the items that
+    # carry the special label ids, the first data entity, NoYes and the second enumeration
+    first = b.public_entities[0]["Name"]
+    special = {QUOTE_LABEL_ID, SPACE_LABEL_ID, PERCENT_LABEL_ID}
+    keep_publics = {first} | {
+        pe["Name"]
+        for pe in b.public_entities
+        if not special.isdisjoint([pe["LabelId"], *(p["LabelId"] for p in pe["Properties"])])
+    }
+    keep_des = {b.data_entities[0]["Name"]} | {
+        de["Name"]
+        for de in b.data_entities
+        if de["LabelId"] in special or de["PublicEntityName"] in keep_publics
+    }
+    keep_enums = {"NoYes", b.enumerations[1]["Name"]}
+    v1_publics = [pe for pe in b.public_entities if pe["Name"] not in keep_publics]
+
+    delta = _Delta(b, rng)
     new_des = [b.make_data_entity(b.entity_names()) for _ in range(6)]
     b.data_entities.extend(new_des)
+    for de in new_des:
+        delta.record("data_entity", None, de["Name"], "added")
     for de in new_des[:4]:
         de["DataServiceEnabled"] = True
         b.public_entities.append(b.make_public_entity(de))
-    for _ in range(3):
-        b.enumerations.append(b.make_enum(b.enum_name()))
+        delta.record("entity", None, de["PublicEntityName"], "added")
+    new_enums = [b.make_enum(b.enum_name()) for _ in range(3)]
+    b.enumerations.extend(new_enums)
+    for en in new_enums:
+        delta.record("enumeration", None, en["Name"], "added")
+
+    delta.entities(keep_des, {de["PublicEntityName"] for de in new_des})
+    present = {pe["Name"] for pe in b.public_entities}
+    delta.schema([pe for pe in v1_publics if pe["Name"] in present])
+    delta.enumerations(keep_enums, {en["Name"] for en in new_enums})
     for label_id, text in b.labels.texts.items():
         labels.setdefault(label_id, text)
+    return delta.sorted_rows()
 
 
 def build_dataset(scale: str = "small", version: int = 1, seed: int = 365) -> Dataset:
@@ -859,8 +1187,7 @@ def build_dataset(scale: str = "small", version: int = 1, seed: int = 365) -> Da
     b.build_entities()
     b.place_special_labels()
     labels = b.finalize_labels()
-    if version == 2:
-        _apply_version2(b, labels)
+    changes = _apply_version2(b, labels) if version == 2 else []
     return Dataset(
         scale=scale,
         version=version,
@@ -870,6 +1197,7 @@ def build_dataset(scale: str = "small", version: int = 1, seed: int = 365) -> Da
         enumerations=b.enumerations,
         labels=labels,
         modules=_modules(b.spec.modules, version),
-        application_version="10.0.41.2095" if version == 1 else "10.0.41.2096",
+        application_version="10.0.41.2095" if version == 1 else "10.0.42.2150",
         platform_version="7.0.7367.49" if version == 1 else "7.0.7367.52",
+        changes=changes,
     )
