@@ -55,23 +55,28 @@ class Builds:
         modules = json.dumps([m.model_dump() for m in env.modules])
         now = now_iso()
         with self.db.write() as conn:
-            conn.execute(
-                "INSERT INTO versions(modules_hash, modules_json, module_count,"
-                " application_version, platform_version, first_seen, last_detected)"
-                " VALUES (?,?,?,?,?,?,?)"
-                " ON CONFLICT(modules_hash) DO UPDATE SET last_detected = excluded.last_detected,"
-                " application_version = excluded.application_version,"
-                " platform_version = excluded.platform_version",
-                (
-                    env.modules_hash,
-                    modules,
-                    len(env.modules),
-                    env.application_version,
-                    env.platform_version,
-                    now,
-                    now,
-                ),
-            )
+            # update first: an upsert that conflicts would still use up an AUTOINCREMENT id,
+            # and version ids are what users type (--version 2)
+            seen = conn.execute(
+                "UPDATE versions SET last_detected = ?, application_version = ?,"
+                " platform_version = ? WHERE modules_hash = ?",
+                (now, env.application_version, env.platform_version, env.modules_hash),
+            ).rowcount
+            if not seen:
+                conn.execute(
+                    "INSERT INTO versions(modules_hash, modules_json, module_count,"
+                    " application_version, platform_version, first_seen, last_detected)"
+                    " VALUES (?,?,?,?,?,?,?)",
+                    (
+                        env.modules_hash,
+                        modules,
+                        len(env.modules),
+                        env.application_version,
+                        env.platform_version,
+                        now,
+                        now,
+                    ),
+                )
             row = conn.execute(
                 "SELECT id FROM versions WHERE modules_hash = ?", (env.modules_hash,)
             ).fetchone()
