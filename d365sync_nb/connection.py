@@ -30,7 +30,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from d365sync_nb.arguments import bounded_int, non_negative_float
-from d365sync_nb.config import ConnectionSettings, profile_secrets, resolve_settings
+from d365sync_nb.config import (
+    ConnectionSettings,
+    load_profiles,
+    profile_secrets,
+    resolve_settings,
+    validate_base_url,
+)
 from d365sync_nb.errors import ConfigurationError
 from d365sync_nb.redaction import environment_secrets
 from d365sync_nb.store import store_path
@@ -352,3 +358,32 @@ def connect_from_args(args: argparse.Namespace, **overrides: Any) -> Connection:
     options["scale"] = options["scale"] or "small"
     options.update(overrides)
     return connect(**options)
+
+
+def cache_file_of(environment: str, cache_dir: Path) -> Path:
+    """Another environment's cache file, named by its path, a base URL, a profile, or its cache
+    name in ``cache_dir`` (``demo-small``); a ConfigurationError when there is none."""
+    text = (environment or "").strip()
+    if not text:
+        raise ConfigurationError("Name the other environment: a profile, base URL or cache file")
+    if "://" in text:
+        settings = ConnectionSettings(base_url=validate_base_url(text), cache_dir=cache_dir)
+        path = store_path(cache_dir, settings.environment_name)
+    elif Path(text).expanduser().is_file():
+        return Path(text).expanduser()
+    elif text in load_profiles():
+        settings = resolve_settings(profile=text)
+        path = store_path(settings.resolved_cache_dir(), settings.environment_name)
+    else:
+        path = store_path(cache_dir, text)
+        if not path.is_file():
+            names = sorted(p.stem for p in cache_dir.glob("*.sqlite3"))
+            raise ConfigurationError(
+                f"No environment {text!r}: not a cache file, base URL, profile, or cache in "
+                f"{cache_dir} (caches there: {', '.join(names) or 'none'})"
+            )
+    if not path.is_file():
+        raise ConfigurationError(
+            f"No cache of {text!r} yet (expected {path}): sync that environment first"
+        )
+    return path

@@ -32,6 +32,13 @@ class SessionNotFoundError(D365SyncError, KeyError):
         return str(self.args[0]) if self.args else "session not found"
 
 
+class NotInCacheError(D365SyncError, KeyError):
+    """The cache holds no such version, entity or enumeration (the message names close ones)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else "not in the cache"
+
+
 class SessionConflictError(D365SyncError):
     """A sync session is already running for this version."""
 

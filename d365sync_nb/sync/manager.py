@@ -29,6 +29,7 @@ from d365sync_nb.errors import (
     SessionConflictError,
     SessionNotFoundError,
 )
+from d365sync_nb.explorer import MetadataExplorer
 from d365sync_nb.metadata import EnvironmentVersion
 from d365sync_nb.models import (
     DEFAULT_PHASE_WEIGHTS,
@@ -603,6 +604,11 @@ class SyncSessionManager:
 
     def search(self, text: str, limit: int = 20) -> list[dict[str, Any]]:
         return self.store.index.search(text, limit=limit)
+
+    @property
+    def explorer(self) -> MetadataExplorer:
+        """Tables, diffs and exports of this environment's cached metadata."""
+        return MetadataExplorer(self.store, self.settings.language)
 
     # -- closing -----------------------------------------------------------------------
     def close(self) -> None:

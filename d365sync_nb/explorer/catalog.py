@@ -1,0 +1,330 @@
+"""The tables of one cached version: entities, fields, relations, enumerations, members, labels.
+
+A :class:`Catalog` reads one build (the visible build of a version) through a ``query``
+function, so it works on this environment's cache and on another one opened read-only alike.
+Label texts come from the cache's label dictionary in the connection's language.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import json
+import sqlite3
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from d365sync_nb.errors import ConfigurationError, NotInCacheError
+from d365sync_nb.explorer.table import Table, columns
+from d365sync_nb.store.builds import LABELLED_TABLES
+
+Query = Callable[[str, Sequence[Any]], list[sqlite3.Row]]
+
+ENTITY_COLUMNS = columns(
+    "data_entity public_entity collection category is_read_only:boolean"
+    " data_service_enabled:boolean data_management_enabled:boolean fields:Int64 label_id label"
+)
+FIELD_COLUMNS = columns(
+    "name data_type type_name is_key:boolean is_mandatory:boolean allow_edit:boolean"
+    " allow_edit_on_create:boolean is_dimension:boolean label_id label enum"
+)
+RELATION_COLUMNS = columns("name related_entity related_relation_name cardinality constraints")
+ACTION_COLUMNS = columns(
+    "name binding_kind field_lookup parameters return_type return_is_collection:boolean"
+)
+ENUM_COLUMNS = columns("name label_id label members:Int64")
+MEMBER_COLUMNS = columns("name value:Int64 label_id label configuration_enabled:boolean")
+LABEL_COLUMNS = columns("label_id language text status")
+LABEL_STATUSES = ("found", "empty", "missing", "not_synced")  # not_synced: no text fetched yet
+ENUM_PREFIX = "Microsoft.Dynamics.DataEntities."
+
+_LABEL = "(SELECT l.value FROM labels l WHERE l.label_id = {t}.label_id AND l.language = ?)"
+
+
+class Catalog:
+    """Read-only tables of one build, with label texts in ``language``."""
+
+    def __init__(self, query: Query, build_id: int, language: str, version: str) -> None:
+        self._query = query
+        self.build_id = build_id
+        self.language = language
+        self.version = version  # how messages name it, e.g. "version 2 (10.0.42.2150)"
+
+    def _rows(self, sql: str, *params: Any) -> list[sqlite3.Row]:
+        return self._query(sql, params)
+
+    # -- entities ------------------------------------------------------------------------------
+    def entities(self, pattern: str | None = None, category: str | None = None) -> Table:
+        """Data entities with their public names, flags, field count and label text.
+
+        ``pattern`` (case-insensitive substring, or a glob with ``*?[``) matches the data
+        entity, public entity or collection name; ``category`` the entity category.
+        """
+        rows = self._rows(
+            "SELECT d.name, d.public_entity_name, d.public_collection_name, d.entity_category,"
+            " d.is_read_only, d.data_service_enabled, d.data_management_enabled,"
+            " CASE WHEN p.name IS NULL THEN NULL ELSE (SELECT count(*) FROM entity_properties f"
+            "  WHERE f.build_id = d.build_id AND f.entity_name = p.name) END,"
+            f" d.label_id, {_LABEL.format(t='d')}"
+            " FROM data_entities d LEFT JOIN public_entities p"
+            "  ON p.build_id = d.build_id AND p.name = d.public_entity_name"
+            " WHERE d.build_id = ? ORDER BY d.name",
+            self.language,
+            self.build_id,
+        )
+        match = matcher(pattern)
+        if category is not None:
+            wanted = category.strip().lower()
+            known = sorted({r[3] for r in rows if r[3]})
+            if wanted not in {k.lower() for k in known}:
+                raise ConfigurationError(
+                    f"No entity category {category!r} in {self.version}; "
+                    f"categories: {', '.join(known) or 'none'}"
+                )
+            rows = [r for r in rows if (r[3] or "").lower() == wanted]
+        rows = [r for r in rows if match(r[0], r[1], r[2])]
+        return Table.from_rows("entities", ENTITY_COLUMNS, rows, f"entities of {self.version}")
+
+    def resolve_entity(self, name: str) -> str:
+        """The public entity named by a data entity, public entity or collection name (any
+        case). Raises NotInCacheError naming close matches."""
+        text = (name or "").strip()
+        if not text:
+            raise ConfigurationError("Give an entity: a data entity, public entity or collection")
+        public = self._rows(
+            "SELECT name, entity_set_name FROM public_entities WHERE build_id = ?", self.build_id
+        )
+        data = self._rows(
+            "SELECT name, public_entity_name, public_collection_name FROM data_entities"
+            " WHERE build_id = ?",
+            self.build_id,
+        )
+        publics = {r[0] for r in public}
+        by_name: dict[str, str] = {}
+        for entity, collection in public:
+            by_name.setdefault(entity.lower(), entity)
+            if collection:
+                by_name.setdefault(collection.lower(), entity)
+        schemaless: dict[str, str] = {}
+        for de, pe, _collection in data:
+            if pe in publics:
+                by_name.setdefault(de.lower(), pe)
+            else:
+                schemaless[de.lower()] = de
+                if pe:
+                    schemaless.setdefault(pe.lower(), de)
+        key = text.lower()
+        if key in by_name:
+            return by_name[key]
+        if key in schemaless:
+            raise NotInCacheError(
+                f"{schemaless[key]} is a data entity without a public schema in {self.version} "
+                "(not enabled for the data service): it has no fields or relations to show"
+            )
+        names = sorted({*(r[0] for r in public), *(r[1] for r in public if r[1])})
+        names += sorted(r[0] for r in data)
+        raise NotInCacheError(f"No entity {text!r} in {self.version}" + close_matches(text, names))
+
+    def fields(self, entity: str) -> Table:
+        """One row per property of an entity (any of its names), with label text and enum."""
+        name = self.resolve_entity(entity)
+        rows = self._field_rows("AND entity_name = ?", name)
+        return Table.from_rows(
+            "fields", FIELD_COLUMNS, [r[1:] for r in rows], f"fields of {name} ({self.version})"
+        )
+
+    def all_fields(self) -> Table:
+        """Every entity's properties, with an ``entity`` column first (for export)."""
+        return Table.from_rows(
+            "fields", columns("entity") + FIELD_COLUMNS, self._field_rows(""), "fields"
+        )
+
+    def _field_rows(self, where: str, *params: Any) -> list[tuple[Any, ...]]:
+        rows = self._rows(
+            "SELECT entity_name, name, data_type, type_name, is_key, is_mandatory, allow_edit,"
+            f" allow_edit_on_create, is_dimension, label_id, {_LABEL.format(t='t')}"
+            f" FROM entity_properties t WHERE build_id = ? {where} ORDER BY entity_name, ordinal",
+            self.language,
+            self.build_id,
+            *params,
+        )
+        return [(*r, enum_of(r[2], r[3])) for r in rows]
+
+    # -- relations and actions -----------------------------------------------------------------
+    def relations(self, entity: str) -> Table:
+        """An entity's navigation properties: related entity, cardinality, constraints."""
+        name = self.resolve_entity(entity)
+        rows = self._relation_rows("AND entity_name = ?", name)
+        return Table.from_rows(
+            "relations",
+            RELATION_COLUMNS,
+            [r[1:] for r in rows],
+            f"relations of {name} ({self.version})",
+        )
+
+    def all_relations(self) -> Table:
+        return Table.from_rows(
+            "relations", columns("entity") + RELATION_COLUMNS, self._relation_rows(""), "relations"
+        )
+
+    def _relation_rows(self, where: str, *params: Any) -> list[tuple[Any, ...]]:
+        rows = self._rows(
+            "SELECT entity_name, name, related_entity, related_relation_name, cardinality,"
+            f" constraints_json FROM navigation_properties WHERE build_id = ? {where}"
+            " ORDER BY entity_name, ordinal",
+            self.build_id,
+            *params,
+        )
+        return [(*r[:5], constraints_text(r[5])) for r in rows]
+
+    def actions(self, entity: str) -> Table:
+        """An entity's OData actions: binding, parameters, return type."""
+        name = self.resolve_entity(entity)
+        rows = self._action_rows("AND entity_name = ?", name)
+        return Table.from_rows(
+            "actions", ACTION_COLUMNS, [r[1:] for r in rows], f"actions of {name} ({self.version})"
+        )
+
+    def all_actions(self) -> Table:
+        return Table.from_rows(
+            "actions", columns("entity") + ACTION_COLUMNS, self._action_rows(""), "actions"
+        )
+
+    def _action_rows(self, where: str, *params: Any) -> list[tuple[Any, ...]]:
+        rows = self._rows(
+            "SELECT entity_name, name, binding_kind, field_lookup, parameters_json,"
+            f" return_type_name, return_is_collection FROM entity_actions WHERE build_id = ?"
+            f" {where} ORDER BY entity_name, ordinal",
+            self.build_id,
+            *params,
+        )
+        return [(*r[:4], parameters_text(r[4]), *r[5:]) for r in rows]
+
+    # -- enumerations --------------------------------------------------------------------------
+    def enums(self, pattern: str | None = None) -> Table:
+        """Enumerations (name or label matching ``pattern``) with label text and member count."""
+        rows = self._rows(
+            f"SELECT name, label_id, {_LABEL.format(t='e')}, (SELECT count(*) FROM"
+            " enumeration_members m WHERE m.build_id = e.build_id AND m.enum_name = e.name)"
+            " FROM enumerations e WHERE build_id = ? ORDER BY name",
+            self.language,
+            self.build_id,
+        )
+        match = matcher(pattern)
+        rows = [r for r in rows if match(r[0], r[2])]
+        return Table.from_rows("enums", ENUM_COLUMNS, rows, f"enumerations of {self.version}")
+
+    def resolve_enum(self, name: str) -> str:
+        text = (name or "").strip()
+        if not text:
+            raise ConfigurationError("Give an enumeration name, e.g. NoYes")
+        names = [r[0] for r in self._rows("SELECT name FROM enumerations WHERE build_id = ?",
+                                          self.build_id)]  # fmt: skip
+        exact = {n.lower(): n for n in names}
+        key = text.removeprefix(ENUM_PREFIX).lower()
+        if key in exact:
+            return exact[key]
+        raise NotInCacheError(
+            f"No enumeration {text!r} in {self.version}" + close_matches(text, sorted(names))
+        )
+
+    def members(self, enum: str) -> Table:
+        """The members of an enumeration: value, label id and text."""
+        name = self.resolve_enum(enum)
+        rows = self._member_rows("AND enum_name = ?", name)
+        return Table.from_rows(
+            "members", MEMBER_COLUMNS, [r[1:] for r in rows], f"members of {name} ({self.version})"
+        )
+
+    def all_members(self) -> Table:
+        return Table.from_rows(
+            "members", columns("enumeration") + MEMBER_COLUMNS, self._member_rows(""), "members"
+        )
+
+    def _member_rows(self, where: str, *params: Any) -> list[sqlite3.Row]:
+        return self._rows(
+            f"SELECT enum_name, name, value, label_id, {_LABEL.format(t='t')},"
+            " configuration_enabled FROM enumeration_members t WHERE build_id = ?"
+            f" {where} ORDER BY enum_name, ordinal",
+            self.language,
+            self.build_id,
+            *params,
+        )
+
+    # -- labels --------------------------------------------------------------------------------
+    def labels(self, pattern: str | None = None, *, missing: bool = False) -> Table:
+        """The labels this version references: text and status (found, empty, missing from
+        the service, or not synced yet). ``pattern`` matches the id or the text; ``missing``
+        keeps the ones without a text."""
+        ids = " UNION ".join(
+            f"SELECT label_id FROM {t} WHERE build_id = ?1 AND label_id IS NOT NULL"
+            " AND label_id != ''"
+            for t in LABELLED_TABLES
+        )
+        rows = self._rows(
+            f"SELECT i.label_id, ?2, l.value, coalesce(l.status, 'not_synced') FROM ({ids}) i"
+            " LEFT JOIN labels l ON l.label_id = i.label_id AND l.language = ?2"
+            " ORDER BY i.label_id",
+            self.build_id,
+            self.language,
+        )
+        match = matcher(pattern)
+        rows = [r for r in rows if match(r[0], r[2]) and not (missing and r[3] == "found")]
+        what = "labels without a text" if missing else "labels"
+        return Table.from_rows("labels", LABEL_COLUMNS, rows, f"{what} of {self.version}")
+
+
+# -- helpers -------------------------------------------------------------------------------------
+def matcher(pattern: str | None) -> Callable[..., bool]:
+    """A case-insensitive test of names: substring, or glob when ``pattern`` has ``*?[``."""
+    if pattern is None or not pattern.strip():
+        return lambda *names: True
+    text = pattern.strip().lower()
+    if any(c in text for c in "*?["):
+        return lambda *names: any(n and fnmatch.fnmatchcase(n.lower(), text) for n in names)
+    return lambda *names: any(n and text in n.lower() for n in names)
+
+
+def close_matches(text: str, names: Sequence[str], n: int = 5) -> str:
+    """``"; close matches: A, B"`` (by spelling, then by substring), or a hint when none."""
+    lowered: dict[str, str] = {}
+    for name in names:
+        lowered.setdefault(name.lower(), name)
+    key = text.lower()
+    found = [lowered[m] for m in difflib.get_close_matches(key, list(lowered), n=n, cutoff=0.6)]
+    if len(found) < n:
+        found += [v for k, v in lowered.items() if key in k and v not in found][: n - len(found)]
+    if not found:
+        return "; no close match (list them with `entities PATTERN` or `enums PATTERN`)"
+    return f"; close matches: {', '.join(found)}"
+
+
+def enum_of(data_type: str | None, type_name: str | None) -> str | None:
+    """The enumeration of an Enum property (its type name without the namespace)."""
+    if data_type != "Enum" or not type_name:
+        return None
+    return type_name.rsplit(".", 1)[-1]
+
+
+def constraints_text(raw: str | None) -> str | None:
+    """Stored constraints as one line: ``A = B`` (referential), ``A = 'v'`` (fixed)."""
+    if not raw:
+        return None
+    parts = []
+    for c in json.loads(raw):
+        value = c.get("ValueStr") or c.get("Value")
+        if c.get("kind") == "Referential":
+            parts.append(f"{c.get('Property')} = {c.get('ReferencedProperty')}")
+        elif c.get("kind") == "Fixed":
+            parts.append(f"{c.get('Property')} = {value!r}")
+        else:
+            parts.append(f"related.{c.get('RelatedProperty')} = {value!r}")
+    return "; ".join(parts) or None
+
+
+def parameters_text(raw: str | None) -> str | None:
+    """Stored action parameters as ``name: Type, ...``."""
+    if not raw:
+        return None
+    params = json.loads(raw)
+    return ", ".join(f"{p.get('Name')}: {(p.get('Type') or {}).get('TypeName')}" for p in params)

@@ -1,0 +1,205 @@
+"""What changed between two builds of metadata (two versions, or two environments).
+
+One row per change: ``kind`` (entity, data_entity, field, navigation, action, enumeration,
+member), ``parent`` (the entity or enumeration it belongs to), ``name``, ``change`` (added,
+removed, changed) and, for a change, the ``attribute`` with its ``before`` and ``after``. Fields,
+relations and actions are compared only on entities present in both (an added entity is one
+row), members only on enumerations present in both. Positions (ordinals) are not compared.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from d365sync_nb.explorer.table import Table, columns
+
+Query = Callable[[str, Sequence[Any]], list[Any]]
+
+DIFF_COLUMNS = columns("kind parent name change attribute before after")
+CHANGES = ("added", "removed", "changed")
+
+
+@dataclass(frozen=True)
+class Kind:
+    """How one kind of metadata is compared: its table, key columns and attributes."""
+
+    kind: str
+    plural: str
+    table: str
+    parent: str | None  # the parent's key column (entity_name, enum_name)
+    parent_kind: str | None  # compared only where this parent kind exists in both
+    attributes: tuple[str, ...]  # column names; ``x_json`` is reported as ``x``
+    booleans: frozenset[str] = frozenset()
+
+
+KINDS: tuple[Kind, ...] = (
+    Kind("entity", "entities", "public_entities", None, None,
+         ("entity_set_name", "label_id", "is_read_only", "configuration_enabled"),
+         frozenset({"is_read_only", "configuration_enabled"})),
+    Kind("data_entity", "data entities", "data_entities", None, None,
+         ("public_entity_name", "public_collection_name", "label_id", "data_service_enabled",
+          "data_management_enabled", "entity_category", "is_read_only"),
+         frozenset({"data_service_enabled", "data_management_enabled", "is_read_only"})),
+    Kind("field", "fields", "entity_properties", "entity_name", "entity",
+         ("type_name", "data_type", "label_id", "is_key", "is_mandatory",
+          "configuration_enabled", "allow_edit", "allow_edit_on_create", "is_dimension",
+          "dimension_relation", "is_dynamic_dimension", "dimension_legal_entity_property",
+          "dimension_type_property"),
+         frozenset({"is_key", "is_mandatory", "configuration_enabled", "allow_edit",
+                    "allow_edit_on_create", "is_dimension", "is_dynamic_dimension"})),
+    Kind("navigation", "relations", "navigation_properties", "entity_name", "entity",
+         ("related_entity", "related_relation_name", "cardinality", "constraints_json")),
+    Kind("action", "actions", "entity_actions", "entity_name", "entity",
+         ("binding_kind", "field_lookup", "parameters_json", "return_type_name",
+          "return_is_collection"),
+         frozenset({"return_is_collection"})),
+    Kind("enumeration", "enumerations", "enumerations", None, None, ("label_id",)),
+    Kind("member", "members", "enumeration_members", "enum_name", "enumeration",
+         ("value", "label_id", "configuration_enabled"), frozenset({"configuration_enabled"})),
+)  # fmt: skip
+KIND_NAMES = tuple(k.kind for k in KINDS)
+
+Snapshot = dict[tuple[str, str], tuple[Any, ...]]  # (parent or "", name) -> attribute values
+Side = tuple[str, int]  # (schema: "main" or an attached database, build id)
+
+
+def _differing(query: Query, kind: Kind, mine: Side, theirs: Side) -> Snapshot:
+    """``mine``'s rows of a kind that ``theirs`` lacks as they are (added, removed or changed),
+    keyed by (parent, name). SQLite's EXCEPT does the work: only the differences reach Python."""
+    parent = kind.parent or "''"
+    cols = f"{parent}, name, {', '.join(kind.attributes)}"
+    rows = query(
+        f"SELECT {cols} FROM {mine[0]}.{kind.table} WHERE build_id = ?"
+        f" EXCEPT SELECT {cols} FROM {theirs[0]}.{kind.table} WHERE build_id = ?",
+        (mine[1], theirs[1]),
+    )
+    return {(r[0], r[1]): tuple(r[2:]) for r in rows}
+
+
+def _names(query: Query, kind: Kind, side: Side) -> set[str]:
+    rows = query(f"SELECT name FROM {side[0]}.{kind.table} WHERE build_id = ?", (side[1],))
+    return {r[0] for r in rows}
+
+
+def diff_builds(query: Query, before: Side, after: Side) -> list[dict[str, Any]]:
+    """Every change from build ``before`` to build ``after`` (each ``(schema, build_id)``, both
+    reachable by ``query``), sorted by kind, parent, name, change, attribute."""
+    out: list[dict[str, Any]] = []
+    parents: dict[str, set[str]] = {}  # entity/enumeration names present in both builds
+    for kind in KINDS:
+        if kind.parent is None:
+            parents[kind.kind] = _names(query, kind, before) & _names(query, kind, after)
+        old = _differing(query, kind, before, after)
+        new = _differing(query, kind, after, before)
+        out.extend(_compare(kind, old, new, parents.get(kind.parent_kind or "")))
+    order = {k: i for i, k in enumerate(KIND_NAMES)}
+    change_order = {c: i for i, c in enumerate(CHANGES)}
+    out.sort(
+        key=lambda r: (
+            order[r["kind"]],
+            r["parent"] or "",
+            r["name"],
+            change_order[r["change"]],
+            r["attribute"] or "",
+        )
+    )
+    return out
+
+
+def _compare(
+    kind: Kind, old: Snapshot, new: Snapshot, parents: set[str] | None
+) -> list[dict[str, Any]]:
+    """Rows of ``old`` and ``new`` that differ: keys in both are changed, the rest removed or
+    added (only under ``parents`` present in both, for kinds that have a parent)."""
+    rows: list[dict[str, Any]] = []
+
+    def row(key: tuple[str, str], change: str, attr: str | None = None, a: Any = None,
+            b: Any = None) -> dict[str, Any]:  # fmt: skip
+        return {
+            "kind": kind.kind,
+            "parent": key[0] or None,
+            "name": key[1],
+            "change": change,
+            "attribute": attr,
+            "before": a,
+            "after": b,
+        }
+
+    def relevant(key: tuple[str, str]) -> bool:
+        return parents is None or key[0] in parents
+
+    for key in old.keys() - new.keys():
+        if relevant(key):
+            rows.append(row(key, "removed"))
+    for key in new.keys() - old.keys():
+        if relevant(key):
+            rows.append(row(key, "added"))
+    for key in old.keys() & new.keys():
+        a, b = old[key], new[key]
+        for attr, x, y in zip(kind.attributes, a, b, strict=True):
+            if x != y:
+                name = attr.removesuffix("_json")
+                rows.append(row(key, "changed", name, _value(kind, attr, x), _value(kind, attr, y)))
+    return rows
+
+
+def _value(kind: Kind, attr: str, value: Any) -> Any:
+    """A stored value as the service gave it (booleans, parsed JSON)."""
+    if value is None:
+        return None
+    if attr in kind.booleans:
+        return bool(value)
+    if attr.endswith("_json"):
+        return json.loads(value)
+    return value
+
+
+def summarize(changes: Sequence[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """Per kind: items added, removed and changed (an item with several attributes counts once)."""
+    counts: dict[str, dict[str, int]] = {}
+    changed: dict[str, set[tuple[Any, Any]]] = {}
+    for c in changes:
+        per = counts.setdefault(c["kind"], dict.fromkeys(CHANGES, 0))
+        if c["change"] == "changed":
+            seen = changed.setdefault(c["kind"], set())
+            if (c["parent"], c["name"]) in seen:
+                continue
+            seen.add((c["parent"], c["name"]))
+        per[c["change"]] += 1
+    return {k: counts[k] for k in KIND_NAMES if k in counts}
+
+
+def summary_text(summary: dict[str, dict[str, int]]) -> str:
+    """``+5 entities, -5, 5 changed; +5 fields, -5; -5 enumerations`` (or ``no changes``)."""
+    plural = {k.kind: k.plural for k in KINDS}
+    parts = []
+    for kind, n in summary.items():
+        bits = []
+        for change, sign in (("added", "+"), ("removed", "-")):
+            if n[change]:
+                bits.append(f"{sign}{n[change]:,}")
+        if n["changed"]:
+            bits.append(f"{n['changed']:,} changed")
+        if bits:
+            bits[0] = f"{bits[0]} {plural[kind]}" if bits[0][0] in "+-" else (
+                f"{plural[kind]}: {bits[0]}")  # fmt: skip
+            parts.append(", ".join(bits))
+    return "; ".join(parts) or "no changes"
+
+
+def changes_table(changes: Sequence[dict[str, Any]], title: str) -> Table:
+    """The changes as a table; ``before``/``after`` as text (JSON for lists and booleans)."""
+    names = [c.name for c in DIFF_COLUMNS]
+    rows = [
+        tuple(_cell(c[n]) if n in ("before", "after") else c[n] for n in names) for c in changes
+    ]
+    return Table("diff", DIFF_COLUMNS, rows, title)
+
+
+def _cell(value: Any) -> Any:
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value)
