@@ -1,5 +1,5 @@
 """The ``d365sync`` command: emulator, sync, history, requests, diagnose, compare, search, demo
-(and mcp).
+(and mcp); the metadata explorer's commands are in :mod:`d365sync_nb.cli_explorer`.
 
 Bad input is one line on stderr and exit code 2 (a usage error: argparse's and the core's
 ConfigurationError alike); an operation that failed (an unknown session, the service) exits 1.
@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from d365sync_nb import diagnostics, render
+from d365sync_nb import cli_explorer, diagnostics, render
 from d365sync_nb.arguments import bounded_int, non_negative_float, probability
 from d365sync_nb.connection import (
     Connection,
@@ -86,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         choices=(1, 2),
-        help="which release of the emulated environment to serve (2: the 'upgraded' one)",
+        help="which release of the emulated environment to serve (2: the next release, with "
+        "entities, fields, enumerations and members added, removed and changed)",
     )
 
     sync = sub.add_parser("sync", help="run one sync session with live progress")
@@ -155,13 +156,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     search.add_argument("--json", action="store_true")
 
+    cli_explorer.add_commands(sub)
+
     demo = sub.add_parser("demo", help="emulator + full sync + summary")
     demo.add_argument("--scale", default="small", choices=["small", "realistic"])
     demo.add_argument("--latency-ms", type=non_negative_float, default=20.0)
     demo.add_argument("--cache-dir")
     demo.add_argument("--strategy", default="full")
 
-    mcp = sub.add_parser("mcp", help="serve the five sync tools over MCP (stdio)")
+    mcp = sub.add_parser("mcp", help="serve the sync and metadata tools over MCP (stdio)")
     add_connection_arguments(mcp, scale_default="small")
     return parser
 
@@ -529,6 +532,7 @@ COMMANDS = {
     "search": _search,
     "demo": _demo,
     "mcp": _mcp,
+    **cli_explorer.COMMANDS,
 }
 
 
