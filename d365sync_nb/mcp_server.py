@@ -1,4 +1,6 @@
-"""Serve the five sync tools over MCP (stdio), with the official ``mcp`` SDK (version 2).
+"""Serve the assistant tools over MCP (stdio), with the official ``mcp`` SDK (version 2): the
+five sync tools (:mod:`d365sync_nb.tools`) and the three metadata tools
+(:mod:`d365sync_nb.metadata_tools`).
 
 ``d365sync mcp [--profile NAME | --base-url URL | --demo]`` connects, then calls
 :func:`serve_stdio` with that :class:`~d365sync_nb.connection.Connection`: it is the tools'
@@ -18,7 +20,7 @@ import sys
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from d365sync_nb import tools
+from d365sync_nb import metadata_tools, tools
 from d365sync_nb.connection import Connection, registry
 from d365sync_nb.errors import ConfigurationError
 
@@ -35,9 +37,14 @@ INSTRUCTIONS = (
     "d365fo_cancel_sync stops it; once it has finished, the progress answer's 'diagnosis' says "
     "in one sentence why it was slow or failed. d365fo_list_sync_sessions shows what runs now "
     "and d365fo_get_sync_history what ran before (filter by status, strategy, version or start "
-    "time). Every answer has 'success'; when it is false, 'error' says what went wrong and what "
-    "to do."
+    "time). Once a sync has completed, the cached metadata answers questions without the "
+    "service: d365fo_search_metadata finds entities, fields and enumerations by name or label; "
+    "d365fo_describe_entity gives an entity's fields, keys, labels and relations; "
+    "d365fo_diff_versions says what changed between two synced versions (e.g. after an "
+    "upgrade). Every answer has 'success'; when it is false, 'error' says what went wrong and "
+    "what to do."
 )
+SERVED = (*tools.TOOLS, *metadata_tools.TOOLS)
 MISSING_SDK = "The MCP server needs the 'mcp' package (version 2): pip install 'd365sync_nb[mcp]'"
 
 
@@ -50,7 +57,7 @@ def _import_sdk() -> Any:
 
 
 def build_server(connection: Connection) -> MCPServer:
-    """An MCP server exposing :data:`d365sync_nb.tools.TOOLS` on ``connection``.
+    """An MCP server exposing the tools (:data:`SERVED`) on ``connection``.
 
     ``connection`` is the tools' default connection while the server runs; on shutdown,
     sessions still running are cancelled and connections opened per profile are closed.
@@ -76,7 +83,7 @@ def build_server(connection: Connection) -> MCPServer:
         version=__version__,
         lifespan=lifespan,
     )
-    for spec in tools.TOOLS:
+    for spec in SERVED:
         server.add_tool(
             _as_mcp_tool(spec),
             name=spec.name,
@@ -93,7 +100,7 @@ def _server_class(mcpserver: Any) -> Any:
     from mcp.server.mcpserver.exceptions import ToolError
     from pydantic import ValidationError
 
-    specs = {spec.name: spec for spec in tools.TOOLS}
+    specs = {spec.name: spec for spec in SERVED}
 
     class SyncToolServer(mcpserver.MCPServer):  # type: ignore[misc, name-defined]
         async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:

@@ -143,7 +143,7 @@ _RUNNING_ALREADY = (
 ToolFn = Callable[..., Awaitable[Result]]
 
 
-def _tool(fn: ToolFn) -> ToolFn:
+def as_tool(fn: ToolFn) -> ToolFn:
     """Turn errors into a failure value and redact secrets from every answer."""
     signature = inspect.signature(fn)
     name = fn.__name__
@@ -181,7 +181,7 @@ def _tool(fn: ToolFn) -> ToolFn:
     return call
 
 
-@_tool
+@as_tool
 async def d365fo_start_sync(
     strategy: Strategy = DEFAULT_STRATEGY,
     global_version_id: GlobalVersionId = None,
@@ -223,7 +223,7 @@ async def d365fo_start_sync(
     return answer
 
 
-@_tool
+@as_tool
 async def d365fo_get_sync_progress(session_id: SessionId, profile: Profile = None) -> Result:
     """Full detail and a short summary of a running or finished session."""
     manager = registry.connection(profile).manager
@@ -242,7 +242,7 @@ async def d365fo_get_sync_progress(session_id: SessionId, profile: Profile = Non
     return answer
 
 
-@_tool
+@as_tool
 async def d365fo_cancel_sync(session_id: SessionId, profile: Profile = None) -> Result:
     """Cancel a running session and wait until it has stopped."""
     manager = registry.connection(profile).manager
@@ -266,7 +266,7 @@ async def d365fo_cancel_sync(session_id: SessionId, profile: Profile = None) -> 
     return {**_failure("d365fo_cancel_sync", arguments, error), **outcome}
 
 
-@_tool
+@as_tool
 async def d365fo_list_sync_sessions(profile: Profile = None) -> Result:
     """Sessions running now, with status, percent, phase and ETA."""
     conn = registry.connection(profile)
@@ -291,7 +291,7 @@ async def d365fo_list_sync_sessions(profile: Profile = None) -> Result:
     }
 
 
-@_tool
+@as_tool
 async def d365fo_get_sync_history(
     limit: Limit = 20,
     profile: Profile = None,
@@ -303,7 +303,7 @@ async def d365fo_get_sync_history(
 ) -> Result:
     """Recent sessions, newest first, with success/failure counts and average duration;
     optionally only those of a status, strategy, global version or time range."""
-    requested = _integer(limit, "limit")
+    requested = integer_argument(limit, "limit")
     used = min(MAX_HISTORY, max(1, requested))
     filters = {
         name: value
@@ -452,7 +452,7 @@ def _session_id(value: Any) -> str:
     return value.strip()
 
 
-def _integer(value: Any, name: str) -> int:
+def integer_argument(value: Any, name: str) -> int:
     if isinstance(value, bool):
         raise ConfigurationError(f"{name} must be an integer, not {value!r}")
     try:

@@ -418,7 +418,7 @@ async def test_unexpected_errors_are_values_without_secrets(
 ) -> None:
     monkeypatch.setenv("D365FO_CLIENT_SECRET", "ENV-SECRET-9b2e")
 
-    @tools._tool
+    @tools.as_tool
     async def broken_tool(profile: str | None = None) -> Answer:
         raise RuntimeError("boom near ENV-SECRET-9b2e")
 

@@ -1,0 +1,165 @@
+"""Three assistant tools over the cached metadata: search it, describe an entity, and diff two
+versions. Like the five sync tools (:mod:`d365sync_nb.tools`): ``async def`` returning a
+JSON-ready dict, failure as a value, secrets redacted, and output bounded (a ``truncated``
+count says what was left out). The MCP server serves both sets.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import Field
+
+from d365sync_nb.connection import registry
+from d365sync_nb.errors import ConfigurationError, NotInCacheError
+from d365sync_nb.explorer import describe_version
+from d365sync_nb.tools import Profile, Result, ToolSpec, as_tool, integer_argument
+
+MAX_HITS = 100
+MAX_CHANGES = 500
+MAX_FIELDS = 300
+
+Text = Annotated[str, Field(description="Words to look for in names and label texts")]
+Hits = Annotated[
+    int,
+    Field(description=f"Most hits to return, 1 to {MAX_HITS} (clamped)",
+          json_schema_extra={"minimum": 1, "maximum": MAX_HITS}),
+]  # fmt: skip
+EntityName = Annotated[
+    str,
+    Field(description="A data entity, public entity or collection (entity set) name, any case"),
+]
+VersionRef = Annotated[
+    str | int | None,
+    Field(description="A cached global version id (as in d365fo_get_sync_history) or an "
+          "application version such as '10.0.42.2150'; omit for the default"),
+]  # fmt: skip
+Changes = Annotated[
+    int,
+    Field(description=f"Most changes to list, 1 to {MAX_CHANGES} (clamped); the summary "
+          "always counts all of them", json_schema_extra={"minimum": 1, "maximum": MAX_CHANGES}),
+]  # fmt: skip
+NOTHING_SYNCED = (
+    "No metadata is cached for this environment yet: start a sync with d365fo_start_sync "
+    "(strategy 'full'), then ask again"
+)
+
+
+def _clamp(value: Any, name: str, top: int) -> tuple[int, int]:
+    requested = integer_argument(value, name)
+    return requested, min(top, max(1, requested))
+
+
+def _explorer(profile: str | None) -> Any:
+    conn = registry.connection(profile)
+    explorer = conn.manager.explorer
+    if not explorer.versions():
+        raise NotInCacheError(NOTHING_SYNCED)
+    return conn, explorer
+
+
+@as_tool
+async def d365fo_search_metadata(text: Text, limit: Hits = 20, profile: Profile = None) -> Result:
+    """Search the cached entities, fields, enumerations and members by name and label."""
+    if not isinstance(text, str) or not text.strip():
+        raise ConfigurationError("text must be some words to look for, e.g. 'customer'")
+    requested, used = _clamp(limit, "limit", MAX_HITS)
+    conn, explorer = _explorer(profile)
+    hits = conn.manager.search(text, limit=used)
+    version = explorer.source.resolve(None)
+    answer: Result = {
+        "success": True,
+        "environment": conn.settings.base_url,
+        "version": describe_version(version),
+        "hits": [{k: h[k] for k in ("kind", "name", "label", "parent")} for h in hits],
+        "total_count": len(hits),
+        "message": f"{len(hits)} hit(s) for {text.strip()!r} in {describe_version(version)}"
+        + ("" if hits else "; try fewer or other words, or a prefix"),
+    }
+    if used != requested:
+        answer["notice"] = f"limit {requested} is outside 1..{MAX_HITS}; used {used} instead"
+    return answer
+
+
+@as_tool
+async def d365fo_describe_entity(
+    name: EntityName, global_version_id: VersionRef = None, profile: Profile = None
+) -> Result:
+    """One entity: its data entity, keys, fields with types and label texts, relations and
+    actions."""
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigurationError("name must be an entity name, e.g. 'CustomersV3'")
+    conn, explorer = _explorer(profile)
+    described = explorer.describe(name, version=global_version_id)
+    fields = described["fields"]
+    answer: Result = {"success": True, "environment": conn.settings.base_url, **described}
+    if len(fields) > MAX_FIELDS:
+        answer["fields"] = fields[:MAX_FIELDS]
+        answer["truncated"] = {"fields": len(fields) - MAX_FIELDS}
+    answer["message"] = (
+        f"{described['entity']} ({described['version']}): {len(fields)} fields, keys "
+        f"{', '.join(described['keys']) or 'none'}, {len(described['relations'])} relations, "
+        f"{len(described['actions'])} actions"
+    )
+    return answer
+
+
+@as_tool
+async def d365fo_diff_versions(
+    from_version: VersionRef = None,
+    to_version: VersionRef = None,
+    limit: Changes = 50,
+    profile: Profile = None,
+) -> Result:
+    """What changed between two cached versions: a summary and the first changes."""
+    requested, used = _clamp(limit, "limit", MAX_CHANGES)
+    conn, explorer = _explorer(profile)
+    diff = explorer.diff(from_version, to_version)
+    answer: Result = {
+        "success": True,
+        "environment": conn.settings.base_url,
+        **diff.to_dict(limit=used),
+        "total_count": len(diff.changes),
+        "message": f"{diff.title}: {diff.summary_text}",
+    }
+    if used != requested:
+        answer["notice"] = f"limit {requested} is outside 1..{MAX_CHANGES}; used {used} instead"
+    return answer
+
+
+TOOLS: tuple[ToolSpec, ...] = (
+    ToolSpec(
+        "d365fo_search_metadata",
+        "Search cached metadata",
+        "Full-text search (prefix match) of the cached D365 F&O metadata: data entities, "
+        "public entities, fields, enumerations and their members, by name and label text. "
+        f"Returns up to limit (1..{MAX_HITS}) hits with kind, name, label and parent (the entity "
+        "or enumeration a field or member belongs to). Needs a completed sync.",
+        d365fo_search_metadata,
+        read_only=True,
+    ),
+    ToolSpec(
+        "d365fo_describe_entity",
+        "Describe an entity",
+        "One entity of the cached metadata, named by its data entity, public entity or "
+        "collection name: the data entity row (category, flags, label), its key fields, every "
+        "field (type, key, mandatory, allow edit, dimension, label id and text, enumeration), "
+        "its relations (navigation properties with cardinality and constraints) and actions. "
+        "An unknown name fails with close matches.",
+        d365fo_describe_entity,
+        read_only=True,
+    ),
+    ToolSpec(
+        "d365fo_diff_versions",
+        "Diff two versions",
+        "What changed between two cached versions of the environment (by default its two "
+        "latest synced ones, e.g. before and after an upgrade): a summary per kind (entity, "
+        "data_entity, field, navigation, action, enumeration, member: added, removed, changed) "
+        "and the first `limit` changes, each with kind, parent, name, change, and for a change "
+        "the attribute with its before and after values.",
+        d365fo_diff_versions,
+        read_only=True,
+    ),
+)
+
+__all__ = ["TOOLS", "d365fo_describe_entity", "d365fo_diff_versions", "d365fo_search_metadata"]
