@@ -5,6 +5,7 @@
     from d365sync_nb.notebook import connect, start, progress, cancel, sessions, history
     connect(demo=True); start(wait=True); history()
     requests(status="429"); diagnose(); compare(first_id, second_id)
+    entities("customer"); fields("CustomersV3"); members("NoYes"); diff(); export("out")
 
 Layout: :mod:`.magics` routes ``%d365sync NAME`` to ``commands/NAME.py`` (its options and its
 function, re-exported here); :mod:`.config` is the one ``D365Sync`` config; :mod:`.state` the
@@ -19,7 +20,17 @@ from d365sync_nb.notebook.commands.cancel import cancel
 from d365sync_nb.notebook.commands.compare import compare
 from d365sync_nb.notebook.commands.connect import ConnectionInfo, connect
 from d365sync_nb.notebook.commands.diagnose import DiagnosisView, diagnose
+from d365sync_nb.notebook.commands.diff import diff
+from d365sync_nb.notebook.commands.export import export
 from d365sync_nb.notebook.commands.history import history
+from d365sync_nb.notebook.commands.metadata import (
+    entities,
+    enums,
+    fields,
+    labels,
+    members,
+    relations,
+)
 from d365sync_nb.notebook.commands.panel import panel
 from d365sync_nb.notebook.commands.phases import phases
 from d365sync_nb.notebook.commands.progress import progress
@@ -43,14 +54,22 @@ __all__ = [
     "compare",
     "connect",
     "diagnose",
+    "diff",
+    "entities",
+    "enums",
+    "export",
+    "fields",
     "get_connection",
     "get_panel",
     "get_session",
     "history",
+    "labels",
     "load_ipython_extension",
+    "members",
     "panel",
     "phases",
     "progress",
+    "relations",
     "requests",
     "search",
     "sessions",

@@ -1,10 +1,10 @@
 """matplotlib charts: one session's phase timeline and requests (rate, in-flight concurrency,
-latency per endpoint), and durations/throughput/retries across the history.
+latency per endpoint), durations/throughput/retries across the history, and a diff by kind.
 
 Figures are built with ``matplotlib.figure.Figure`` (not pyplot), so a returned figure is shown
 once by the notebook's formatter and never again by the inline backend. Artists a reader (or a
 test) may look for carry a ``gid``: ``429-markers``, ``error-markers``, ``in-flight``,
-``limit``, ``request-rate``, ``429-rate`` and ``history-http``.
+``limit``, ``request-rate``, ``429-rate``, ``history-http`` and ``diff-added|removed|changed``.
 """
 
 from __future__ import annotations
@@ -443,4 +443,38 @@ def latency_by_endpoint(requests: pd.DataFrame, *, title: str | None = None) -> 
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
     p50, p95 = np.percentile(latency, [50, 95])
     ax.set_title(f"{heading}: p50 {p50:.0f} ms, p95 {p95:.0f} ms (all attempts)")
+    return fig
+
+
+CHANGE_COLORS = {"added": "#2e7d32", "removed": "#c62828", "changed": "#f9a825"}
+
+
+def changes_by_kind(diff: pd.DataFrame, *, title: str | None = None) -> Figure:
+    """Stacked bars of a ``diff`` frame: items added, removed and changed per kind (an item
+    with several changed attributes counts once). The bars carry ``gid`` ``diff-<change>``."""
+    items = diff.drop_duplicates(subset=["kind", "parent", "name", "change"])
+    counts = (
+        items.groupby(["kind", "change"], observed=False).size().unstack(fill_value=0)
+        if not items.empty
+        else pd.DataFrame(columns=list(CHANGE_COLORS))
+    )
+    counts = counts[[c for c in CHANGE_COLORS if c in counts.columns]]
+    counts = counts[counts.sum(axis=1) > 0] if not counts.empty else counts
+    fig = new_figure(8, 0.45 * max(len(counts), 1) + 1.2)
+    ax = fig.add_subplot()
+    left = np.zeros(len(counts))
+    labels = [str(k).replace("_", " ") for k in counts.index]
+    for change, color in CHANGE_COLORS.items():
+        if change not in counts.columns:
+            continue
+        values = counts[change].to_numpy(dtype=float)
+        ax.barh(labels, values, left=left, color=color, label=change, gid=f"diff-{change}")
+        left += values
+    ax.invert_yaxis()
+    ax.set_xlabel("items")
+    if counts.empty:
+        ax.text(0.5, 0.5, "no changes", transform=ax.transAxes, ha="center", color="#757575")
+    else:
+        ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(title or diff.attrs.get("title") or "changes by kind", fontsize=10)
     return fig

@@ -9,19 +9,18 @@ from __future__ import annotations
 import argparse
 import logging
 import shlex
-from types import ModuleType
 from typing import Any, NoReturn
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
 
 from d365sync_nb.errors import D365SyncError
-from d365sync_nb.notebook.commands import MODULES
+from d365sync_nb.notebook.commands import MODULES, Command
 
 log = logging.getLogger(__name__)
 
 PROG = "%d365sync"
-COMMANDS: dict[str, ModuleType] = {module.NAME: module for module in MODULES}
+COMMANDS: dict[str, Command] = {command.NAME: command for command in MODULES}
 
 
 class _HelpShown(Exception):
@@ -40,7 +39,7 @@ class _Parser(argparse.ArgumentParser):
         raise _HelpShown
 
 
-def parser_for(command: ModuleType) -> _Parser:
+def parser_for(command: Command) -> _Parser:
     """The argument parser of one subcommand (its own options plus ``--debug``)."""
     parser = _Parser(prog=f"{PROG} {command.NAME}", description=command.SUMMARY, add_help=True)
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
@@ -59,7 +58,8 @@ def help_text() -> str:
         "",
         "Every subcommand accepts --debug (full traceback on errors).",
         "Python: from d365sync_nb.notebook import connect, start, progress, cancel, sessions,",
-        "        history, phases, timeline, requests, diagnose, compare, search, panel",
+        "        history, phases, timeline, requests, diagnose, compare, search, panel,",
+        "        entities, fields, relations, enums, members, labels, diff, export",
         "Config: %config D365Sync  (default_strategy, cache_dir, throttle_interval, display, ...)",
     ]
     return "\n".join(lines)

@@ -1,5 +1,5 @@
-"""pandas views of sessions: history, phases, running sessions, search hits, a session's request
-log and two sessions compared.
+"""pandas views of sessions (history, phases, running sessions, search hits, a session's request
+log, two sessions compared) and of the metadata explorer's tables and diffs.
 
 Timestamps are tz-aware (UTC), durations are timedeltas, status/strategy/phase are categoricals,
 HTTP status codes nullable integers (``<NA>``: no complete answer).
@@ -13,6 +13,8 @@ from typing import Any
 
 import pandas as pd
 
+from d365sync_nb.explorer import Diff, Table
+from d365sync_nb.explorer.diff import CHANGES, DIFF_COLUMNS, KIND_NAMES
 from d365sync_nb.models import (
     PHASES,
     PhaseStatus,
@@ -272,4 +274,36 @@ def compare_frame(rows: Sequence[dict[str, Any]], a: SyncSession, b: SyncSession
         frame[ratio] = frame[ratio].astype("float64")
     frame.attrs["a"] = a.session_id
     frame.attrs["b"] = b.session_id
+    return frame
+
+
+def metadata_frame(table: Table) -> pd.DataFrame:
+    """An explorer table with nullable dtypes (``string``, ``boolean``, ``Int64``): a missing
+    value stays ``<NA>``; low-cardinality text (category, data type) is categorical."""
+    frame = pd.DataFrame(table.rows, columns=table.column_names, dtype=object)
+    for column in table.columns:
+        dtype = CATEGORICAL.get(column.name) or column.dtype
+        frame[column.name] = frame[column.name].astype(dtype)
+    frame.attrs["title"] = table.title
+    return frame
+
+
+CATEGORICAL = {"category": "category", "data_type": "category", "status": "category"}
+
+
+def diff_frame(diff: Diff) -> pd.DataFrame:
+    """The changes of a diff: kind and change categorical, before/after as the values were
+    (booleans, numbers, text); ``attrs`` hold the summary, title and both versions."""
+    frame = pd.DataFrame(diff.changes, columns=[c.name for c in DIFF_COLUMNS])
+    frame["kind"] = frame["kind"].astype(pd.CategoricalDtype(KIND_NAMES, ordered=True))
+    frame["change"] = frame["change"].astype(pd.CategoricalDtype(CHANGES))
+    for name in ("parent", "name", "attribute"):
+        frame[name] = frame[name].astype("string")
+    brief = diff.to_dict(limit=0)
+    frame.attrs.update(
+        summary=diff.summary,
+        summary_text=diff.summary_text,
+        title=diff.title,
+        **{key: brief[f"{key}_version"] for key in ("from", "to")},
+    )
     return frame
