@@ -19,6 +19,7 @@ CORE = (
     "connection",
     "diagnostics",
     "errors",
+    "explorer",
     "metadata",
     "models",
     "redaction",
@@ -26,7 +27,10 @@ CORE = (
     "store",
     "sync",
 )
-SURFACES = ("cli", "mcp_server", "tools", "render", "notebook", "__main__")
+SURFACES = (
+    "cli", "cli_explorer", "mcp_server", "tools", "metadata_tools", "render", "notebook",
+    "__main__",
+)  # fmt: skip
 EMULATOR = "emulator"
 
 

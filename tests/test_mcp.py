@@ -28,6 +28,7 @@ FIVE = {
     "d365fo_list_sync_sessions",
     "d365fo_get_sync_history",
 }
+METADATA_TOOLS = {"d365fo_search_metadata", "d365fo_describe_entity", "d365fo_diff_versions"}
 UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
 
 
@@ -69,7 +70,10 @@ async def test_tools_schemas_and_bad_arguments(tmp_path: Path) -> None:
         assert "d365fo_start_sync" in (client.instructions or "")
         listed = (await client.list_tools()).tools
         tools = {t.name: t for t in listed}
-        assert set(tools) == FIVE
+        assert set(tools) == FIVE | METADATA_TOOLS
+        assert "d365fo_describe_entity" in (client.instructions or "")
+        for name in METADATA_TOOLS:
+            assert tools[name].annotations.read_only_hint is True
         for tool in listed:
             assert tool.description and len(tool.description) > 60
             assert tool.input_schema["type"] == "object"
@@ -234,6 +238,33 @@ async def test_sync_progress_cancel_history(tmp_path: Path) -> None:
         assert ids(later) == [] and data(later)["recorded_count"] == 2
         before = await call(client, "d365fo_get_sync_history", until="2999-01-01T00:00:00Z")
         assert ids(before) == [second, first]
+
+
+async def test_metadata_tools_over_stdio(tmp_path: Path) -> None:
+    dataset = build_dataset("small")
+    entity = dataset.public_entities[0]
+    async with demo_server(tmp_path, latency_ms=0) as client:
+        before = await call(client, "d365fo_search_metadata", text="NoYes")
+        assert before.is_error and "start a sync with d365fo_start_sync" in data(before)["error"]
+        started = data(await call(client, "d365fo_start_sync", strategy="full"))
+        await poll(
+            lambda: progress(client, started["session_id"]),
+            lambda a: not a["summary"]["is_running"],
+        )
+        hits = data(await call(client, "d365fo_search_metadata", text="NoYes", limit=3))
+        assert hits["success"] and len(hits["hits"]) <= 3
+        assert (hits["hits"][0]["kind"], hits["hits"][0]["name"]) == ("enumeration", "NoYes")
+        described = data(
+            await call(client, "d365fo_describe_entity", name=entity["EntitySetName"].lower())
+        )
+        assert described["entity"] == entity["Name"]
+        assert [f["name"] for f in described["fields"]] == [p["Name"] for p in entity["Properties"]]
+        one_version = await call(client, "d365fo_diff_versions")
+        assert one_version.is_error and "needs two synced versions" in data(one_version)["error"]
+        typo = await call(client, "d365fo_describe_entity", name=entity["Name"][:-1] + "Q")
+        assert typo.is_error and entity["Name"] in data(typo)["error"]  # a close match
+        extra = await call(client, "d365fo_diff_versions", since="yesterday")
+        assert data(extra)["error"].startswith("Bad arguments: unknown argument 'since'")
 
 
 def test_stdout_carries_only_protocol_and_server_stops_with_a_running_sync(
