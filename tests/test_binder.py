@@ -16,6 +16,7 @@ import sys
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from packaging.specifiers import SpecifierSet
@@ -156,13 +157,22 @@ def test_notebook_runs_in_the_binder_env(binder_env: BinderEnv, notebook: Path) 
     assert code_cells, f"{notebook.name} has no code cells"
     not_run = [i for i, c in enumerate(code_cells) if c["source"] and not c["execution_count"]]
     assert not not_run, f"code cells {not_run} did not run"
-    errors = [
-        f"{o.get('ename')}: {o.get('evalue')}"
-        for c in code_cells
-        for o in c["outputs"]
-        if o["output_type"] == "error"
-    ]
+
+    def failed(cell: dict[str, Any]) -> list[str]:
+        """Its errors: tracebacks, and the one red line of a magic's UsageError."""
+        return [
+            f"{o.get('ename')}: {o.get('evalue')}"
+            if o["output_type"] == "error"
+            else "".join(o["text"]).strip()
+            for o in cell["outputs"]
+            if o["output_type"] == "error"
+            or (o.get("name") == "stderr" and "".join(o["text"]).startswith("UsageError"))
+        ]
+
+    expected = [c for c in code_cells if "raises-exception" in c["metadata"].get("tags", [])]
+    errors = [e for c in code_cells if c not in expected for e in failed(c)]
     assert not errors, errors
+    assert all(failed(c) for c in expected), "a cell tagged raises-exception did not fail"
     assert any(c["outputs"] for c in code_cells), f"{notebook.name} produced no output at all"
 
 
