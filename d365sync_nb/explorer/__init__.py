@@ -12,12 +12,15 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from d365sync_nb.errors import CacheError, ConfigurationError, NotInCacheError
-from d365sync_nb.explorer.catalog import Catalog
+from d365sync_nb.explorer.catalog import Catalog, Query
 from d365sync_nb.explorer.diff import changes_table, diff_builds, summarize, summary_text
 from d365sync_nb.explorer.table import Column, Table
+
+if TYPE_CHECKING:
+    from d365sync_nb.store import MetadataStore
 
 __all__ = ["Column", "Diff", "MetadataExplorer", "Table", "describe_version"]
 
@@ -63,7 +66,7 @@ class Diff:
 class VersionSource:
     """The versions of one cache file, through a ``query`` function."""
 
-    def __init__(self, query: Any, label: str) -> None:
+    def __init__(self, query: Query, label: str) -> None:
         self.query = query
         self.label = label  # "this cache", or the other environment's file
 
@@ -119,7 +122,7 @@ class VersionSource:
 class MetadataExplorer:
     """Tables, diffs and exports of one environment's cached metadata."""
 
-    def __init__(self, store: Any, language: str = "en-us") -> None:
+    def __init__(self, store: MetadataStore, language: str = "en-us") -> None:
         self.store = store
         self.language = language
         self.source = VersionSource(lambda sql, params: store.db.rows(sql, params), "this cache")
@@ -227,7 +230,7 @@ class MetadataExplorer:
 
 
 @contextmanager
-def read_only(path: Path, *, attach: Path | None = None) -> Iterator[Any]:
+def read_only(path: Path, *, attach: Path | None = None) -> Iterator[Query]:
     """A query function on a cache file opened read-only (``attach``: another one, as the
     schema ``other``)."""
     path = Path(path)
