@@ -49,36 +49,39 @@ def main() -> None:
     parser.add_argument("--scale", default="realistic", choices=("small", "realistic"))
     args = parser.parse_args()
     emulator = Emulator(scale=args.scale)
-    with emulator as url, tempfile.TemporaryDirectory() as cache:
-        with connect(base_url=url, cache_dir=cache) as conn:
-            full = asyncio.run(sync(conn, "full"))
-            emulator.configure(version=2)
-            upgrade = asyncio.run(sync(conn, "incremental"))
-            print(f"explorer benchmark ({args.scale}): release 1 full sync {full:.1f} s, "
-                  f"release 2 incremental {upgrade:.1f} s")  # fmt: skip
-            explorer = conn.manager.explorer
-            entity = max(explorer.entities().records(), key=lambda r: r["fields"] or 0)
-            calls: dict[str, Callable[[], Any]] = {
-                "entities": lambda: explorer.entities(),
-                "entities PATTERN": lambda: explorer.entities("cust"),
-                "fields": lambda: explorer.fields(entity["collection"]),
-                "relations": lambda: explorer.relations(entity["public_entity"]),
-                "enums": lambda: explorer.enums(),
-                "labels --missing": lambda: explorer.labels(missing=True),
-                "diff": lambda: explorer.diff(),
-            }
-            failed = False
-            for name, call in calls.items():
-                ms, result = timed(call)
-                size = len(result.changes) if name == "diff" else len(result)
-                target = TARGETS_MS.get(name)
-                verdict = ""
-                if target is not None:
-                    ok = ms < target
-                    failed |= not ok
-                    verdict = f"  target < {target:,.0f} ms: {'PASS' if ok else 'FAIL'}"
-                print(f"  {name:<18} {ms:8.1f} ms  {size:>7,} rows{verdict}")
-            print(f"  diff summary: {explorer.diff().summary_text}")
+    with (
+        emulator as url,
+        tempfile.TemporaryDirectory() as cache,
+        connect(base_url=url, cache_dir=cache) as conn,
+    ):
+        full = asyncio.run(sync(conn, "full"))
+        emulator.configure(version=2)
+        upgrade = asyncio.run(sync(conn, "incremental"))
+        print(f"explorer benchmark ({args.scale}): release 1 full sync {full:.1f} s, "
+              f"release 2 incremental {upgrade:.1f} s")  # fmt: skip
+        explorer = conn.manager.explorer
+        entity = max(explorer.entities().records(), key=lambda r: r["fields"] or 0)
+        calls: dict[str, Callable[[], Any]] = {
+            "entities": lambda: explorer.entities(),
+            "entities PATTERN": lambda: explorer.entities("cust"),
+            "fields": lambda: explorer.fields(entity["collection"]),
+            "relations": lambda: explorer.relations(entity["public_entity"]),
+            "enums": lambda: explorer.enums(),
+            "labels --missing": lambda: explorer.labels(missing=True),
+            "diff": lambda: explorer.diff(),
+        }
+        failed = False
+        for name, call in calls.items():
+            ms, result = timed(call)
+            size = len(result.changes) if name == "diff" else len(result)
+            target = TARGETS_MS.get(name)
+            verdict = ""
+            if target is not None:
+                ok = ms < target
+                failed |= not ok
+                verdict = f"  target < {target:,.0f} ms: {'PASS' if ok else 'FAIL'}"
+            print(f"  {name:<18} {ms:8.1f} ms  {size:>7,} rows{verdict}")
+        print(f"  diff summary: {explorer.diff().summary_text}")
     sys.exit(1 if failed else 0)
 
 

@@ -114,7 +114,7 @@ def print_table(table: Table, args: argparse.Namespace) -> None:
 def _diff(args: argparse.Namespace) -> int:
     with connect_from_args(args) as conn:
         explorer = conn.manager.explorer
-        if args.against:
+        if args.against is not None:
             other = cache_file_of(args.against, conn.settings.resolved_cache_dir())
             result = explorer.diff_against(
                 other, version=args.from_version, other_version=args.to_version

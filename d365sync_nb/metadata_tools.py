@@ -1,11 +1,13 @@
 """Three assistant tools over the cached metadata: search it, describe an entity, and diff two
 versions. Like the five sync tools (:mod:`d365sync_nb.tools`): ``async def`` returning a
-JSON-ready dict, failure as a value, secrets redacted, and output bounded (a ``truncated``
-count says what was left out). The MCP server serves both sets.
+JSON-ready dict, failure as a value, secrets redacted, and output bounded (``truncated`` or
+``more`` says what was left out). The cache is read off the event loop (``asyncio.to_thread``),
+so a sync running on the same loop keeps going. The MCP server serves both sets.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 from pydantic import Field
@@ -17,7 +19,7 @@ from d365sync_nb.tools import Profile, Result, ToolSpec, as_tool, integer_argume
 
 MAX_HITS = 100
 MAX_CHANGES = 500
-MAX_FIELDS = 300
+MAX_ITEMS = 300  # fields, relations and actions of one entity
 
 Text = Annotated[str, Field(description="Words to look for in names and label texts")]
 Hits = Annotated[
@@ -65,7 +67,8 @@ async def d365fo_search_metadata(text: Text, limit: Hits = 20, profile: Profile 
         raise ConfigurationError("text must be some words to look for, e.g. 'customer'")
     requested, used = _clamp(limit, "limit", MAX_HITS)
     conn, explorer = _explorer(profile)
-    hits = conn.manager.search(text, limit=used)
+    found = await asyncio.to_thread(conn.manager.search, text, used + 1)
+    hits = found[:used]
     version = explorer.source.resolve(None)
     answer: Result = {
         "success": True,
@@ -73,8 +76,10 @@ async def d365fo_search_metadata(text: Text, limit: Hits = 20, profile: Profile 
         "version": describe_version(version),
         "hits": [{k: h[k] for k in ("kind", "name", "label", "parent")} for h in hits],
         "total_count": len(hits),
+        "more": len(found) > used,  # more hits than the limit: narrow the words or raise it
         "message": f"{len(hits)} hit(s) for {text.strip()!r} in {describe_version(version)}"
-        + ("" if hits else "; try fewer or other words, or a prefix"),
+        + ("" if hits else "; try fewer or other words, or a prefix")
+        + ("; there are more (raise limit or add words)" if len(found) > used else ""),
     }
     if used != requested:
         answer["notice"] = f"limit {requested} is outside 1..{MAX_HITS}; used {used} instead"
@@ -90,12 +95,16 @@ async def d365fo_describe_entity(
     if not isinstance(name, str) or not name.strip():
         raise ConfigurationError("name must be an entity name, e.g. 'CustomersV3'")
     conn, explorer = _explorer(profile)
-    described = explorer.describe(name, version=global_version_id)
+    described = await asyncio.to_thread(explorer.describe, name, version=global_version_id)
     fields = described["fields"]
     answer: Result = {"success": True, "environment": conn.settings.base_url, **described}
-    if len(fields) > MAX_FIELDS:
-        answer["fields"] = fields[:MAX_FIELDS]
-        answer["truncated"] = {"fields": len(fields) - MAX_FIELDS}
+    truncated = {}
+    for part in ("fields", "relations", "actions"):
+        if len(described[part]) > MAX_ITEMS:
+            answer[part] = described[part][:MAX_ITEMS]
+            truncated[part] = len(described[part]) - MAX_ITEMS
+    if truncated:
+        answer["truncated"] = truncated
     answer["message"] = (
         f"{described['entity']} ({described['version']}): {len(fields)} fields, keys "
         f"{', '.join(described['keys']) or 'none'}, {len(described['relations'])} relations, "
@@ -114,7 +123,7 @@ async def d365fo_diff_versions(
     """What changed between two cached versions: a summary and the first changes."""
     requested, used = _clamp(limit, "limit", MAX_CHANGES)
     conn, explorer = _explorer(profile)
-    diff = explorer.diff(from_version, to_version)
+    diff = await asyncio.to_thread(explorer.diff, from_version, to_version)
     answer: Result = {
         "success": True,
         "environment": conn.settings.base_url,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import json
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -23,8 +24,16 @@ import pytest
 from d365sync_nb import connect, metadata_tools
 from d365sync_nb.connection import Connection, default_connection
 from d365sync_nb.emulator import Emulator, build_dataset
-from d365sync_nb.errors import ConfigurationError, NotInCacheError
+from d365sync_nb.errors import CacheError, ConfigurationError, NotInCacheError
 from d365sync_nb.explorer import MetadataExplorer
+from d365sync_nb.metadata import (
+    EntityProperty,
+    EnvironmentVersion,
+    InstalledModule,
+    PublicEntity,
+    PublicEnumeration,
+)
+from d365sync_nb.store import MetadataStore
 
 V1 = build_dataset("small", 1)
 V2 = build_dataset("small", 2)
@@ -181,7 +190,7 @@ def test_entities_table_and_filters(explorer: MetadataExplorer) -> None:
     )  # fmt: skip
     master = explorer.entities(category="master").records()
     assert len(master) == sum(1 for d in V2.data_entities if d["EntityCategory"] == "Master")
-    with pytest.raises(ConfigurationError, match=r"No entity category 'Mastr'.*Master"):
+    with pytest.raises(NotInCacheError, match=r"No entity category 'Mastr'.*Master"):
         explorer.entities(category="Mastr")
     assert len(explorer.entities(version=1)) == len(V1.data_entities)
 
@@ -226,11 +235,16 @@ def test_relations_enums_members_labels(explorer: MetadataExplorer) -> None:
     for row, nav in zip(rows, pe["NavigationProperties"], strict=True):
         assert row["related_entity"] == nav["RelatedEntity"]
         assert row["cardinality"] == nav["Cardinality"]
-        for constraint in nav["Constraints"]:
-            assert (
-                str(constraint.get("Property") or constraint.get("RelatedProperty"))
-                in (row["constraints"])
-            )
+        expected = []
+        for c in nav["Constraints"]:
+            kind = c["@odata.type"].rsplit(".", 1)[-1]
+            if kind == "ReferentialConstraint":
+                expected.append(f"{c['Property']} = {c['ReferencedProperty']}")
+            elif kind == "FixedConstraint":
+                expected.append(f"{c['Property']} = '{c['ValueStr']}'")
+            else:
+                expected.append(f"related.{c['RelatedProperty']} = '{c['ValueStr']}'")
+        assert row["constraints"] == ("; ".join(expected) or None)
     enums = explorer.enums().records()
     assert [e["name"] for e in enums] == sorted(e["Name"] for e in V2.enumerations)
     assert all(
@@ -275,7 +289,7 @@ def test_export_csv_and_parquet_read_back(explorer: MetadataExplorer, tmp_path: 
     assert fields["is_key"].dtype == bool and fields.columns[0] == "entity"
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
-    with pytest.raises(Exception, match="Cannot create the export directory") as exc:
+    with pytest.raises(CacheError, match="Cannot create the export directory") as exc:
         explorer.export(blocker / "out", "csv")
     assert "\n" not in str(exc.value)
     with pytest.raises(ConfigurationError, match="Unknown export format 'xlsx'"):
@@ -328,7 +342,9 @@ def test_cli_diff_json_csv_and_against(caches: Caches) -> None:
     ("args", "code", "needle"),
     [
         (("fields", "NoSuchEntity"), 1, "No entity 'NoSuchEntity' in version 2"),
-        (("entities", "--category", "Nope"), 2, "No entity category 'Nope'"),
+        (("entities", "--category", "Nope"), 1, "No entity category 'Nope'"),
+        (("diff", "--against", ""), 2, "Name the other environment"),
+        (("diff", "--to", "1"), 1, "No synced version before version 1"),
         (("entities", "--version", "12"), 1, "No version '12'"),
         (("diff", "--against", "elsewhere"), 2, "No environment 'elsewhere'"),
         (("diff", "--against", "https://nothing.example.com"), 2, "No cache of"),
@@ -366,6 +382,8 @@ async def test_metadata_tools(dev: Connection) -> None:
         assert found["version"].startswith("version 2")
         clamped = await metadata_tools.d365fo_search_metadata("a", limit=10_000)
         assert clamped["notice"].endswith("used 100 instead")
+        assert len(clamped["hits"]) == 100 and clamped["more"] is True
+        assert found["more"] is False and "there are more" in clamped["message"]
 
         described = await metadata_tools.d365fo_describe_entity(pe["EntitySetName"])
         assert described["success"] and described["entity"] == pe["Name"]
@@ -398,3 +416,138 @@ async def test_metadata_tools_before_any_sync(tmp_path: Path) -> None:
             assert (
                 not answer["success"] and "start a sync with d365fo_start_sync" in (answer["error"])
             )
+
+
+# -- what a real service may send that the emulator does not --------------------------------------
+def _prop(name: str, type_name: str = "Edm.String", data_type: str = "String") -> EntityProperty:
+    return EntityProperty(name=name, type_name=type_name, data_type=data_type)
+
+
+def crafted(path: Path, releases: list[list[PublicEntity]]) -> MetadataStore:
+    """A cache with one complete version per release, written through the store's own API."""
+    store = MetadataStore(path)
+    for i, entities in enumerate(releases):
+        env = EnvironmentVersion(
+            modules=[InstalledModule(name="Crafted", version=f"1.{i}")],
+            application_version=f"10.0.{40 + i}.1",
+        )
+        version_id = store.builds.upsert_version(env)
+        build_id = store.builds.begin(version_id, f"session-{i}", "full")
+        store.builds.write_public_entities(build_id, entities)
+        store.builds.write_enumerations(
+            build_id, [PublicEnumeration(name="Mode"), PublicEnumeration(name="MODE")]
+        )
+        store.builds.finalize(version_id, build_id, has_metadata=True, has_labels=False, counts={})
+    return store
+
+
+def test_names_differing_only_by_case_and_repeated_names(tmp_path: Path) -> None:
+    old = [
+        PublicEntity(name="Customers", properties=[_prop("Id"), _prop("Dup"),
+                                                   _prop("Dup", "Edm.Int32", "Int")]),
+        PublicEntity(name="CUSTOMERS", properties=[_prop("Other")]),
+    ]  # fmt: skip
+    new = [
+        PublicEntity(name="Customers", properties=[_prop("Id", "Edm.Int64", "Int64"),
+                                                   _prop("Dup", "Edm.Real", "Real"),
+                                                   _prop("Dup", "Edm.Date", "Date")]),
+        PublicEntity(name="CUSTOMERS", properties=[_prop("Other")]),
+    ]  # fmt: skip
+    store = crafted(tmp_path / "crafted.sqlite3", [old, new])
+    try:
+        explorer = MetadataExplorer(store)
+        assert explorer.fields("Customers").records()[0]["type_name"] == "Edm.Int64"
+        assert [r["name"] for r in explorer.fields("CUSTOMERS").records()] == ["Other"]
+        with pytest.raises(NotInCacheError, match="differ only by case: CUSTOMERS, Customers"):
+            explorer.fields("customers")
+        assert explorer.members("MODE").records() == []  # the exact name, not 'Mode'
+        with pytest.raises(NotInCacheError, match="enumerations that differ only by case"):
+            explorer.members("mode")
+
+        changes = explorer.diff().changes
+        dup = [c for c in changes if c["name"] == "Dup"]
+        # two rows named Dup on each side: nothing is paired by guess, nothing is lost
+        assert sorted((c["change"], json.dumps(c["before"] or c["after"])) for c in dup) == sorted(
+            [("removed", json.dumps({**_whole("Edm.Int32", "Int")})),
+             ("removed", json.dumps({**_whole("Edm.String", "String")})),
+             ("added", json.dumps({**_whole("Edm.Real", "Real")})),
+             ("added", json.dumps({**_whole("Edm.Date", "Date")}))]
+        )  # fmt: skip
+        single = [(c["name"], c["attribute"], c["before"], c["after"]) for c in changes
+                  if c["name"] == "Id"]  # fmt: skip
+        assert single == [("Id", "data_type", "String", "Int64"),
+                          ("Id", "type_name", "Edm.String", "Edm.Int64")]  # fmt: skip
+        assert len(changes) == 6
+    finally:
+        store.close()
+
+
+def _whole(type_name: str, data_type: str) -> dict[str, Any]:
+    """A field's compared attributes, as a repeated name's row carries them."""
+    return {
+        "type_name": type_name, "data_type": data_type, "label_id": None, "is_key": False,
+        "is_mandatory": False, "configuration_enabled": False, "allow_edit": False,
+        "allow_edit_on_create": False, "is_dimension": False, "dimension_relation": None,
+        "is_dynamic_dimension": False, "dimension_legal_entity_property": None,
+        "dimension_type_property": None,
+    }  # fmt: skip
+
+
+def test_against_a_cache_that_cannot_be_compared(explorer: MetadataExplorer,
+                                                 tmp_path: Path) -> None:  # fmt: skip
+    other = tmp_path / "old-schema.sqlite3"
+    store = crafted(other, [[PublicEntity(name="X", properties=[_prop("A")])]])
+    store.close()
+    with sqlite3.connect(other) as conn:
+        conn.execute("ALTER TABLE entity_properties DROP COLUMN is_dimension")
+    with pytest.raises(CacheError) as exc:
+        explorer.diff_against(other)
+    assert str(exc.value) == (
+        f"The cache {other} cannot be compared: its entity_properties table has no "
+        "is_dimension (written by another version of d365sync_nb?)"
+    )
+    garbage = tmp_path / "garbage.sqlite3"
+    garbage.write_bytes(b"not a database at all" * 100)
+    with pytest.raises(CacheError, match=f"{garbage} is not a usable d365sync cache"):
+        explorer.diff_against(garbage)
+
+
+def test_one_sided_diff_and_a_partial_version(tmp_path: Path) -> None:
+    emulator = Emulator(scale="small")
+    with emulator as url, connect(base_url=url, cache_dir=tmp_path) as conn:
+        asyncio.run(_sync(conn, "full"))
+        emulator.configure(version=2)
+        asyncio.run(_sync(conn, "entities_only"))  # release 2: data entities, no schemas
+        explorer = conn.manager.explorer
+        # tables default to the current complete version; the partial one says what it lacks
+        pe = V1.public_entities[0]
+        assert explorer.fields(pe["Name"]).title.startswith(f"fields of {pe['Name']} (version 1")
+        partial_message = r"version 2 \(10\.0\.42\.2150\) was synced without entity schemas"
+        with pytest.raises(NotInCacheError, match=partial_message):
+            explorer.fields(pe["Name"], version=2)
+        with pytest.raises(NotInCacheError, match="without enumerations"):
+            explorer.enums(version="10.0.42")
+        partial = explorer.entities(version=2).records()
+        assert len(partial) == len(V2.data_entities) and all(r["fields"] is None for r in partial)
+        with pytest.raises(NotInCacheError, match="no complete metadata"):
+            explorer.export(tmp_path / "out", version=2)
+        with pytest.raises(NotInCacheError, match="needs two synced versions; this cache has 1"):
+            explorer.diff()
+        asyncio.run(_sync(conn, "full_without_labels"))  # now release 2 is complete
+        assert _changes(explorer.diff(to_version=2).changes) == _changes(V2.changes)
+        assert _changes(explorer.diff(from_version="10.0.41").changes) == _changes(V2.changes)
+        with pytest.raises(NotInCacheError, match="No synced version after version 2"):
+            explorer.diff(from_version=2)
+        with pytest.raises(NotInCacheError, match=r"No version '10\.0\.4'"):  # whole parts only
+            explorer.entities(version="10.0.4")
+
+
+def test_patterns_with_special_characters(explorer: MetadataExplorer) -> None:
+    assert explorer.entities("%").records() == []  # no SQL LIKE semantics
+    assert explorer.entities("(").records() == []
+    assert explorer.labels("o'brien").records()[0]["label_id"] == "@SYS:O'Brien"
+    percent = explorer.labels("(100%)").records()
+    assert [r["label_id"] for r in percent] == ["@FieldDescriptions:Rate (100%)"]
+    bracket = explorer.entities("[ab]*").records()
+    assert bracket and all(r["data_entity"][0] in "AB" or r["public_entity"][0] in "AB"
+                           or (r["collection"] or " ")[0] in "AB" for r in bracket)  # fmt: skip

@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 from d365sync_nb.errors import CacheError, ConfigurationError, NotInCacheError
 from d365sync_nb.explorer.catalog import Catalog, Query
-from d365sync_nb.explorer.diff import changes_table, diff_builds, summarize, summary_text
+from d365sync_nb.explorer.diff import (
+    changes_table,
+    check_comparable,
+    diff_builds,
+    summarize,
+    summary_text,
+)
 from d365sync_nb.explorer.table import Column, Table
 
 if TYPE_CHECKING:
@@ -74,7 +80,7 @@ class VersionSource:
         """Versions with a visible build, oldest first (by when they were first seen)."""
         rows = self.query(
             "SELECT id, application_version, platform_version, module_count, first_seen,"
-            " synced_at, current_build_id, has_metadata, has_labels FROM versions"
+            " last_detected, synced_at, current_build_id, has_metadata, has_labels FROM versions"
             " WHERE current_build_id IS NOT NULL ORDER BY julianday(first_seen), id",
             (),
         )
@@ -88,8 +94,12 @@ class VersionSource:
         ]
 
     def resolve(self, ref: str | int | None, *, complete: bool = False) -> dict[str, Any]:
-        """A version by id or application version; ``None``: the latest synced one.
-        ``complete``: it must hold all of its metadata (entities, schemas, enumerations)."""
+        """A version by id or application version (whole dot-separated parts: ``10.0.42``).
+
+        ``None``: the environment's current version, i.e. the complete one it was last seen
+        running (a partial one only when no version is complete). ``complete``: it must hold
+        all of its metadata (entities, schemas, enumerations), not an ``entities_only`` sync.
+        """
         versions = self.versions()
         usable = [v for v in versions if v["has_metadata"]] if complete else versions
         if not usable:
@@ -98,13 +108,16 @@ class VersionSource:
                 "(d365sync sync, or %d365sync start)"
             )
         if ref is None or (isinstance(ref, str) and not ref.strip()):
-            return max(usable, key=lambda v: (v["synced_at"] or "", v["id"]))
+            pool = [v for v in usable if v["has_metadata"]] or usable
+            return max(
+                pool, key=lambda v: (v["last_detected"] or "", v["synced_at"] or "", v["id"])
+            )
         text = str(ref).strip()
         if text.isdigit():
             found = [v for v in versions if v["id"] == int(text)]
         else:
             found = [v for v in versions if v["application_version"] == text] or [
-                v for v in versions if (v["application_version"] or "").startswith(text)
+                v for v in versions if (v["application_version"] or "").startswith(text + ".")
             ]
         if len(found) == 1 and (found[0] in usable):
             return found[0]
@@ -130,10 +143,17 @@ class MetadataExplorer:
     def versions(self) -> list[dict[str, Any]]:
         return self.source.versions()
 
-    def catalog(self, version: str | int | None = None) -> Catalog:
-        """The tables of a version (default: the latest synced one)."""
-        v = self.source.resolve(version)
-        return Catalog(self.source.query, v["current_build_id"], self.language, describe_version(v))
+    def catalog(self, version: str | int | None = None, *, complete: bool = False) -> Catalog:
+        """The tables of a version (default: the environment's current complete version);
+        ``complete``: refuse a partial one."""
+        v = self.source.resolve(version, complete=complete)
+        return Catalog(
+            self.source.query,
+            v["current_build_id"],
+            self.language,
+            describe_version(v),
+            complete=v["has_metadata"],
+        )
 
     # tables ---------------------------------------------------------------------------------
     def entities(self, pattern: str | None = None, *, version: str | int | None = None,
@@ -180,16 +200,17 @@ class MetadataExplorer:
         """Write every table of a version to ``directory``, one CSV or Parquet file each."""
         from d365sync_nb.explorer.export import export
 
-        return export(self.catalog(version), directory, fmt)
+        return export(self.catalog(version, complete=True), directory, fmt)
 
     # diff -----------------------------------------------------------------------------------
     def diff(self, from_version: str | int | None = None,
              to_version: str | int | None = None) -> Diff:  # fmt: skip
         """Changes between two versions of this cache; by default its two latest complete ones
-        (by when each was first seen), or ``from_version`` to the latest."""
+        (in the order they were first seen); ``from_version`` alone: to the latest;
+        ``to_version`` alone: from the version before it."""
         source = self.source
+        complete = [v for v in source.versions() if v["has_metadata"]]  # by first seen
         if to_version is None and from_version is None:
-            complete = [v for v in source.versions() if v["has_metadata"]]
             if len(complete) < 2:
                 have = ", ".join(describe_version(v) for v in complete) or "none"
                 raise NotInCacheError(
@@ -198,6 +219,23 @@ class MetadataExplorer:
                     "with another environment (--against)"
                 )
             old, new = complete[-2], complete[-1]
+        elif to_version is None:  # from a version to the latest
+            old = source.resolve(from_version, complete=True)
+            new = complete[-1]
+            if new["id"] == old["id"]:
+                raise NotInCacheError(
+                    f"No synced version after {describe_version(old)}: give --to (synced: "
+                    f"{', '.join(describe_version(v) for v in complete)})"
+                )
+        elif from_version is None:  # to a version from the one before it
+            new = source.resolve(to_version, complete=True)
+            at = next(i for i, v in enumerate(complete) if v["id"] == new["id"])
+            if at == 0:
+                raise NotInCacheError(
+                    f"No synced version before {describe_version(new)}: give --from (synced: "
+                    f"{', '.join(describe_version(v) for v in complete)})"
+                )
+            old = complete[at - 1]
         else:
             old = source.resolve(from_version, complete=True)
             new = source.resolve(to_version, complete=True)
@@ -222,6 +260,7 @@ class MetadataExplorer:
                 other_version, complete=True
             )
         with read_only(self.store.path, attach=other) as query:
+            check_comparable(query, "other", other)
             changes = diff_builds(
                 query, ("main", mine["current_build_id"]), ("other", theirs["current_build_id"])
             )
@@ -255,6 +294,11 @@ def read_only(path: Path, *, attach: Path | None = None) -> Iterator[Query]:
         yield query
     finally:
         conn.close()
+
+
+def _recency(v: dict[str, Any]) -> tuple[str, str, int]:
+    """Order of versions by when the environment last ran them, then by sync."""
+    return (v["last_detected"] or "", v["synced_at"] or "", v["id"])
 
 
 def _read_only_uri(path: Path) -> str:

@@ -44,11 +44,20 @@ _LABEL = "(SELECT l.value FROM labels l WHERE l.label_id = {t}.label_id AND l.la
 class Catalog:
     """Read-only tables of one build, with label texts in ``language``."""
 
-    def __init__(self, query: Query, build_id: int, language: str, version: str) -> None:
+    def __init__(
+        self, query: Query, build_id: int, language: str, version: str, *, complete: bool = True
+    ) -> None:
         self._query = query
         self.build_id = build_id
         self.language = language
         self.version = version  # how messages name it, e.g. "version 2 (10.0.42.2150)"
+        self.complete = complete  # False: a partial sync (entities only), no schemas or enums
+
+    def _partial(self, what: str) -> NotInCacheError:
+        return NotInCacheError(
+            f"{self.version} was synced without {what} (an entities_only sync): sync it with "
+            "strategy full or full_without_labels, or choose a complete version (--version)"
+        )
 
     def _rows(self, sql: str, *params: Any) -> list[sqlite3.Row]:
         return self._query(sql, params)
@@ -77,7 +86,7 @@ class Catalog:
             wanted = category.strip().lower()
             known = sorted({r[3] for r in rows if r[3]})
             if wanted not in {k.lower() for k in known}:
-                raise ConfigurationError(
+                raise NotInCacheError(
                     f"No entity category {category!r} in {self.version}; "
                     f"categories: {', '.join(known) or 'none'}"
                 )
@@ -91,6 +100,8 @@ class Catalog:
         text = (name or "").strip()
         if not text:
             raise ConfigurationError("Give an entity: a data entity, public entity or collection")
+        if not self.complete:
+            raise self._partial("entity schemas")
         public = self._rows(
             "SELECT name, entity_set_name FROM public_entities WHERE build_id = ?", self.build_id
         )
@@ -100,25 +111,24 @@ class Catalog:
             self.build_id,
         )
         publics = {r[0] for r in public}
-        by_name: dict[str, str] = {}
+        names_of: list[tuple[str, str]] = []  # (a name, the public entity it names)
         for entity, collection in public:
-            by_name.setdefault(entity.lower(), entity)
+            names_of.append((entity, entity))
             if collection:
-                by_name.setdefault(collection.lower(), entity)
-        schemaless: dict[str, str] = {}
+                names_of.append((collection, entity))
+        schemaless: list[tuple[str, str]] = []  # (a name, the data entity without a schema)
         for de, pe, _collection in data:
             if pe in publics:
-                by_name.setdefault(de.lower(), pe)
+                names_of.append((de, pe))
             else:
-                schemaless[de.lower()] = de
-                if pe:
-                    schemaless.setdefault(pe.lower(), de)
-        key = text.lower()
-        if key in by_name:
-            return by_name[key]
-        if key in schemaless:
+                schemaless += [(de, de), *([(pe, de)] if pe else [])]
+        found = pick(text, names_of, "entities")
+        if found is not None:
+            return found
+        no_schema = pick(text, schemaless, "data entities")
+        if no_schema is not None:
             raise NotInCacheError(
-                f"{schemaless[key]} is a data entity without a public schema in {self.version} "
+                f"{no_schema} is a data entity without a public schema in {self.version} "
                 "(not enabled for the data service): it has no fields or relations to show"
             )
         names = sorted({*(r[0] for r in public), *(r[1] for r in public if r[1])})
@@ -203,6 +213,8 @@ class Catalog:
     # -- enumerations --------------------------------------------------------------------------
     def enums(self, pattern: str | None = None) -> Table:
         """Enumerations (name or label matching ``pattern``) with label text and member count."""
+        if not self.complete:
+            raise self._partial("enumerations")
         rows = self._rows(
             f"SELECT name, label_id, {_LABEL.format(t='e')}, (SELECT count(*) FROM"
             " enumeration_members m WHERE m.build_id = e.build_id AND m.enum_name = e.name)"
@@ -218,12 +230,13 @@ class Catalog:
         text = (name or "").strip()
         if not text:
             raise ConfigurationError("Give an enumeration name, e.g. NoYes")
+        if not self.complete:
+            raise self._partial("enumerations")
         names = [r[0] for r in self._rows("SELECT name FROM enumerations WHERE build_id = ?",
                                           self.build_id)]  # fmt: skip
-        exact = {n.lower(): n for n in names}
-        key = text.removeprefix(ENUM_PREFIX).lower()
-        if key in exact:
-            return exact[key]
+        found = pick(text.removeprefix(ENUM_PREFIX), [(n, n) for n in names], "enumerations")
+        if found is not None:
+            return found
         raise NotInCacheError(
             f"No enumeration {text!r} in {self.version}" + close_matches(text, sorted(names))
         )
@@ -285,6 +298,22 @@ def matcher(pattern: str | None) -> Callable[..., bool]:
     return lambda *names: any(n and text in n.lower() for n in names)
 
 
+def pick(text: str, names: Sequence[tuple[str, str]], what: str) -> str | None:
+    """What ``text`` names among ``(name, target)`` pairs: an exact name first, else a
+    case-insensitive one when it is unique (two names that differ only by case are asked for
+    exactly); ``None`` when nothing matches."""
+    exact = {target for name, target in names if name == text}
+    if not exact:
+        key = text.lower()
+        exact = {target for name, target in names if name.lower() == key}
+    if len(exact) > 1:
+        raise NotInCacheError(
+            f"{text!r} names several {what} that differ only by case: "
+            f"{', '.join(sorted(exact))}; give the exact name"
+        )
+    return next(iter(exact), None)
+
+
 def close_matches(text: str, names: Sequence[str], n: int = 5) -> str:
     """``"; close matches: A, B"`` (by spelling, then by substring), or a hint when none."""
     lowered: dict[str, str] = {}
@@ -295,7 +324,7 @@ def close_matches(text: str, names: Sequence[str], n: int = 5) -> str:
     if len(found) < n:
         found += [v for k, v in lowered.items() if key in k and v not in found][: n - len(found)]
     if not found:
-        return "; no close match (list them with `entities PATTERN` or `enums PATTERN`)"
+        return "; no close match (search for a part of the name)"
     return f"; close matches: {', '.join(found)}"
 
 

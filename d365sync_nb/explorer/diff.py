@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from d365sync_nb.errors import CacheError
 from d365sync_nb.explorer.table import Table, columns
 
 Query = Callable[[str, Sequence[Any]], list[Any]]
@@ -62,7 +63,8 @@ KINDS: tuple[Kind, ...] = (
 )  # fmt: skip
 KIND_NAMES = tuple(k.kind for k in KINDS)
 
-Snapshot = dict[tuple[str, str], tuple[Any, ...]]  # (parent or "", name) -> attribute values
+Key = tuple[str, str]  # (parent or "", name)
+Snapshot = dict[Key, list[tuple[Any, ...]]]  # key -> its rows' attribute values
 Side = tuple[str, int]  # (schema: "main" or an attached database, build id)
 
 
@@ -76,7 +78,34 @@ def _differing(query: Query, kind: Kind, mine: Side, theirs: Side) -> Snapshot:
         f" EXCEPT SELECT {cols} FROM {theirs[0]}.{kind.table} WHERE build_id = ?",
         (mine[1], theirs[1]),
     )
-    return {(r[0], r[1]): tuple(r[2:]) for r in rows}
+    out: Snapshot = {}
+    for r in rows:
+        out.setdefault((r[0], r[1]), []).append(tuple(r[2:]))
+    return out
+
+
+def _repeated(query: Query, kind: Kind, side: Side) -> set[Key]:
+    """Keys that name more than one row in a build (the service allows it, e.g. overloads)."""
+    parent = kind.parent or "''"
+    rows = query(
+        f"SELECT {parent}, name FROM {side[0]}.{kind.table} WHERE build_id = ?"
+        " GROUP BY 1, 2 HAVING count(*) > 1",
+        (side[1],),
+    )
+    return {(r[0], r[1]) for r in rows}
+
+
+def check_comparable(query: Query, schema: str, path: Any) -> None:
+    """Raise a CacheError naming ``path`` when its tables lack a column the diff compares."""
+    for kind in KINDS:
+        found = {r[1] for r in query(f"PRAGMA {schema}.table_info({kind.table})", ())}
+        wanted = {"build_id", "name", kind.parent or "name", *kind.attributes}
+        missing = sorted(wanted - found)
+        if missing:
+            raise CacheError(
+                f"The cache {path} cannot be compared: its {kind.table} table has no "
+                f"{', '.join(missing)} (written by another version of d365sync_nb?)"
+            )
 
 
 def _names(query: Query, kind: Kind, side: Side) -> set[str]:
@@ -94,7 +123,8 @@ def diff_builds(query: Query, before: Side, after: Side) -> list[dict[str, Any]]
             parents[kind.kind] = _names(query, kind, before) & _names(query, kind, after)
         old = _differing(query, kind, before, after)
         new = _differing(query, kind, after, before)
-        out.extend(_compare(kind, old, new, parents.get(kind.parent_kind or "")))
+        repeated = _repeated(query, kind, before) | _repeated(query, kind, after)
+        out.extend(_compare(kind, old, new, parents.get(kind.parent_kind or ""), repeated))
     order = {k: i for i, k in enumerate(KIND_NAMES)}
     change_order = {c: i for i, c in enumerate(CHANGES)}
     out.sort(
@@ -110,10 +140,12 @@ def diff_builds(query: Query, before: Side, after: Side) -> list[dict[str, Any]]
 
 
 def _compare(
-    kind: Kind, old: Snapshot, new: Snapshot, parents: set[str] | None
+    kind: Kind, old: Snapshot, new: Snapshot, parents: set[str] | None, repeated: set[Key]
 ) -> list[dict[str, Any]]:
     """Rows of ``old`` and ``new`` that differ: keys in both are changed, the rest removed or
-    added (only under ``parents`` present in both, for kinds that have a parent)."""
+    added (only under ``parents`` present in both, for kinds that have a parent). A key with
+    several rows in either build cannot say which row became which: each differing row is
+    removed or added, with all its attributes in ``before`` or ``after``."""
     rows: list[dict[str, Any]] = []
 
     def row(key: tuple[str, str], change: str, attr: str | None = None, a: Any = None,
@@ -128,17 +160,27 @@ def _compare(
             "after": b,
         }
 
-    def relevant(key: tuple[str, str]) -> bool:
+    def relevant(key: Key) -> bool:
         return parents is None or key[0] in parents
 
-    for key in old.keys() - new.keys():
+    def whole(values: tuple[Any, ...]) -> dict[str, Any]:
+        return {
+            attr.removesuffix("_json"): _value(kind, attr, v)
+            for attr, v in zip(kind.attributes, values, strict=True)
+        }
+
+    for key in (old.keys() | new.keys()) & repeated:
+        if relevant(key):
+            rows += [row(key, "removed", a=whole(v)) for v in old.get(key, [])]
+            rows += [row(key, "added", b=whole(v)) for v in new.get(key, [])]
+    for key in old.keys() - new.keys() - repeated:
         if relevant(key):
             rows.append(row(key, "removed"))
-    for key in new.keys() - old.keys():
+    for key in new.keys() - old.keys() - repeated:
         if relevant(key):
             rows.append(row(key, "added"))
-    for key in old.keys() & new.keys():
-        a, b = old[key], new[key]
+    for key in (old.keys() & new.keys()) - repeated:
+        (a,), (b,) = old[key], new[key]
         for attr, x, y in zip(kind.attributes, a, b, strict=True):
             if x != y:
                 name = attr.removesuffix("_json")

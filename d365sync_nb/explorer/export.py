@@ -51,9 +51,10 @@ def export(catalog: Catalog, directory: str | Path, fmt: str = "csv") -> list[di
         try:
             writer(table, partial)
             os.replace(partial, path)
-        except OSError as exc:
+        except Exception as exc:  # OSError, or pyarrow's own errors
             partial.unlink(missing_ok=True)
-            raise CacheError(f"Cannot write {path}: {exc.strerror or exc}") from None
+            reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+            raise CacheError(f"Cannot write {path}: {reason}") from None
         written.append({"table": table.name, "path": str(path), "rows": len(table)})
     return written
 

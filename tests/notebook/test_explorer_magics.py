@@ -32,7 +32,9 @@ def test_tables_diff_chart_and_export(connected: InteractiveShell, capsys, tmp_p
     assert list(members["value"]) == [0, 1] and str(members["value"].dtype) == "Int64"
     assert list(nb.relations(pe["Name"])["name"]) == [n["Name"] for n in pe["NavigationProperties"]]
     assert nb.enums("noyes")["name"].tolist() == ["NoYes"]
-    assert set(nb.labels(missing=True)["status"]) <= {"missing", "empty"}
+    missing = nb.labels(missing=True)
+    assert len(missing) > 0 and set(missing["status"]) == {"missing", "empty"}
+    assert missing["text"].isna().sum() == (missing["status"] == "missing").sum()
 
     nb.get_connection().emulator.configure(version=2)  # the environment is upgraded
     connected.run_cell("%d365sync start --wait --strategy incremental")
@@ -44,7 +46,11 @@ def test_tables_diff_chart_and_export(connected: InteractiveShell, capsys, tmp_p
     assert len(diff) == len(V2.changes)
     assert list(diff["kind"].cat.categories)[:2] == ["entity", "data_entity"]
     changed = diff[diff["change"] == "changed"]
-    assert changed["attribute"].notna().all() and changed["before"].notna().any()
+    assert changed["attribute"].notna().all() and changed["before"].notna().all()
+    retyped = changed[changed["attribute"] == "type_name"]
+    assert list(zip(retyped["before"], retyped["after"], strict=True)) == [
+        (c["before"], c["after"]) for c in V2.changes if c["attribute"] == "type_name"
+    ]
     figure = nb.charts.changes_by_kind(diff)
     assert isinstance(figure, Figure)
     bars = [a for a in figure.axes[0].patches if a.get_gid() == "diff-removed"]

@@ -44,7 +44,7 @@ def diff(
     """
     manager, _ = state.require()
     explorer = manager.explorer
-    if against:
+    if against is not None:
         other = cache_file_of(against, manager.settings.resolved_cache_dir())
         result = explorer.diff_against(other, version=from_version, other_version=to_version)
     else:
