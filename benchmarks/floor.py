@@ -16,6 +16,7 @@ from d365sync_nb.d365.client import (
     APP_VERSION_ACTION,
     MODULES_ACTION,
     PLATFORM_VERSION_ACTION,
+    PUBLIC_ENTITIES_CHUNK,
     default_transport,
     label_path,
 )
@@ -31,7 +32,7 @@ async def main(base_url: str, concurrency: int) -> None:
         ("POST", a) for a in (MODULES_ACTION, APP_VERSION_ACTION, PLATFORM_VERSION_ACTION)
     ]
     urls += [("GET", "Metadata/DataEntities"), ("GET", "Metadata/PublicEnumerations")]
-    chunk = 250
+    chunk = PUBLIC_ENTITIES_CHUNK  # the sync's chunks, and the one past the end it asks
     urls += [
         ("GET", f"Metadata/PublicEntities?$top={chunk}&$skip={i * chunk}")
         for i in range(n_public // chunk + 1)

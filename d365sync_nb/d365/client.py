@@ -48,6 +48,10 @@ APP_VERSION_ACTION = (
 PLATFORM_VERSION_ACTION = (
     "data/DataManagementEntities/Microsoft.Dynamics.DataEntities.GetPlatformBuildVersion"
 )
+# PublicEntities per request: a parsed chunk is ~5x its JSON (about 7.6 MB of dicts per 100
+# entities at the realistic scale) and up to ``window`` chunks are held at once. 100 keeps the
+# sync's peak RSS near 110 MB (250 peaked at 152 MB) at the same phase time.
+PUBLIC_ENTITIES_CHUNK = 100
 
 
 def default_transport(concurrency: int) -> httpx.AsyncBaseTransport:
@@ -402,6 +406,7 @@ class D365MetadataClient:
         next_index = 0
         limit = 1 if expected is None else max(1, -(-expected // chunk_size))
         ended = False
+        overran = False  # asked past the expected count already
         first_name: object = None
         try:
             while True:
@@ -411,7 +416,10 @@ class D365MetadataClient:
                 if not pending:
                     if ended:
                         return
-                    limit = next_index + window  # more than expected: keep going
+                    # as many as expected, and the last chunk was full: one more chunk (usually
+                    # empty), then a whole window at a time
+                    limit = next_index + (window if overran else 1)
+                    overran = True
                     continue
                 index = min(pending)
                 items = await pending.pop(index)
@@ -450,7 +458,7 @@ class D365MetadataClient:
         return [PublicEnumeration.model_validate(d) for d in items]
 
     async def iter_public_entities(
-        self, chunk_size: int = 250, expected: int | None = None
+        self, chunk_size: int = PUBLIC_ENTITIES_CHUNK, expected: int | None = None
     ) -> AsyncIterator[list[PublicEntity]]:
         async for chunk in self.iter_chunks("PublicEntities", chunk_size, expected=expected):
             yield [PublicEntity.from_service(d) for d in chunk]
