@@ -72,7 +72,7 @@ async def test_the_record_is_exact_under_a_429_storm(emulator, make_manager):
     assert session.counts["labels"] == expected(emulator)["labels"]
     stats = emulator.stats()
     log = manager.get_request_log(session.session_id)
-    assert stats["responses_by_status"]["429"] > 20
+    assert stats["responses_by_status"]["429"] > 5  # the limiter learns the level: a few
     assert_matches_the_service(session, stats, log)
     assert session.http.throttle_wait_seconds >= 0.05 * session.http.throttled * 0.9
     concurrency = session.http.concurrency
