@@ -238,7 +238,9 @@ async def test_limit_changes_are_logged_at_most_once_a_second(caplog):
         "concurrency 57: 429 at 64 in flight; 0 in flight "
         "(55 changes since the last line, between 10 and 64)",
     ]
-    assert limiter.summary() == "concurrency adaptive 8..64: 57 now after 57 changes"
+    assert limiter.summary() == (
+        "concurrency adaptive 8..64: 57 now after 57 changes (lowest 8, highest 64)"
+    )
 
 
 # -- the concurrency path in the http record ----------------------------------------------------

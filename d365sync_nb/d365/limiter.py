@@ -229,6 +229,7 @@ class Limiter:
         self.algorithm = algorithm
         self.in_flight = 0
         self.changes = 0
+        self.lowest = self.highest = algorithm.limit
         self._on_change = on_change
         self._clock = clock
         self._waiters: deque[asyncio.Future[None]] = deque()
@@ -267,6 +268,10 @@ class Limiter:
         change = self.algorithm.update(ticket, outcome, latency, now)
         if change is not None:
             self.changes += 1
+            self.lowest, self.highest = (
+                min(self.lowest, change.limit),
+                max(self.highest, change.limit),
+            )
             if self._on_change is not None:
                 self._on_change(change.limit)
             self._log(change, now)
@@ -301,4 +306,7 @@ class Limiter:
         """One line: the mode and where the limit is."""
         a = self.algorithm
         mode = f"adaptive {a.initial}..{a.ceiling}" if a.adaptive else f"fixed {a.ceiling}"
-        return f"concurrency {mode}: {a.limit} now after {self.changes} changes"
+        return (
+            f"concurrency {mode}: {a.limit} now after {self.changes} changes "
+            f"(lowest {self.lowest}, highest {self.highest})"
+        )
