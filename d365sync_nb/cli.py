@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import csv
 import json
+import logging
 import os
 import signal
 import sys
@@ -74,7 +75,9 @@ EMULATOR_FLAGS: tuple[tuple[str, Any, Any, str], ...] = (
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="d365sync", description="Sync D365 F&O metadata into a local cache.")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument(
+        "--debug", action="store_true", help="show tracebacks and debug logs (e.g. concurrency)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     emu = sub.add_parser("emulator", help="serve the embedded D365 metadata emulator")
@@ -541,6 +544,9 @@ def _say_cache_notice(conn: Connection) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.debug:  # this package's debug lines on stderr (others' warnings only)
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.getLogger("d365sync_nb").setLevel(logging.DEBUG)
     try:
         return COMMANDS[args.command](args)
     except ConfigurationError as exc:
