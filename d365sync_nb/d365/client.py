@@ -52,6 +52,14 @@ APP_VERSION_ACTION = (
 PLATFORM_VERSION_ACTION = (
     "data/DataManagementEntities/Microsoft.Dynamics.DataEntities.GetPlatformBuildVersion"
 )
+# Sent with every request. Cookies are not kept: the service is stateless (a bearer token each
+# time), and httpx's cookie jar cost ~55 us of CPU per answer.
+HEADERS = {
+    "Accept": "application/json",
+    "OData-Version": "4.0",
+    "Accept-Encoding": "gzip, deflate",
+    "User-Agent": f"python-httpx/{httpx.__version__}",
+}
 # PublicEntities per request: a parsed chunk is ~5x its JSON (about 7.6 MB of dicts per 100
 # entities at the realistic scale) and up to ``window`` chunks are held at once. 100 keeps the
 # sync's peak RSS near 110 MB (250 peaked at 152 MB) at the same phase time.
@@ -116,7 +124,8 @@ class D365MetadataClient:
         self._transport = transport
         self.read_timeout = read_timeout  # no byte for this long: the read is stalled
         self.max_stalls = max_stalls  # stalled reads of one request before giving up
-        self._http: httpx.AsyncClient | None = None
+        self._live: httpx.AsyncBaseTransport | None = None  # the transport while open
+        self._extensions: dict[str, Any] = {}
 
     @classmethod
     def from_settings(
@@ -142,25 +151,27 @@ class D365MetadataClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    def _open(self) -> httpx.AsyncClient:
-        if self._http is None:
-            transport = self._transport or default_transport(self.limiter.ceiling)
-            self._http = httpx.AsyncClient(
-                base_url=self.base_url + "/",
-                transport=transport,
-                # per read, not in total: the PublicEntities answer streams tens of MB
-                timeout=httpx.Timeout(
-                    connect=CONNECT_TIMEOUT, read=self.read_timeout, write=60.0, pool=60.0
-                ),
-                headers={"Accept": "application/json", "OData-Version": "4.0"},
-                follow_redirects=False,
+    def _open(self) -> httpx.AsyncBaseTransport:
+        """The transport, sent to directly: httpx's models and transport seam without
+        ``AsyncClient``, whose URL merging, cookie jar and hooks took ~40% of the client's CPU
+        per request (measured: 380 -> 210 us per label at 32 in flight)."""
+        if self._live is None:
+            self._live = self._transport or default_transport(self.limiter.ceiling)
+            # per read, not in total: the PublicEntities answer streams tens of MB
+            timeout = httpx.Timeout(
+                connect=CONNECT_TIMEOUT, read=self.read_timeout, write=60.0, pool=60.0
             )
-        return self._http
+            self._extensions = {"timeout": timeout.as_dict()}
+        return self._live
+
+    def _url(self, url: str) -> str:
+        """An absolute URL: ``url`` itself (e.g. an ``@odata.nextLink``) or under the base."""
+        return url if "://" in url else f"{self.base_url}/{url}"
 
     async def aclose(self) -> None:
-        if self._http is not None:
-            http, self._http = self._http, None
-            await http.aclose()
+        if self._live is not None:
+            transport, self._live = self._live, None
+            await transport.aclose()
             if self.stats.requests:
                 log.debug("%s: %s", self.base_url, self.limiter.summary())
 
@@ -181,7 +192,8 @@ class D365MetadataClient:
 
         With ``not_found_ok`` a 404 returns ``None`` instead of raising.
         """
-        http = self._open()
+        self._open()
+        full_url = self._url(url)
         endpoint = endpoint_class(url)
         sample = endpoint == "Labels"  # single items: their latencies compare with each other
         attempt = 0  # attempts that count against max_attempts
@@ -193,17 +205,22 @@ class D365MetadataClient:
             attempt += 1
             tries += 1
             request_id = str(uuid.uuid4())
-            headers = {"x-ms-client-request-id": request_id}
+            headers = {**HEADERS, "x-ms-client-request-id": request_id}
             token = await self._auth.token() if self._auth else None
             if token:
                 headers["Authorization"] = f"Bearer {token}"
-            full_url = str(http.base_url.join(url))
             context = {"method": method, "url": full_url, "request_id": request_id}
             sent = Sent(self.stats, endpoint, tries, request_id)
             try:
-                response = await self._attempt(
-                    sent, sample, method, url, params=params, json=json_body, headers=headers
+                request = httpx.Request(
+                    method,
+                    full_url,
+                    params=params,
+                    json=json_body,
+                    headers=headers,
+                    extensions=self._extensions,
                 )
+                response = await self._attempt(sent, sample, request)
             except (httpx.TransportError, httpx.DecodingError) as exc:
                 kind = _error_kind(exc)
                 stalls += kind == "timeout"
@@ -276,17 +293,20 @@ class D365MetadataClient:
             sent.log()
             return data
 
-    async def _attempt(
-        self, sent: Sent, sample: bool, method: str, url: str, **kw: Any
-    ) -> httpx.Response:
-        """One attempt holding a limiter slot; the answer's status tells the limiter how the
-        service copes (``sample``: its latency compares with other samples)."""
-        assert self._http is not None
+    async def _attempt(self, sent: Sent, sample: bool, request: httpx.Request) -> httpx.Response:
+        """One attempt holding a limiter slot, its body read; the answer's status tells the
+        limiter how the service copes (``sample``: its latency compares with other samples)."""
+        transport = self._open()
         ticket = await self.limiter.acquire()
         outcome = Outcome.OTHER
         try:
             sent.start()
-            response = await self._http.request(method, url, **kw)
+            response = await transport.handle_async_request(request)
+            try:
+                await response.aread()
+            except BaseException:
+                await response.aclose()
+                raise
             outcome = _outcome(response.status_code)
             return response
         finally:
