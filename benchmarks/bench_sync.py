@@ -1,11 +1,20 @@
-"""Benchmark: a full sync at the realistic scale against the emulator in its own process.
+"""Benchmark: full syncs with default settings against the emulator in its own process.
 
-Prints, for the same emulator in one run: the sync with its request log (the default), the same
-sync without it (``D365SYNC_REQUEST_LOG_SESSIONS=0``), each one's wall time and peak RSS, the
-cost of the request log, and the network floor (the same requests at the same concurrency, doing
-nothing else).
+One run prints each scenario against its network floor (the same requests at a fixed
+concurrency, doing nothing else; ``floor.py``), with the targets of issue 13:
 
-    python benchmarks/bench_sync.py [--latency-ms 10] [--concurrency 16] [--strategy full]
+- unthrottled: realistic scale, 10 ms; the sync with its request log (the default) and once
+  without it (``D365SYNC_REQUEST_LOG_SESSIONS=0``): within 1.25x of the floor at 32 in flight,
+  the best of two syncs against the best of two floors, run in turn (the machine's load drifts
+  between runs by more than the margin);
+- throttled: the same service answering 429 (Retry-After 1 s) above 12 in flight: exact counts,
+  429s at most 2% of requests, within 1.5x of the floor at 12;
+- slow: small scale, 100 ms: the adaptive limit grows past 32 (shown against the floor at 32);
+- footprint: peak RSS of the unthrottled sync (under 150 MB) and its cache file.
+
+    python benchmarks/bench_sync.py [--scenarios unthrottled,throttled,slow] [--concurrency N]
+
+``--concurrency N`` syncs with exactly N in flight instead of the adaptive default.
 """
 
 from __future__ import annotations
@@ -17,12 +26,68 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 HERE = Path(__file__).parent
+COUNTED = ("data_entities", "public_entities", "actions", "enumerations", "labels")
+RSS_TARGET_MB = 150
+
+
+@dataclass(frozen=True)
+class Scenario:
+    title: str
+    scale: str
+    latency_ms: float
+    floor_at: int  # the floor's concurrency
+    ratio_target: float | None  # session / floor
+    emulator_args: tuple[str, ...] = field(default=())
+    repeats: int = 1  # floor and sync each run this many times, the best of each compared
+
+
+SCENARIOS = {
+    "unthrottled": Scenario(
+        "unthrottled service, realistic, 10 ms", "realistic", 10, 32, 1.25, repeats=2
+    ),
+    "throttled": Scenario(
+        "429 above 12 in flight (--max-concurrency 12, Retry-After 1 s), realistic, 10 ms",
+        "realistic",
+        10,
+        12,
+        1.5,
+        ("--max-concurrency", "12"),
+    ),
+    "slow": Scenario("unthrottled service, small, 100 ms", "small", 100, 32, None),
+}
+
+
+class Emulator:
+    """``d365sync emulator`` in its own process (a context manager)."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        self.scenario = scenario
+        self.base_url = ""
+
+    def __enter__(self) -> Emulator:
+        s = self.scenario
+        args = ["--scale", s.scale, "--latency-ms", str(s.latency_ms), *s.emulator_args]
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "d365sync_nb", "emulator", *args],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.base_url = self._process.stdout.readline().strip()  # type: ignore[union-attr]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._process.terminate()
+        self._process.wait()
+
+    def stats(self) -> dict[str, Any]:
+        return httpx.get(f"{self.base_url}/_emulator/stats").json()
 
 
 def run_child(args: list[str], env: dict[str, str] | None = None) -> tuple[float, str, float]:
@@ -40,68 +105,142 @@ def run_child(args: list[str], env: dict[str, str] | None = None) -> tuple[float
         return seconds, out.read(), usage.ru_maxrss / 1024
 
 
-def sync_once(base_url: str, args: argparse.Namespace, *, request_log: bool) -> dict[str, Any]:
-    """One sync into a fresh cache; its JSON result, wall time, RSS, and the service's count."""
+def sync_once(
+    emulator: Emulator, concurrency: int | None, *, request_log: bool = True
+) -> dict[str, Any]:
+    """One CLI sync into a fresh cache: its JSON result, wall time, RSS, the service's count."""
     with tempfile.TemporaryDirectory() as cache:
-        httpx.post(f"{base_url}/_emulator/reset-stats")
-        sync = [sys.executable, "-m", "d365sync_nb", "sync", "--json", "--base-url", base_url]
-        sync += ["--cache-dir", cache, "--strategy", args.strategy]
+        httpx.post(f"{emulator.base_url}/_emulator/reset-stats")
+        sync = [sys.executable, "-m", "d365sync_nb", "sync", "--json"]
+        sync += ["--base-url", emulator.base_url, "--cache-dir", cache]
+        if concurrency is not None:
+            sync += ["--concurrency", str(concurrency)]
         env = {} if request_log else {"D365SYNC_REQUEST_LOG_SESSIONS": "0"}
-        wall, out, rss_mb = run_child([*sync, "--concurrency", str(args.concurrency)], env)
+        wall, out, rss_mb = run_child(sync, env)
         result = json.loads(out.strip().splitlines()[-1])
-        served = httpx.get(f"{base_url}/_emulator/stats").json()["total_requests"]
         size_mb = sum(p.stat().st_size for p in Path(cache).glob("*")) / 2**20
-    return {"result": result, "wall": wall, "rss_mb": rss_mb, "served": served, "mb": size_mb}
+    stats = emulator.stats()
+    return {"result": result, "wall": wall, "rss_mb": rss_mb, "mb": size_mb, "service": stats}
+
+
+def floor(emulator: Emulator, concurrency: int) -> float:
+    """Seconds of the same requests at ``concurrency``, bodies read and dropped."""
+    scale = emulator.scenario.scale
+    _, out, _ = run_child(
+        [sys.executable, str(HERE / "floor.py"), emulator.base_url, str(concurrency), scale]
+    )
+    return float(json.loads(out)["seconds"])
+
+
+def expected_counts(scale: str) -> dict[str, int]:
+    """The dataset's counts, computed in a child: a forked child's peak RSS starts at its
+    parent's, so the parent stays small."""
+    code = (
+        "import json; from d365sync_nb.emulator import build_dataset; "
+        f"print(json.dumps(build_dataset({scale!r}).expected_counts()))"
+    )
+    return json.loads(run_child([sys.executable, "-c", code])[1])
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def describe(name: str, run: dict[str, Any]) -> str:
+    result, http = run["result"], run["result"]["http"]
+    limits = http.get("concurrency") or {}
+    path = (
+        f"limit {limits['start']}->{limits['final']} (min {limits['min']}, max {limits['max']}, "
+        f"{limits.get('change_count', len(limits.get('changes', [])))} changes)"
+        if limits
+        else ""
+    )
+    return (
+        f"  sync {name:<18} session {result['duration_seconds']:6.1f} s  "
+        f"process {run['wall']:5.1f} s  RSS {run['rss_mb']:4.0f} MB  "
+        f"requests {http['requests']:,} (service saw {run['service']['total_requests']:,})  {path}"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--latency-ms", type=float, default=10.0)
-    parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--strategy", default="full")
-    parser.add_argument("--scale", default="realistic")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--concurrency", type=int, default=None, help="default: adaptive")
     args = parser.parse_args()
-
-    emulator_cmd = [sys.executable, "-m", "d365sync_nb", "emulator", "--scale", args.scale]
-    emulator = subprocess.Popen(
-        [*emulator_cmd, "--latency-ms", str(args.latency_ms)], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        base_url = emulator.stdout.readline().strip()  # type: ignore[union-attr]
-        print(f"emulator ({args.scale}, {args.latency_ms} ms latency) at {base_url}")
-        runs = {
-            "with request log": sync_once(base_url, args, request_log=True),
-            "without": sync_once(base_url, args, request_log=False),
-        }
-        _, floor_out, _ = run_child(
-            [sys.executable, str(HERE / "floor.py"), base_url, str(args.concurrency)]
+    setting = f"--concurrency {args.concurrency}" if args.concurrency else "default settings"
+    print(f"d365sync bench: full syncs with {setting}, the emulator in its own process")
+    failures: list[str] = []
+    footprint: dict[str, Any] | None = None
+    for key in args.scenarios.split(","):
+        s = SCENARIOS[key]
+        expected = expected_counts(s.scale)
+        with Emulator(s) as emulator:
+            print(f"\n[{key}] {s.title}   (emulator at {emulator.base_url})")
+            floors: list[float] = []
+            logged: list[dict[str, Any]] = []
+            without: dict[str, Any] | None = None
+            for repeat in range(s.repeats):  # floor and sync in turn: the machine's load drifts
+                floors.append(floor(emulator, s.floor_at))
+                logged.append(sync_once(emulator, args.concurrency))
+                print(describe(f"run {repeat + 1}", logged[-1]))
+                if key == "unthrottled" and without is None:
+                    without = sync_once(emulator, args.concurrency, request_log=False)
+                    print(describe("without request log", without))
+        run = min(logged, key=lambda r: r["result"]["duration_seconds"])
+        result, http = run["result"], run["result"]["http"]
+        phases = {k: round(v["seconds"] or 0, 1) for k, v in result["phases"].items()}
+        print(f"  phases (s)  {json.dumps(phases)}")
+        print(f"  latency ms  {json.dumps(http['latency_ms'])}  by status {http['by_status']}")
+        counts_ok = all(
+            r["result"]["status"] == "completed"
+            and all(r["result"]["counts"].get(k) == expected[k] for k in COUNTED)
+            for r in logged
         )
-        floor = json.loads(floor_out)
-    finally:
-        emulator.terminate()
-        emulator.wait()
-    logged = runs["with request log"]
-    result = logged["result"]
-    phases = {k: v["seconds"] for k, v in result["phases"].items()}
-    print(f"status            {result['status']}  counts {result['counts']}")
-    print(f"phases (s)        {json.dumps(phases)}")
-    print(f"http              {json.dumps({k: result['http'][k] for k in ('requests', 'retries', 'by_status', 'latency_ms')})}")  # noqa: E501
-    for name, run in runs.items():
-        session_s = run["result"]["duration_seconds"]
+        exact = all(
+            r["result"]["http"]["requests"] == r["service"]["total_requests"] for r in logged
+        )
+        counts = ", ".join(f"{k} {result['counts'].get(k)}" for k in COUNTED)
         print(
-            f"sync {name:<17} session {session_s:6.1f} s  process {run['wall']:6.1f} s  "
-            f"peak RSS {run['rss_mb']:4.0f} MB  requests {run['result']['http']['requests']} "
-            f"(service saw {run['served']})  cache {run['mb']:.0f} MB"
+            f"  counts      {'exact' if counts_ok else 'WRONG'} ({counts}); "
+            f"http record {'matches' if exact else 'DIFFERS FROM'} the service's count"
         )
-    without = runs["without"]["result"]["duration_seconds"]
-    cost = 100 * (result["duration_seconds"] - without) / without
-    print(f"request log cost  {cost:+.1f}% of the session time (target <= 5%)")
-    print(f"network floor     {floor['seconds']:6.1f} s at concurrency {args.concurrency}")
-    print(
-        f"ratio             {result['duration_seconds'] / floor['seconds']:.2f}x the floor "
-        "(target <= 1.25x)"
-    )
-    print(f"peak RSS (sync)   {logged['rss_mb']:6.0f} MB (target < 250 MB)")
+        seconds = min(floors)
+        ratio = result["duration_seconds"] / seconds
+        checks = [("counts exact", counts_ok and exact)]
+        target = f" (target <= {s.ratio_target}x)" if s.ratio_target else ""
+        ratio_ok = s.ratio_target is None or ratio <= s.ratio_target
+        shown = verdict(ratio_ok) if target else ""
+        best = f"best of {s.repeats} " if s.repeats > 1 else ""
+        print(f"  floor       {' / '.join(f'{f:.1f}' for f in floors)} s at {s.floor_at} in "
+              f"flight; sync {best}{ratio:.2f}x the {best}floor{target}  {shown}")  # fmt: skip
+        if s.ratio_target:
+            checks.append((f"<= {s.ratio_target}x floor", ratio_ok))
+        if key == "throttled":
+            share = 100 * http["by_status"].get("429", 0) / http["requests"]
+            ok = share <= 2.0
+            print(f"  429s        {http['by_status'].get('429', 0)} = {share:.2f}% of requests "
+                  f"(target <= 2%)  {verdict(ok)}")  # fmt: skip
+            checks.append(("429s <= 2%", ok))
+        if key == "slow":
+            top = (http.get("concurrency") or {}).get("max", 0)
+            ok = top > 32
+            print(f"  limit       reached {top} in flight (target > 32)  {verdict(ok)}")
+            checks.append(("limit > 32", ok))
+        if without is not None:
+            footprint = max(logged, key=lambda r: r["rss_mb"])
+            plain = without["result"]["duration_seconds"]
+            cost = 100 * (result["duration_seconds"] - plain) / plain
+            print(f"  request log {cost:+.1f}% of the session time (target <= 5%)")
+        failures += [f"{key}: {name}" for name, ok in checks if not ok]
+    if footprint is not None:
+        ok = footprint["rss_mb"] < RSS_TARGET_MB
+        print(
+            f"\n[footprint] peak RSS of the unthrottled sync {footprint['rss_mb']:.0f} MB "
+            f"(target < {RSS_TARGET_MB} MB)  {verdict(ok)}; cache file {footprint['mb']:.0f} MB"
+        )
+        if not ok:
+            failures.append("footprint")
+    print(f"\n{'all targets hold' if not failures else 'FAILED: ' + '; '.join(failures)}")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ Profiles live in a TOML file (``$D365SYNC_PROFILES`` or ``<user config dir>/prof
     client_id = "..."
     tenant_id = "..."
     client_secret_env = "CONTOSO_SECRET"   # read the secret from this variable
+    concurrency = 16                       # exactly 16 in flight; "auto" or absent: adaptive
 
 Secrets are ``SecretStr``: they never appear in reprs, logs or errors.
 """
@@ -26,7 +27,7 @@ from d365sync_nb.errors import ConfigurationError
 from d365sync_nb.redaction import redact_url
 
 APP_NAME = "d365sync_nb"
-DEFAULT_CONCURRENCY = 16
+ADAPTIVE = "auto"  # a profile's ``concurrency`` for the adaptive default
 DEFAULT_REQUEST_LOG_SESSIONS = 20
 REQUEST_LOG_VARIABLE = "D365SYNC_REQUEST_LOG_SESSIONS"  # or request_log_sessions in a profile
 
@@ -41,7 +42,11 @@ class ConnectionSettings(BaseModel):
     tenant_id: str | None = None
     client_secret: SecretStr | None = None
     cache_dir: Path | None = None
-    concurrency: int = DEFAULT_CONCURRENCY
+    concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        description="exactly this many requests in flight; None: adaptive (d365/limiter.py)",
+    )
     language: str = "en-us"
     profile: str | None = None
     name: str | None = None
@@ -205,13 +210,18 @@ def resolve_settings(
         values["concurrency"] = concurrency
     if "request_log_sessions" not in values and env.get(REQUEST_LOG_VARIABLE):
         values["request_log_sessions"] = env[REQUEST_LOG_VARIABLE]
-    raw_concurrency = values.get("concurrency", DEFAULT_CONCURRENCY)
-    try:
-        concurrency_ok = int(str(raw_concurrency)) >= 1
-    except ValueError:
-        concurrency_ok = False
-    if not concurrency_ok:
-        raise ConfigurationError(f"concurrency must be an integer >= 1, not {raw_concurrency!r}")
+    raw_concurrency = values.get("concurrency")
+    if raw_concurrency == ADAPTIVE:
+        values["concurrency"] = raw_concurrency = None
+    if raw_concurrency is not None:
+        try:
+            concurrency_ok = int(str(raw_concurrency)) >= 1
+        except ValueError:
+            concurrency_ok = False
+        if not concurrency_ok:
+            raise ConfigurationError(
+                f"concurrency must be an integer >= 1 or {ADAPTIVE!r}, not {raw_concurrency!r}"
+            )
     try:
         return ConnectionSettings.model_validate(values)
     except ValidationError as exc:  # name the fields, never echo their values (secrets)

@@ -37,6 +37,7 @@ from d365sync_nb.config import (
     resolve_settings,
     validate_base_url,
 )
+from d365sync_nb.d365.limiter import DEFAULT_CEILING, DEFAULT_INITIAL
 from d365sync_nb.errors import ConfigurationError
 from d365sync_nb.redaction import environment_secrets
 from d365sync_nb.store import store_path
@@ -341,7 +342,8 @@ def add_connection_arguments(parser: argparse.ArgumentParser, *, scale_default: 
         "--concurrency",
         type=bounded_int(1, MAX_CONCURRENCY),
         default=None,
-        help=f"requests in flight, 1 to {MAX_CONCURRENCY} (default 16)",
+        help=f"exactly N requests in flight, 1 to {MAX_CONCURRENCY} (default: adaptive, from "
+        f"{DEFAULT_INITIAL} up to {DEFAULT_CEILING} as the service allows)",
     )
 
 

@@ -78,20 +78,21 @@ def diagnose(session: SyncSession, log: list[dict[str, Any]] | None = None) -> D
     elif session.is_running:
         parts.append(f"still running ({session.progress_percent:.0f}%)")
     concurrency = http.concurrency or {}
+    adaptive = concurrency.get("mode") == "adaptive"
     if http.throttled:
-        lowered = concurrency.get("min")
-        lowered_text = (
-            f"; concurrency lowered to {lowered}"
-            if lowered is not None and lowered < concurrency.get("start", lowered)
-            else ""
-        )
         parts.append(
             f"throttled: {http.throttled} x 429 (Retry-After honoured, "
-            f"{http.throttle_wait_seconds:.0f} s of waits across requests{lowered_text})"
+            f"{http.throttle_wait_seconds:.0f} s of waits across requests"
+            f"{_concurrency_text(concurrency)})"
         )
         findings.append(
-            "The service throttled this client (429): sync with a lower --concurrency or "
-            "off-peak; a higher throttling priority for the Entra app helps too"
+            "The service throttled this client (429): the adaptive concurrency found its level "
+            f"({concurrency.get('final')} in flight at the end); sync off-peak or give the Entra "
+            "app a higher throttling priority to go faster"
+            if adaptive
+            else "The service throttled this client (429): sync with a lower --concurrency (or "
+            "without one: adaptive) or off-peak; a higher throttling priority for the Entra app "
+            "helps too"
         )
     for code in sorted(http.by_status, key=int):
         if code in ("502", "503", "504"):
@@ -193,6 +194,19 @@ def _ratio(b: float | None, a: float | None) -> float | None:
     return round(b / a, 2)
 
 
+def _concurrency_text(concurrency: dict[str, Any]) -> str:
+    """``; concurrency lowered to 6`` (and where an adaptive limit settled), or nothing."""
+    low, start = concurrency.get("min"), concurrency.get("start")
+    adaptive = concurrency.get("mode") == "adaptive"
+    if low is not None and start is not None and low < start:
+        end = f", {concurrency.get('final')} at the end" if adaptive else ""
+        return f"; concurrency lowered to {low}{end}"
+    if adaptive:
+        top, end = concurrency.get("max"), concurrency.get("final")
+        return f"; adaptive concurrency up to {top}, {end} at the end"
+    return ""
+
+
 def _failed_phase(session: SyncSession) -> str | None:
     for progress in session.phases.values():
         if progress.status == PhaseStatus.FAILED:
@@ -208,7 +222,10 @@ def _failure_advice(error: str) -> str:
             "(or `az login`) and that the app is registered in the environment"
         )
     if "429" in text:
-        return "Still throttled after many waits: sync later or with a lower --concurrency"
+        return (
+            "Still throttled after many waits: the service is overloaded; sync later (or with a "
+            "lower --concurrency)"
+        )
     if "expected json" in text or "html" in text:
         return "The answers are not the D365 metadata service: check the base URL"
     if "no answer" in text or "stopped answering" in text:

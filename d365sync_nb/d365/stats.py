@@ -20,7 +20,8 @@ from typing import Any, NamedTuple
 _COLLECTION = re.compile(r"(?:^|/)Metadata/([A-Za-z]+)")
 _ACTION = re.compile(r"Microsoft\.Dynamics\.DataEntities\.([A-Za-z]+)")
 TRANSPORT_ERRORS = frozenset({"dropped", "timeout", "connect", "garbled"})
-MAX_LIMIT_CHANGES = 2000  # concurrency changes kept for the chart (the first ones)
+MAX_LIMIT_CHANGES = 1000  # points of the concurrency path kept for the chart
+LIMIT_RESOLUTION = 0.05  # seconds: changes closer than this to the last point replace its value
 
 
 def endpoint_class(url: str) -> str:
@@ -71,6 +72,9 @@ class HttpStats:
     latencies_ms: array[float] = field(default_factory=lambda: array("d"))
     rows: list[RequestRow] = field(default_factory=list)
     limit_changes: list[tuple[float, int]] = field(default_factory=list)
+    limit_range: tuple[int, int] | None = None  # lowest and highest limit the path reached
+    limit_change_count: int = 0
+    limit_resolution: float = LIMIT_RESOLUTION
     started: float = field(default_factory=time.time)
 
     def _phase_counts(self) -> PhaseCounts:
@@ -131,19 +135,44 @@ class HttpStats:
         self.throttle_wait_seconds += seconds
         self._phase_counts().throttle_wait_seconds += seconds
 
-    def limit_changed(self, limit: int) -> None:
-        if len(self.limit_changes) < MAX_LIMIT_CHANGES:
-            self.limit_changes.append((time.time(), limit))
+    def limit_changed(self, limit: int, now: float | None = None) -> None:
+        """The limiter's limit is now ``limit``. The path keeps one point per
+        ``limit_resolution`` seconds (the last value in it); when it holds MAX_LIMIT_CHANGES
+        points, every other one goes and the resolution doubles. Lowest and highest are exact."""
+        now = time.time() if now is None else now
+        self.limit_change_count += 1
+        low, high = self.limit_range or (limit, limit)
+        self.limit_range = (min(low, limit), max(high, limit))
+        path = self.limit_changes
+        if path and now - path[-1][0] < self.limit_resolution:
+            path[-1] = (path[-1][0], limit)
+            return
+        if len(path) >= MAX_LIMIT_CHANGES:
+            del path[1::2]
+            self.limit_resolution *= 2
+        path.append((now, limit))
 
     def drain(self) -> list[RequestRow]:
         """The rows recorded since the last drain (for the request log)."""
         rows, self.rows = self.rows, []
         return rows
 
-    def record(self, *, percentiles: bool = True, start_limit: int | None = None) -> dict[str, Any]:
-        """The session's ``http`` record (JSON-ready); latency percentiles when asked."""
+    def record(
+        self,
+        *,
+        percentiles: bool = True,
+        start_limit: int | None = None,
+        ceiling: int | None = None,
+        adaptive: bool | None = None,
+    ) -> dict[str, Any]:
+        """The session's ``http`` record (JSON-ready); latency percentiles when asked.
+
+        ``concurrency``: the limiter's path (``start``, ``min``, ``max``, ``final``, ``changes``
+        as [seconds since the client began, limit]), its ``mode`` (adaptive or fixed) and
+        ``ceiling`` when given."""
         limits = [limit for _, limit in self.limit_changes]
         start = start_limit if start_limit is not None else (limits[0] if limits else None)
+        low, high = self.limit_range or (start, start)
         return {
             "requests": self.requests,
             "retries": self.retries,
@@ -166,10 +195,13 @@ class HttpStats:
             if start is None
             else {
                 "start": start,
-                "min": min([start, *limits]),
-                "max": max([start, *limits]),
+                "min": min(start, low),
+                "max": max(start, high),
                 "final": limits[-1] if limits else start,
                 "changes": [[round(t - self.started, 3), limit] for t, limit in self.limit_changes],
+                **({} if adaptive is None else {"mode": "adaptive" if adaptive else "fixed"}),
+                **({} if ceiling is None else {"ceiling": ceiling}),
+                "change_count": self.limit_change_count,
             },
         }
 
