@@ -286,7 +286,8 @@ def test_diagnose_a_throttled_sync(emulator, tmp_path):
 
     emulator.configure(max_concurrency=3, retry_after=0.05, latency_ms=5)
     where = ("--base-url", emulator.base_url, "--cache-dir", str(tmp_path))
-    done = d365sync("sync", *where, "--json")
+    # exactly 16 in flight (the adaptive default finds the service's 3 after a few 429s)
+    done = d365sync("sync", *where, "--concurrency", "16", "--json")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     throttled = result["http"]["by_status"]["429"]
