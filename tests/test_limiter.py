@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import httpx
 import pytest
 
 from d365sync_nb.config import resolve_settings
-from d365sync_nb.d365.client import D365MetadataClient
+from d365sync_nb.d365.client import D365MetadataClient, _served_seconds
 from d365sync_nb.d365.limiter import (
     DEFAULT_CEILING,
     DEFAULT_INITIAL,
@@ -167,6 +168,34 @@ def test_a_fixed_limit_ignores_latency_and_never_exceeds_its_value():
     assert d.limit.limit == 10
     d.answer(times=20_000)
     assert d.limit.limit == 12 and max(d.path) == 12
+
+
+def test_the_services_own_time_is_read_from_server_timing():
+    def served(value: str | None) -> float | None:
+        headers = {} if value is None else {"server-timing": value}
+        return _served_seconds(httpx.Response(200, headers=headers))
+
+    assert served("app;dur=10.43") == pytest.approx(0.01043)
+    assert served("cache;desc=hit, db;dur=53, app;dur=47.2") == pytest.approx(0.053)
+    assert served("app;desc=no-duration") is None
+    assert served(None) is None
+
+
+async def test_latency_samples_are_the_services_timing_not_the_round_trip():
+    """An instant answer that says it took 250 ms: the limiter judges the service by that
+    (this process's own delays are not the service's)."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200, json={"Value": "text"}, headers={"server-timing": "total;dur=250"}
+        )
+
+    client = D365MetadataClient(
+        "https://contoso.operations.dynamics.com", transport=httpx.MockTransport(handler)
+    )
+    async with client:
+        await client.fetch_labels([f"@SYS{i}" for i in range(200)], lambda label: None)
+    assert client.limiter.algorithm.baseline == pytest.approx(0.25)
 
 
 # -- the gate -------------------------------------------------------------------------------------

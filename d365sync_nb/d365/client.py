@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
@@ -295,10 +296,11 @@ class D365MetadataClient:
 
     async def _attempt(self, sent: Sent, sample: bool, request: httpx.Request) -> httpx.Response:
         """One attempt holding a limiter slot, its body read; the answer's status tells the
-        limiter how the service copes (``sample``: its latency compares with other samples)."""
+        limiter how the service copes (``sample``: its latency compares with other samples: the
+        service's own ``Server-Timing`` when it sends one, else the round trip)."""
         transport = self._open()
         ticket = await self.limiter.acquire()
-        outcome = Outcome.OTHER
+        outcome, served = Outcome.OTHER, None
         try:
             sent.start()
             response = await transport.handle_async_request(request)
@@ -308,9 +310,12 @@ class D365MetadataClient:
                 await response.aclose()
                 raise
             outcome = _outcome(response.status_code)
+            if sample and outcome is Outcome.OK:
+                served = _served_seconds(response)
             return response
         finally:
-            self.limiter.release(ticket, outcome, sample=sample and outcome is Outcome.OK)
+            sample = sample and outcome is Outcome.OK
+            self.limiter.release(ticket, outcome, sample=sample, latency=served)
 
     @staticmethod
     def _parse(response: httpx.Response, body: bytes) -> Any:
@@ -582,6 +587,18 @@ def _optional_str(data: Any) -> str | None:
 
 
 __all__ = ["D365Error", "D365MetadataClient", "label_path"]
+
+
+_DURATION = re.compile(r"\bdur=([0-9]+(?:\.[0-9]+)?)")
+
+
+def _served_seconds(response: httpx.Response) -> float | None:
+    """The service's own time for an answer: the largest ``dur`` of its ``Server-Timing``
+    header, or None. The limiter prefers it to the round trip, which also counts this
+    process's own delays (a busy event loop is not a slow service)."""
+    value = response.headers.get("server-timing")
+    durations = _DURATION.findall(value) if value else ()
+    return max(map(float, durations)) / 1000 if durations else None
 
 
 def _default_limit(concurrency: int | None) -> AdaptiveLimit:

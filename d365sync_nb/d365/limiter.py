@@ -15,9 +15,10 @@ docs/ARCHITECTURE.md):
   request was sent; once per round: answers to requests sent before the last decrease count
   no more. A 429 marks its level: the limit stays under it and probes it again only after a
   quiet period (``probe_rounds`` rounds) that doubles each time the probe is throttled too;
-- the median latency of each window of ``limit`` answers (single items, e.g. labels) is compared
-  with the lowest window median of the last minute: above ``tolerance`` (2x) times it, the limit
-  goes to 0.9x (not below half of ``initial``).
+- the median latency of each window of ``limit`` answers (single items, e.g. labels; the
+  service's own ``Server-Timing`` when it sends one, else the round trip) is compared with the
+  lowest window median of the last minute: above ``tolerance`` (2x) times it, the limit goes to
+  0.9x (not below half of ``initial``).
 
 ``AdaptiveLimit.fixed(n)`` is ``--concurrency N``: it starts and stays at N, and goes lower only
 while the service throttles (429/503), climbing back afterwards.
@@ -260,11 +261,22 @@ class Limiter:
             self.in_flight += 1
         return Ticket(self.in_flight, self.algorithm.epoch, self._clock())
 
-    def release(self, ticket: Ticket, outcome: Outcome, *, sample: bool = False) -> None:
-        """Give the slot back; ``sample``: its latency is comparable (a single item)."""
+    def release(
+        self,
+        ticket: Ticket,
+        outcome: Outcome,
+        *,
+        sample: bool = False,
+        latency: float | None = None,
+    ) -> None:
+        """Give the slot back. ``sample``: its latency compares with other samples (a single
+        item); ``latency`` (seconds) replaces the round trip, e.g. the service's own timing."""
         self.in_flight -= 1
         now = self._clock()
-        latency = now - ticket.started if sample else None
+        if not sample:
+            latency = None
+        elif latency is None:
+            latency = now - ticket.started
         change = self.algorithm.update(ticket, outcome, latency, now)
         if change is not None:
             self.changes += 1
