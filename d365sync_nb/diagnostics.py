@@ -7,6 +7,7 @@ it is still kept) to name the requests support will ask about (their ``ms-dyn-ai
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -216,12 +217,13 @@ def _failed_phase(session: SyncSession) -> str | None:
 
 def _failure_advice(error: str) -> str:
     text = error.lower()
-    if "401" in text or "403" in text or "token" in text:
+    # status codes as whole words: request and activity ids (hex) often contain "401" or "429"
+    if re.search(r"\b40[13]\b", text) or "token" in text:
         return (
             "Authentication failed: check D365FO_CLIENT_ID/D365FO_TENANT_ID/D365FO_CLIENT_SECRET "
             "(or `az login`) and that the app is registered in the environment"
         )
-    if "429" in text:
+    if re.search(r"\b429\b", text):
         return (
             "Still throttled after many waits: the service is overloaded; sync later (or with a "
             "lower --concurrency)"

@@ -179,3 +179,17 @@ async def test_diagnose_an_adaptive_throttled_run_says_where_the_limit_settled(
     )
     assert "lower --concurrency" not in " ".join(found.findings)
     assert found.facts["concurrency"]["ceiling"] == 64
+
+
+def test_failure_advice_reads_status_codes_not_digits_inside_ids() -> None:
+    """Activity and request ids are hex: one containing "401" or "429" is not a 401 or a 429."""
+    from d365sync_nb.diagnostics import _failure_advice
+
+    html = (
+        "GET http://127.0.0.1:1/Metadata/DataEntities: the answer is an HTML page, not JSON "
+        "(ms-dyn-aid c8401f77-6131-4429-aef8-82e136f83afd, x-ms-client-request-id "
+        "0c4ca2c7-bf75-403d-8535-7c10bd2568bd)"
+    )
+    assert _failure_advice(html).startswith("The answers are not the D365 metadata service")
+    assert _failure_advice("401 Unauthorized: token refused").startswith("Authentication failed")
+    assert _failure_advice("429 Too Many Requests after 30 waits").startswith("Still throttled")
