@@ -21,7 +21,7 @@ test-core: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 test-notebooks: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env \
+	$(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env --nbval-cell-timeout 300 \
 		--nbval-sanitize-with notebooks/sanitize.cfg notebooks/
 
 test: lint test-core test-notebooks
