@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from d365sync_nb.errors import ConfigurationError, NotInCacheError
-from d365sync_nb.explorer.table import Table, columns
+from d365sync_nb.explorer.table import Column, Table, columns
 from d365sync_nb.store.builds import LABELLED_TABLES
 
 Query = Callable[[str, Sequence[Any]], list[sqlite3.Row]]
@@ -138,16 +138,24 @@ class Catalog:
     def fields(self, entity: str) -> Table:
         """One row per property of an entity (any of its names), with label text and enum."""
         name = self.resolve_entity(entity)
-        rows = self._field_rows("AND entity_name = ?", name)
-        return Table.from_rows(
-            "fields", FIELD_COLUMNS, [r[1:] for r in rows], f"fields of {name} ({self.version})"
+        return self._owned(
+            "fields", FIELD_COLUMNS, self._field_rows("AND entity_name = ?", name), name
         )
 
     def all_fields(self) -> Table:
         """Every entity's properties, with an ``entity`` column first (for export)."""
+        return self._every("fields", "entity", FIELD_COLUMNS, self._field_rows(""))
+
+    def _owned(self, table: str, cols: tuple[Column, ...], rows: list[Any], owner: str) -> Table:
+        """The rows of one entity or enumeration (their first column, the owner, dropped)."""
         return Table.from_rows(
-            "fields", columns("entity") + FIELD_COLUMNS, self._field_rows(""), "fields"
+            table, cols, [r[1:] for r in rows], f"{table} of {owner} ({self.version})"
         )
+
+    @staticmethod
+    def _every(table: str, owner: str, cols: tuple[Column, ...], rows: list[Any]) -> Table:
+        """The rows of every entity or enumeration, the owner's column first (for export)."""
+        return Table.from_rows(table, columns(owner) + cols, rows, table)
 
     def _field_rows(self, where: str, *params: Any) -> list[tuple[Any, ...]]:
         rows = self._rows(
@@ -165,17 +173,10 @@ class Catalog:
         """An entity's navigation properties: related entity, cardinality, constraints."""
         name = self.resolve_entity(entity)
         rows = self._relation_rows("AND entity_name = ?", name)
-        return Table.from_rows(
-            "relations",
-            RELATION_COLUMNS,
-            [r[1:] for r in rows],
-            f"relations of {name} ({self.version})",
-        )
+        return self._owned("relations", RELATION_COLUMNS, rows, name)
 
     def all_relations(self) -> Table:
-        return Table.from_rows(
-            "relations", columns("entity") + RELATION_COLUMNS, self._relation_rows(""), "relations"
-        )
+        return self._every("relations", "entity", RELATION_COLUMNS, self._relation_rows(""))
 
     def _relation_rows(self, where: str, *params: Any) -> list[tuple[Any, ...]]:
         rows = self._rows(
@@ -190,15 +191,12 @@ class Catalog:
     def actions(self, entity: str) -> Table:
         """An entity's OData actions: binding, parameters, return type."""
         name = self.resolve_entity(entity)
-        rows = self._action_rows("AND entity_name = ?", name)
-        return Table.from_rows(
-            "actions", ACTION_COLUMNS, [r[1:] for r in rows], f"actions of {name} ({self.version})"
+        return self._owned(
+            "actions", ACTION_COLUMNS, self._action_rows("AND entity_name = ?", name), name
         )
 
     def all_actions(self) -> Table:
-        return Table.from_rows(
-            "actions", columns("entity") + ACTION_COLUMNS, self._action_rows(""), "actions"
-        )
+        return self._every("actions", "entity", ACTION_COLUMNS, self._action_rows(""))
 
     def _action_rows(self, where: str, *params: Any) -> list[tuple[Any, ...]]:
         rows = self._rows(
@@ -244,15 +242,12 @@ class Catalog:
     def members(self, enum: str) -> Table:
         """The members of an enumeration: value, label id and text."""
         name = self.resolve_enum(enum)
-        rows = self._member_rows("AND enum_name = ?", name)
-        return Table.from_rows(
-            "members", MEMBER_COLUMNS, [r[1:] for r in rows], f"members of {name} ({self.version})"
+        return self._owned(
+            "members", MEMBER_COLUMNS, self._member_rows("AND enum_name = ?", name), name
         )
 
     def all_members(self) -> Table:
-        return Table.from_rows(
-            "members", columns("enumeration") + MEMBER_COLUMNS, self._member_rows(""), "members"
-        )
+        return self._every("members", "enumeration", MEMBER_COLUMNS, self._member_rows(""))
 
     def _member_rows(self, where: str, *params: Any) -> list[sqlite3.Row]:
         return self._rows(
