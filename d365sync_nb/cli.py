@@ -28,6 +28,7 @@ from d365sync_nb.connection import (
     connect,
     connect_from_args,
 )
+from d365sync_nb.d365.request_log import REQUEST_COLUMNS
 from d365sync_nb.errors import ConfigurationError, D365SyncError
 from d365sync_nb.models import (
     PHASES,
@@ -40,12 +41,8 @@ from d365sync_nb.models import (
 HEARTBEAT_SECONDS = 10.0  # off a terminal (CI logs), a status line at least this often
 EXIT_CODES = {SyncStatus.COMPLETED: 0, SyncStatus.FAILED: 1, SyncStatus.CANCELLED: 130}
 MAX_LIMIT = 1000
-# The request log's columns (``manager.get_request_log``): all of them in --json and --csv, the
-# ones a terminal has room for in the text table.
-REQUEST_COLUMNS = (
-    "seq", "started_at", "phase", "endpoint", "status", "error", "attempt", "latency_ms",
-    "bytes", "retry_cause", "request_id", "activity_id",
-)  # fmt: skip
+# The request log's columns: all of them (REQUEST_COLUMNS) in --json and --csv, the ones a
+# terminal has room for in the text table.
 REQUEST_TABLE_COLUMNS = (
     "seq", "time", "phase", "endpoint", "status", "error", "attempt", "ms", "bytes", "retry",
     "activity_id",
@@ -194,7 +191,7 @@ def session_json(session: SyncSession) -> dict[str, Any]:
         },
         "error": session.error,
         "message": session.message,
-        "requests": session.requests,
+        "requests": session.http.requests,
         "http": session.http.model_dump(mode="json"),
     }
 

@@ -76,8 +76,8 @@ def http_parts(session: SyncSession) -> list[str]:
         parts.append(f"{http.retries:,} retr{'y' if http.retries == 1 else 'ies'}")
     if http.throttled:
         parts.append(f"{http.throttled:,} × 429")
-    if http.throttle_wait_seconds >= 0.05:
-        parts.append(f"waits {wait_text(http.throttle_wait_seconds)}")
+    if http.retry_wait_seconds >= 0.05:
+        parts.append(f"waits {wait_text(http.retry_wait_seconds)}")
     return parts
 
 

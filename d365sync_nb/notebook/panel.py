@@ -330,7 +330,7 @@ class SessionPanel:
         took = fmt_duration(s.duration_seconds)
         if s.status == SyncStatus.COMPLETED:
             counts = render.counts_text(s.counts)
-            requests = f" ({s.requests:,} requests)" if s.requests else ""
+            requests = f" ({s.http.requests:,} requests)" if s.http.requests else ""
             return html.escape(f"Completed in {took}: {counts}{requests}")
         where = f" in phase {s.current_phase.value}" if s.current_phase else ""
         if s.status == SyncStatus.CANCELLED:

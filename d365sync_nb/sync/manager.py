@@ -22,7 +22,7 @@ import httpx
 from d365sync_nb.config import ConnectionSettings
 from d365sync_nb.d365.auth import TokenCredential, TokenProvider, make_credential
 from d365sync_nb.d365.client import D365MetadataClient
-from d365sync_nb.d365.stats import RequestRow
+from d365sync_nb.d365.request_log import RequestRow
 from d365sync_nb.errors import (
     ConfigurationError,
     RequestLogUnavailable,
@@ -471,18 +471,13 @@ class SyncSessionManager:
         if phase is not None and phase not in PHASE_NAMES:
             valid = ", ".join(sorted(PHASE_NAMES))
             raise ConfigurationError(f"Unknown phase {phase!r}; one of: {valid}")
-        rows = self.store.history.requests(session.session_id, status=status, phase=phase)
-        if (
-            not rows
-            and session.http.requests
-            and not self.store.history.has_request_log(session.session_id)
-        ):
+        if self.store.history.request_log_pruned(session.session_id):
             raise RequestLogUnavailable(
                 f"The request log of session {session.session_id} was pruned: only the "
                 f"{self.request_log_sessions} most recent sessions keep one (its aggregates "
                 "are in its http record)"
             )
-        return rows
+        return self.store.history.requests(session.session_id, status=status, phase=phase)
 
     def _live(self, stored: SyncSession) -> SyncSession:
         running = self._running.get(stored.session_id)
