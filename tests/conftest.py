@@ -67,9 +67,9 @@ def expected(emu: Emulator) -> dict[str, int]:
 
 def visible_counts(manager: SyncSessionManager, version_id: int) -> dict[str, int]:
     """Counts of the build a reader sees now, recomputed from the tables."""
-    version = manager.store.builds.get_version(version_id)
+    version = manager.store.versions.get_version(version_id)
     assert version is not None and version["current_build_id"] is not None
-    counts = manager.store.builds.counts(version["current_build_id"])
+    counts = manager.store.rows.counts(version["current_build_id"])
     return {k: counts[k] for k in COUNT_KEYS}
 
 

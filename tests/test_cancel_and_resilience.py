@@ -40,7 +40,7 @@ async def test_cancel_during_labels_stops_requests_and_keeps_previous_version(
     assert final.error is None
     assert manager.get_active_sessions() == []
     assert visible_counts(manager, base.global_version_id) == before
-    version = manager.store.builds.get_version(base.global_version_id)
+    version = manager.store.versions.get_version(base.global_version_id)
     assert not version["has_labels"]
     builds = manager.store.db.rows("SELECT id FROM builds")
     assert [b["id"] for b in builds] == [version["current_build_id"]]
@@ -162,7 +162,7 @@ async def test_killed_process_leaves_previous_version_and_marks_session_interrup
     assert session.status == SyncStatus.FAILED
     assert "interrupted" in session.error
     assert visible_counts(fresh, base.global_version_id) == before
-    version = fresh.store.builds.get_version(base.global_version_id)
+    version = fresh.store.versions.get_version(base.global_version_id)
     builds = fresh.store.db.rows("SELECT id FROM builds")
     assert [b["id"] for b in builds] == [version["current_build_id"]]
 

@@ -66,7 +66,7 @@ async def test_full_without_labels_skips_labels(emulator, make_manager):
     assert session.phases[SyncPhase.LABELS].status == PhaseStatus.SKIPPED
     assert emulator.stats()["requests_by_endpoint"].get("Labels", 0) == 0
     assert session.counts["public_entities"] == expected(emulator)["public_entities"]
-    version = manager.store.builds.get_version(session.global_version_id)
+    version = manager.store.versions.get_version(session.global_version_id)
     assert version["has_metadata"] and not version["has_labels"]
 
 
@@ -76,7 +76,7 @@ async def test_entities_only_keeps_cached_schemas(emulator, make_manager):
     assert first.phases[SyncPhase.SCHEMAS].status == PhaseStatus.SKIPPED
     assert first.counts["data_entities"] == expected(emulator)["data_entities"]
     assert first.counts["public_entities"] == 0
-    version = manager.store.builds.get_version(first.global_version_id)
+    version = manager.store.versions.get_version(first.global_version_id)
     assert not version["has_metadata"]  # schemas are missing: not up to date for full syncs
     assert (await manager.start(strategy="full_without_labels")).session_id is not None
     await manager.wait(manager.latest_session_id())
@@ -298,7 +298,7 @@ async def test_cancel_at_finalize_leaves_a_consistent_cache(emulator, make_manag
     assert cancels
     await cancels[0]
     visible = visible_counts(manager, base.global_version_id)
-    version = manager.store.builds.get_version(base.global_version_id)
+    version = manager.store.versions.get_version(base.global_version_id)
     if final.status == SyncStatus.COMPLETED:  # the cancel came after the commit
         assert visible == expected(emulator) and version["has_labels"]
     else:

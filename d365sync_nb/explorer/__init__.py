@@ -24,6 +24,7 @@ from d365sync_nb.explorer.diff import (
     summary_text,
 )
 from d365sync_nb.explorer.table import Column, Table
+from d365sync_nb.store.files import read_only_uri
 
 if TYPE_CHECKING:
     from d365sync_nb.store import MetadataStore
@@ -277,9 +278,9 @@ def read_only(path: Path, *, attach: Path | None = None) -> Iterator[Query]:
         if file is not None and not Path(file).is_file():
             raise CacheError(f"No cache file at {file}")
     try:
-        conn = sqlite3.connect(_read_only_uri(path), uri=True)
+        conn = sqlite3.connect(read_only_uri(path), uri=True)
         if attach is not None:
-            conn.execute("ATTACH DATABASE ? AS other", (_read_only_uri(attach),))
+            conn.execute("ATTACH DATABASE ? AS other", (read_only_uri(attach),))
     except sqlite3.Error as exc:
         raise CacheError(f"Cannot open the cache file {attach or path}: {exc}") from None
     conn.row_factory = sqlite3.Row
@@ -299,10 +300,6 @@ def read_only(path: Path, *, attach: Path | None = None) -> Iterator[Query]:
 def _recency(v: dict[str, Any]) -> tuple[str, str, int]:
     """Order of versions by when the environment last ran them, then by sync."""
     return (v["last_detected"] or "", v["synced_at"] or "", v["id"])
-
-
-def _read_only_uri(path: Path) -> str:
-    return f"{Path(path).resolve().as_uri()}?mode=ro"
 
 
 def describe_version(v: dict[str, Any]) -> str:

@@ -220,7 +220,8 @@ CREATE TABLE IF NOT EXISTS session_phases (
     note TEXT,
     PRIMARY KEY (session_id, phase)
 ) WITHOUT ROWID;
-""" + REQUESTS_TABLE
+"""
+SCHEMA += REQUESTS_TABLE
 
 # Steps from version v - 1 to v, run in one transaction (with the version bump) when a file opens.
 MIGRATIONS: dict[int, list[str]] = {

@@ -143,7 +143,7 @@ class SyncSessionManager:
         """Ask the environment for its modules; return the cached version id for them."""
         async with self.new_client() as client:
             env = await client.get_environment_version()
-        version_id = await self.store.run(self.store.builds.upsert_version, env)
+        version_id = await self.store.run(self.store.versions.upsert_version, env)
         return version_id, env
 
     # -- start -------------------------------------------------------------------------
@@ -212,8 +212,10 @@ class SyncSessionManager:
 
     def _known_version(self, value: Any) -> int:
         version_id = _as_version_id(value)
-        if self.store.builds.get_version(version_id) is None:
-            known = ", ".join(str(v["id"]) for v in self.store.builds.list_versions()) or "none yet"
+        if self.store.versions.get_version(version_id) is None:
+            known = (
+                ", ".join(str(v["id"]) for v in self.store.versions.list_versions()) or "none yet"
+            )
             raise ConfigurationError(
                 f"Unknown global version {version_id} (known: {known}); "
                 "omit the version to detect it from the environment"
@@ -228,7 +230,7 @@ class SyncSessionManager:
         reporter.begin(phase, total=VERSION_REQUESTS, item="GetInstalledModules")
         env = await client.get_environment_version()
         reporter.advance(phase, VERSION_REQUESTS)
-        version_id = await self.store.run(self.store.builds.upsert_version, env)
+        version_id = await self.store.run(self.store.versions.upsert_version, env)
         reporter.end(
             phase,
             note=f"version {version_id}: {len(env.modules)} modules, application "
@@ -267,7 +269,7 @@ class SyncSessionManager:
         version_id = session.global_version_id
         assert version_id is not None
         strategy = session.strategy
-        version = self.store.builds.get_version(version_id)
+        version = self.store.versions.get_version(version_id)
         if not force and not needs_sync(strategy, version):
             synced = version["synced_at"] if version else None
             return StartResult(
@@ -591,9 +593,9 @@ class SyncSessionManager:
                     "has_labels": v["has_labels"],
                     "counts": v["counts"],
                 }
-                for v in self.store.builds.list_versions()
+                for v in self.store.versions.list_versions()
             ],
-            "labels": self.store.builds.label_stats(self.settings.language),
+            "labels": self.store.rows.label_stats(self.settings.language),
             "sessions_recorded": self.store.history.count(),
         }
 
