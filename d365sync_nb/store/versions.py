@@ -63,6 +63,23 @@ class Versions:
         )
         return _version_dict(rows[0]) if rows else None
 
+    def summaries(self) -> list[dict[str, Any]]:
+        """Every version as answers name it: ``global_version_id``, ``modules`` (how many),
+        application and platform version, when synced, what it holds, its counts."""
+        return [
+            {
+                "global_version_id": v["id"],
+                "modules": v["module_count"],
+                "application_version": v["application_version"],
+                "platform_version": v["platform_version"],
+                "synced_at": v["synced_at"],
+                "has_metadata": v["has_metadata"],
+                "has_labels": v["has_labels"],
+                "counts": v["counts"],
+            }
+            for v in self.list_versions()
+        ]
+
 
 def _version_dict(row: sqlite3.Row) -> dict[str, Any]:
     data = dict(row)
