@@ -87,15 +87,21 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         choices=(1, 2),
-        help="which release of the emulated environment to serve (2: the next release, with "
-        "entities, fields, enumerations and members added, removed and changed)",
+        help="emulator release to serve (2: the environment's next release, with entities, "
+        "fields, enumerations and members added, removed and changed)",
     )
 
     sync = sub.add_parser("sync", help="run one sync session with live progress")
     add_connection_arguments(sync, scale_default="small")
     strategies = "; ".join(f"{s.value}: {d}" for s, d in STRATEGY_DESCRIPTIONS.items())
     sync.add_argument("--strategy", default="full", help=f"one of: {strategies}")
-    sync.add_argument("--version", dest="global_version_id", default=None)
+    sync.add_argument(
+        "--version",
+        dest="global_version_id",
+        metavar="ID",
+        default=None,
+        help="global version id to sync (default: detect it from the environment)",
+    )
     sync.add_argument("--force", action="store_true", help="sync even when up to date")
     sync.add_argument("--json", action="store_true", help="end with one JSON line on stdout")
 

@@ -14,7 +14,10 @@ from d365sync_nb.connection import add_connection_arguments, cache_file_of, conn
 from d365sync_nb.explorer import MetadataExplorer, Table
 from d365sync_nb.explorer.export import FORMATS
 
-VERSION_HELP = "a version id (as in history) or application version, e.g. 10.0.42 (default: latest)"
+VERSION_HELP = (
+    "a global version id (as in history) or an application version, e.g. 10.0.42 "
+    "(default: the latest)"
+)
 PATTERN_HELP = "case-insensitive substring, or a glob such as 'Cust*V3'"
 
 # name: (help, positional (name, help) or None, extra options)

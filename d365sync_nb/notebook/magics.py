@@ -60,7 +60,7 @@ def help_text() -> str:
         "Python: from d365sync_nb.notebook import connect, start, progress, cancel, sessions,",
         "        history, phases, timeline, requests, diagnose, compare, search, panel,",
         "        entities, fields, relations, enums, members, labels, diff, export",
-        "Config: %config D365Sync  (default_strategy, cache_dir, throttle_interval, display, ...)",
+        "Config: %config D365Sync  (default_strategy, cache_dir, progress_interval, display, ...)",
     ]
     return "\n".join(lines)
 

@@ -15,6 +15,7 @@ import asyncio
 import functools
 import logging
 import uuid
+import warnings
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -56,6 +57,7 @@ from d365sync_nb.sync.runner import SessionRunner
 log = logging.getLogger(__name__)
 
 INTERRUPTED = "interrupted: the process running this session stopped before it finished"
+_NOTIFY_INTERVAL = "SyncSessionManager.notify_interval is deprecated: use progress_interval"
 VERSION_REQUESTS = 3  # GetInstalledModules, GetApplicationVersion, GetPlatformBuildVersion
 
 
@@ -133,15 +135,26 @@ class SyncSessionManager:
         self.recorder.request_log_sessions = int(count)
 
     @property
-    def notify_interval(self) -> float:
+    def progress_interval(self) -> float:
         """Least seconds between two progress snapshots of a session within a phase."""
         return self._hub.interval
 
+    @progress_interval.setter
+    def progress_interval(self, seconds: float) -> None:
+        if not seconds >= 0:
+            raise ConfigurationError(f"progress_interval must be 0 or more seconds, not {seconds}")
+        self._hub.interval = float(seconds)
+
+    @property
+    def notify_interval(self) -> float:
+        """Deprecated name of :attr:`progress_interval`."""
+        warnings.warn(_NOTIFY_INTERVAL, DeprecationWarning, stacklevel=2)
+        return self.progress_interval
+
     @notify_interval.setter
     def notify_interval(self, seconds: float) -> None:
-        if not seconds >= 0:
-            raise ConfigurationError(f"notify_interval must be 0 or more seconds, not {seconds}")
-        self._hub.interval = float(seconds)
+        warnings.warn(_NOTIFY_INTERVAL, DeprecationWarning, stacklevel=2)
+        self.progress_interval = seconds
 
     def new_client(self) -> D365MetadataClient:
         transport: httpx.AsyncBaseTransport | None = (

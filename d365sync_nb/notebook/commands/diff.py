@@ -17,8 +17,8 @@ SUMMARY = "what changed between two versions (--from --to) or environments (--ag
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--from", dest="from_version", metavar="V",
-        help="a version id or application version (default: the older of the two latest; "
-        "with --against: this environment's current version)",
+        help="a global version id or an application version (default: the older of the two "
+        "latest; with --against: this environment's current version)",
     )  # fmt: skip
     parser.add_argument("--to", dest="to_version", metavar="V", help="default: the latest")
     parser.add_argument(

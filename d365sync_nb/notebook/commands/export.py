@@ -17,7 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("directory", metavar="DIR", help="created when missing")
     parser.add_argument("--format", default="csv", choices=FORMATS, help="csv (default) or "
                         "parquet (needs pyarrow: pip install 'd365sync_nb[parquet]')")  # fmt: skip
-    parser.add_argument("--version", help="a version id or application version (default: latest)")
+    parser.add_argument(
+        "--version", help="a global version id or an application version (default: the latest)"
+    )
 
 
 def export(directory: str, fmt: str = "csv", *, version: str | int | None = None) -> pd.DataFrame:

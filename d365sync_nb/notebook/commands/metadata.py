@@ -14,7 +14,10 @@ from d365sync_nb.explorer import MetadataExplorer
 from d365sync_nb.notebook import tables
 from d365sync_nb.notebook.state import state
 
-VERSION_HELP = "a version id (as in history) or application version, e.g. 10.0.42 (default: latest)"
+VERSION_HELP = (
+    "a global version id (as in history) or an application version, e.g. 10.0.42 "
+    "(default: the latest)"
+)
 PATTERN_HELP = "case-insensitive substring, or a glob such as 'Cust*V3'"
 ENTITY_HELP = "data entity, public entity or collection name (any case)"
 
