@@ -14,7 +14,7 @@ from d365sync_nb.errors import (
     SessionNotFoundError,
 )
 from d365sync_nb.models import SyncStatus, SyncStrategy
-from tests.conftest import visible_counts
+from tests.support import visible_counts
 
 
 def one_line(exc: BaseException) -> str:

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from d365sync_nb.models import PHASES, SyncStatus
-from tests.conftest import expected
+from tests.support import expected
 
 
 async def full_sync(manager):

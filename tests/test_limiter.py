@@ -22,7 +22,7 @@ from d365sync_nb.d365.limiter import (
 from d365sync_nb.d365.stats import MAX_LIMIT_CHANGES, HttpStats
 from d365sync_nb.errors import ConfigurationError
 from d365sync_nb.models import SyncStatus
-from tests.conftest import expected
+from tests.support import expected
 
 MS = 0.001
 

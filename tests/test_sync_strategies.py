@@ -6,7 +6,7 @@ import pytest
 
 from d365sync_nb.errors import ConfigurationError, SessionConflictError
 from d365sync_nb.models import PhaseStatus, SyncPhase, SyncStatus
-from tests.conftest import expected, visible_counts, wait_for
+from tests.support import apoll, expected, visible_counts
 
 
 async def run(manager, strategy="full", **kw):
@@ -272,7 +272,7 @@ async def test_a_second_manager_in_this_process_leaves_a_running_session_alone(
     first = make_manager(emulator.base_url, cache_dir=tmp_path / "shared")
     sid = (await first.start(strategy="full")).session_id
     session = first.get_sync_session(sid)
-    await wait_for(lambda: session.phases[SyncPhase.LABELS].items_processed > 10)
+    await apoll(lambda: session.phases[SyncPhase.LABELS].items_processed > 10)
     second = make_manager(emulator.base_url, cache_dir=tmp_path / "shared")
     assert second.interrupted_sessions == []
     final = await first.wait(sid)

@@ -25,8 +25,7 @@ from d365sync_nb.notebook import charts, tables
 from d365sync_nb.notebook.commands.diagnose import NO_LOG, DiagnosisView
 from d365sync_nb.notebook.panel import SessionPanel
 from d365sync_nb.notebook.state import state
-
-from .conftest import reset_notebook, wait_until
+from tests.support import poll, reset_notebook
 
 
 @dataclass
@@ -412,12 +411,12 @@ def test_live_panel_shows_429s_as_they_happen(runs: Runs) -> None:
                 seen.append(render.status_line(manager.get_sync_session(session.session_id)))
             return bool(seen) or not manager.get_sync_session(session.session_id).is_running
 
-        wait_until(throttled_while_running, what="a 429 in the running panel")
+        poll(throttled_while_running, what="a 429 in the running panel")
         assert seen, "the session ended before its panel showed a 429"
         assert "× 429" in seen[1]
-        wait_until(lambda: not nb.get_session(session.session_id).is_running, what="the end")
+        poll(lambda: not nb.get_session(session.session_id).is_running, what="the end")
         final = nb.get_session(session.session_id)
-        wait_until(lambda: panel.overall_bar.bar_style == "success", what="the final paint")
+        poll(lambda: panel.overall_bar.bar_style == "success", what="the final paint")
         assert f"{final.http.throttled:,} × 429" in panel.overall_text.value
     finally:
         emulator.configure(max_concurrency=None)

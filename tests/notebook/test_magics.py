@@ -19,8 +19,7 @@ from d365sync_nb.models import PHASES
 from d365sync_nb.notebook.config import D365Sync
 from d365sync_nb.notebook.magics import COMMANDS
 from d365sync_nb.notebook.state import state
-
-from .conftest import wait_until
+from tests.support import poll
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
@@ -266,7 +265,7 @@ def test_ctrl_c_during_wait_cancels_the_session(connected: InteractiveShell, cap
             active = manager.get_active_sessions()
             return bool(active) and active[0].current_phase == "labels"
 
-        wait_until(in_labels, what="the labels phase")
+        poll(in_labels, what="the labels phase")
         os.kill(os.getpid(), signal.SIGINT)
 
     handler = signal.getsignal(signal.SIGINT)
