@@ -16,6 +16,7 @@ venv: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 test-core: $(STAMP)
 	$(BIN)/python -m pytest -q

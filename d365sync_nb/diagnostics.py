@@ -202,8 +202,8 @@ def _concurrency_text(concurrency: dict[str, Any]) -> str:
         end = f", {concurrency.get('final')} at the end" if adaptive else ""
         return f"; concurrency lowered to {low}{end}"
     if adaptive:
-        top, end = concurrency.get("max"), concurrency.get("final")
-        return f"; adaptive concurrency up to {top}, {end} at the end"
+        top, final = concurrency.get("max"), concurrency.get("final")
+        return f"; adaptive concurrency up to {top}, {final} at the end"
     return ""
 
 

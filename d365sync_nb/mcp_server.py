@@ -102,7 +102,7 @@ def _server_class(mcpserver: Any) -> Any:
 
     specs = {spec.name: spec for spec in SERVED}
 
-    class SyncToolServer(mcpserver.MCPServer):  # type: ignore[misc, name-defined]
+    class SyncToolServer(mcpserver.MCPServer):
         async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
             spec = specs.get(name)
             if spec is None:

@@ -157,7 +157,19 @@ class HttpStats:
         ``ceiling`` when given."""
         limits = [limit for _, limit in self.limit_changes]
         start = start_limit if start_limit is not None else (limits[0] if limits else None)
-        low, high = self.limit_range or (start, start)
+        concurrency: dict[str, Any] | None = None
+        if start is not None:
+            low, high = self.limit_range or (start, start)
+            concurrency = {
+                "start": start,
+                "min": min(start, low),
+                "max": max(start, high),
+                "final": limits[-1] if limits else start,
+                "changes": [[round(t - self.started, 3), limit] for t, limit in self.limit_changes],
+                **({} if adaptive is None else {"mode": "adaptive" if adaptive else "fixed"}),
+                **({} if ceiling is None else {"ceiling": ceiling}),
+                "change_count": self.limit_change_count,
+            }
         return {
             "requests": self.requests,
             "retries": self.retries,
@@ -176,18 +188,7 @@ class HttpStats:
                 }
                 for phase, c in self.by_phase.items()
             },
-            "concurrency": None
-            if start is None
-            else {
-                "start": start,
-                "min": min(start, low),
-                "max": max(start, high),
-                "final": limits[-1] if limits else start,
-                "changes": [[round(t - self.started, 3), limit] for t, limit in self.limit_changes],
-                **({} if adaptive is None else {"mode": "adaptive" if adaptive else "fixed"}),
-                **({} if ceiling is None else {"ceiling": ceiling}),
-                "change_count": self.limit_change_count,
-            },
+            "concurrency": concurrency,
         }
 
 

@@ -111,7 +111,7 @@ def coerce_options(changes: dict[str, Any]) -> dict[str, Any]:
             raise EmulatorOptionError(f"option {key} has invalid value {str(value)[:40]!r}")
         if key == "retry_after":
             try:
-                value = float(value)
+                value = float(value)  # type: ignore[arg-type]  # isinstance-checked above
             except ValueError:
                 raise EmulatorOptionError(f"retry_after must be a number, not {value!r}") from None
         out[key] = value

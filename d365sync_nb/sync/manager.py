@@ -175,7 +175,7 @@ class SyncSessionManager:
     # -- start -------------------------------------------------------------------------
     async def start(
         self,
-        global_version_id: int | None = None,
+        global_version_id: int | str | None = None,
         strategy: str | SyncStrategy = SyncStrategy.FULL,
         initiated_by: str = "user",
         *,
@@ -183,10 +183,11 @@ class SyncSessionManager:
     ) -> StartResult:
         """Start a session (detecting the version) or say it is already up to date.
 
-        The initializing and version-check phases run while the caller waits; the rest runs
-        as a task. Raises ConfigurationError for bad arguments, SessionConflictError when a
-        session is already running for the version, and D365Error when the environment
-        cannot be reached (no session is recorded then).
+        ``global_version_id`` may be typed text (``"2"``); it must name a cached version, the
+        one the environment runs now. The initializing and version-check phases run while the
+        caller waits; the rest runs as a task. Raises ConfigurationError for bad arguments,
+        SessionConflictError when a session is already running for the version, and D365Error
+        when the environment cannot be reached (no session is recorded then).
         """
         strategy = SyncStrategy.parse(strategy)
         if self.closed:
@@ -226,7 +227,7 @@ class SyncSessionManager:
 
     async def start_sync_session(
         self,
-        global_version_id: int | None = None,
+        global_version_id: int | str | None = None,
         strategy: str | SyncStrategy = SyncStrategy.FULL,
         initiated_by: str = "user",
         *,
