@@ -5,19 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from d365sync_nb import diagnostics
-from d365sync_nb.errors import RequestLogUnavailable
 from d365sync_nb.operations.common import SESSION_ID
 from d365sync_nb.operations.spec import Operation
 from d365sync_nb.operations.views import DiagnosisResult
 
 
 def call(manager: Any, session_id: str | None) -> DiagnosisResult:
-    session = manager.get_sync_session(manager.find_session_id(session_id))
-    log: list[dict[str, Any]] | None
-    try:
-        log = manager.get_request_log(session.session_id)
-    except RequestLogUnavailable:  # pruned: the http record still tells most of it
-        log = None
+    session, log = diagnostics.session_with_log(manager, manager.find_session_id(session_id))
     return DiagnosisResult(diagnostics.diagnose(session, log), session, log)
 
 

@@ -297,7 +297,7 @@ def test_history_bad_input_is_one_line(runs: Runs, capsys) -> None:
     assert one_line_error(runs, "history --strategy everything", capsys).startswith(
         "Unknown strategy 'everything'"
     )
-    assert "Global version id must be an integer" in one_line_error(
+    assert "--version: expected a whole number" in one_line_error(
         runs, "history --version latest", capsys
     )
     assert "Unknown status 'done'" in one_line_error(runs, "history --status done", capsys)
