@@ -96,10 +96,9 @@ def connect(
     connection is closed before the new one is made (refused while it runs a session; settings
     that cannot work are refused before it is closed).
     """
-    if sum(bool(x) for x in (profile, base_url, demo)) > 1:
-        raise ConfigurationError("Give only one of --profile, --base-url and --demo")
-    if not demo and (scale is not None or latency_ms is not None):
-        raise ConfigurationError("--scale and --latency-ms only apply with --demo")
+    connection.check_where(
+        base_url=base_url, profile=profile, demo=demo, scale=scale, latency_ms=latency_ms
+    )
     cfg = D365Sync.instance()
     old = state.connection
     running = old.manager.get_active_sessions() if old is not None else []
