@@ -207,7 +207,7 @@ def _sync(args: argparse.Namespace) -> int:
     conn = connect_from_args(args, repair_cache=True)
     _say_cache_notice(conn)
     thresholds = gc.get_threshold()
-    gc.set_threshold(50_000, 20, 100)  # a realistic sync: 13 full collections -> 0, -5% time
+    gc.set_threshold(50_000, 20, 100)  # a realistic sync then runs no full collection
     try:
         return asyncio.run(
             run_sync(conn, strategy, args.version, force=args.force, as_json=args.json)
