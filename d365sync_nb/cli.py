@@ -32,6 +32,7 @@ from d365sync_nb.models import SyncSession, SyncStatus, SyncStrategy
 from d365sync_nb.operations import BY_NAME, OPERATIONS, Operation
 from d365sync_nb.operations import sync as sync_operation
 from d365sync_nb.operations.views import csv_text
+from d365sync_nb.views.session import SUMMARY_COUNTS
 
 HEARTBEAT_SECONDS = 10.0  # off a terminal (CI logs), a status line at least this often
 EXIT_CODES = {SyncStatus.COMPLETED: 0, SyncStatus.FAILED: 1, SyncStatus.CANCELLED: 130}
@@ -133,7 +134,7 @@ def session_json(session: SyncSession) -> dict[str, Any]:
         "strategy": session.strategy.value,
         "global_version_id": session.global_version_id,
         "duration_seconds": session.duration_seconds,
-        "counts": {key: session.counts.get(key, 0) for key, _ in render.SUMMARY_COUNTS},
+        "counts": {key: session.counts.get(key, 0) for key, _ in SUMMARY_COUNTS},
         "phases": {
             p.phase.value: {
                 "status": p.status.value,
