@@ -1,5 +1,6 @@
-"""The ``d365sync`` command: emulator, sync, history, requests, diagnose, compare, search, demo
-(and mcp); the metadata explorer's commands are in :mod:`d365sync_nb.cli_explorer`.
+"""The ``d365sync`` command: emulator, sync, demo and mcp, plus one subcommand per operation
+of :mod:`d365sync_nb.operations` (history, requests, diagnose, the explorer's tables, ...),
+built from its declaration.
 
 Bad input is one line on stderr and exit code 2 (a usage error: argparse's and the core's
 ConfigurationError alike); an operation that failed (an unknown session, the service) exits 1.
