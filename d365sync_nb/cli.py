@@ -1,5 +1,6 @@
-"""The ``d365sync`` command: emulator, sync, history, requests, diagnose, compare, search, demo
-(and mcp); the metadata explorer's commands are in :mod:`d365sync_nb.cli_explorer`.
+"""The ``d365sync`` command: emulator, sync, demo and mcp, plus one subcommand per operation
+of :mod:`d365sync_nb.operations` (history, requests, diagnose, the explorer's tables, ...),
+built from its declaration.
 
 Bad input is one line on stderr and exit code 2 (a usage error: argparse's and the core's
 ConfigurationError alike); an operation that failed (an unknown session, the service) exits 1.
@@ -32,6 +33,7 @@ from d365sync_nb.models import SyncSession, SyncStatus, SyncStrategy
 from d365sync_nb.operations import BY_NAME, OPERATIONS, Operation
 from d365sync_nb.operations import sync as sync_operation
 from d365sync_nb.operations.views import csv_text
+from d365sync_nb.views.session import SUMMARY_COUNTS
 
 HEARTBEAT_SECONDS = 10.0  # off a terminal (CI logs), a status line at least this often
 EXIT_CODES = {SyncStatus.COMPLETED: 0, SyncStatus.FAILED: 1, SyncStatus.CANCELLED: 130}
@@ -135,7 +137,7 @@ def session_json(session: SyncSession) -> dict[str, Any]:
         "strategy": session.strategy.value,
         "global_version_id": session.global_version_id,
         "duration_seconds": session.duration_seconds,
-        "counts": {key: session.counts.get(key, 0) for key, _ in render.SUMMARY_COUNTS},
+        "counts": {key: session.counts.get(key, 0) for key, _ in SUMMARY_COUNTS},
         "phases": {
             p.phase.value: {
                 "status": p.status.value,

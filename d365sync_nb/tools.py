@@ -23,7 +23,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from d365sync_nb import diagnostics, render
+from d365sync_nb import diagnostics
 from d365sync_nb.connection import registry
 from d365sync_nb.errors import (
     ConfigurationError,
@@ -41,6 +41,7 @@ from d365sync_nb.models import (
 from d365sync_nb.operations import history as history_operation
 from d365sync_nb.operations.spec import Arg
 from d365sync_nb.redaction import redact
+from d365sync_nb.views import SessionView
 
 log = logging.getLogger(__name__)
 
@@ -149,12 +150,8 @@ async def d365fo_start_sync(
     }
     sid = result.session_id
     if sid is None:
-        synced = f" (synced {result.synced_at})" if result.synced_at else ""
         answer["synced_at"] = result.synced_at
-        answer["message"] = (
-            f"Version {result.global_version_id} is already up to date for "
-            f"'{result.strategy}'{synced}; no session was started."
-        )
+        answer["message"] = f"{result.up_to_date_sentence}; no session was started."
         answer["instructions"] = (
             "Nothing to follow: the cached metadata is current (d365fo_get_sync_history shows "
             "when it was synced). To fetch what this strategy leaves out, start another "
@@ -180,7 +177,7 @@ async def d365fo_get_sync_progress(session_id: SessionId, profile: Profile = Non
         session = await manager.wait(session.session_id)
     answer: Result = {
         "success": True,
-        "message": render.session_sentence(session),
+        "message": SessionView(session).sentence,
         "summary": session.summary(),
         "session": session.to_dict(),
     }
@@ -220,7 +217,7 @@ async def d365fo_list_sync_sessions(profile: Profile = None) -> Result:
     active = conn.manager.get_active_sessions()
     if active:
         text = f"{len(active)} sync session(s) running: " + "; ".join(
-            f"{s.session_id}: {render.session_sentence(s)}" for s in active
+            f"{s.session_id}: {SessionView(s).sentence}" for s in active
         )
     else:
         text = "No sync session is running."

@@ -29,7 +29,7 @@ CORE = (
 )
 # The operations (each declared once) and the view models they return, with the plain-text
 # layout: UI-free, above the core, below every surface.
-OPERATIONS = ("operations", "render")
+OPERATIONS = ("operations", "views", "render")
 SURFACES = (
     "cli", "cli_explorer", "mcp_server", "tools", "metadata_tools", "notebook", "__main__",
 )  # fmt: skip

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from d365sync_nb.models import PHASES
-from d365sync_nb.render import SUMMARY_COUNTS
+from d365sync_nb.views.session import SUMMARY_COUNTS
 
 
 def d365sync(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

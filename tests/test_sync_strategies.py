@@ -137,7 +137,7 @@ async def test_forced_incremental_with_everything_cached_reuses_every_phase(emul
     emulator.reset_stats()
     session = await run(manager, "incremental", force=True)
     assert session.status == SyncStatus.COMPLETED, session.error
-    assert emulator.stats()["total_requests"] == 3 == session.requests  # the version check
+    assert emulator.stats()["total_requests"] == 3 == session.http.requests  # the version check
     for phase in (SyncPhase.ENTITIES, SyncPhase.SCHEMAS, SyncPhase.ENUMERATIONS):
         assert session.phases[phase].status == PhaseStatus.REUSED, phase
     labels = session.phases[SyncPhase.LABELS]
@@ -191,7 +191,7 @@ async def test_sharing_mode_makes_no_metadata_requests(make_manager, tmp_path):
         await run(make_manager(a_url), "full")
         b = make_manager(b_url)
         session = await run(b, "sharing_mode")
-        assert session.requests == 3  # the version check only
+        assert session.http.requests == 3  # the version check only
         for phase in (SyncPhase.ENTITIES, SyncPhase.SCHEMAS, SyncPhase.ENUMERATIONS):
             shared = session.phases[phase]
             assert shared.status == PhaseStatus.REUSED, phase

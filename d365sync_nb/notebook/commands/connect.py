@@ -7,13 +7,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from d365sync_nb import connection, render
+from d365sync_nb import connection
 from d365sync_nb.config import resolve_settings
 from d365sync_nb.connection import Connection, add_connection_arguments, connection_options
 from d365sync_nb.errors import ConfigurationError, D365Error
 from d365sync_nb.metadata import EnvironmentVersion
 from d365sync_nb.notebook.config import D365Sync
 from d365sync_nb.notebook.state import state
+from d365sync_nb.views.session import counts_text
 
 NAME = "connect"
 SUMMARY = "connect to --profile NAME, --base-url URL, or --demo (the embedded emulator)"
@@ -70,7 +71,7 @@ class ConnectionInfo:
 def _cache_text(cache: dict[str, Any]) -> str:
     parts = [
         f"version {v['global_version_id']} (synced {v['synced_at']}): "
-        + render.counts_text(v.get("counts") or {})
+        + counts_text(v.get("counts") or {})
         for v in cache.get("versions", [])
         if v.get("synced_at")
     ]

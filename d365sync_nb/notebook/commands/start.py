@@ -66,8 +66,7 @@ def start(
                 raise SessionInterrupted("Interrupted before a session started")
             if display:
                 print(
-                    f"Version {result.global_version_id} is already up to date for "
-                    f"'{result.strategy}' (synced {result.synced_at}); nothing to do. "
+                    f"{result.up_to_date_sentence}; nothing to do. "
                     "Add --force (force=True) to sync it again."
                 )
             return None
