@@ -56,6 +56,19 @@ class ConnectionSettings(BaseModel):
         le=3600,
         description="seconds without a byte before a read counts as stalled (3 stalls fail)",
     )
+    request_deadline: float = Field(
+        default=600.0,
+        gt=0,
+        le=86400,
+        description="seconds a collection request may take in flight, every attempt included "
+        "(a label or version request: a fifth of it); a service dripping bytes ends then",
+    )
+    max_answer_mb: float = Field(
+        default=512,
+        gt=0,
+        le=65536,
+        description="the largest answer accepted, in MB once decompressed (not retried)",
+    )
     request_log_sessions: int = Field(
         default=DEFAULT_REQUEST_LOG_SESSIONS,
         ge=0,

@@ -159,19 +159,32 @@ class PublicEnumeration(ServiceModel):
     members: list[EnumerationMember] = Field(default_factory=list)
 
 
-LabelStatus = Literal["found", "empty", "missing"]
+LabelStatus = Literal["found", "empty", "missing", "failed"]
 
 
 class Label(ServiceModel):
+    """One label. ``error``: why the service refused it (after retries); such a label is kept
+    like a missing one, with status ``failed`` (fetched again by the next sync)."""
+
     id: str
     language: str = "en-us"
     value: str | None = None
+    error: str | None = None
+    http_status: int | None = None
 
     @property
     def status(self) -> LabelStatus:
+        if self.error is not None:
+            return "failed"
         if self.value is None:
             return "missing"
         return "found" if self.value else "empty"
+
+
+def is_label_id(text: str) -> bool:
+    """Whether a ``LabelId`` names a label (``@SYS123``, ``@Module:Name``) rather than holding
+    the text itself, as the service does for some fields and entities."""
+    return text.startswith("@") and len(text) > 1
 
 
 _MODULE_FIELD = re.compile(r"\s*(\w+)\s*:\s*(.*?)\s*$")

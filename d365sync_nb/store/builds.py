@@ -207,7 +207,13 @@ class Builds:
             conn.execute("UPDATE builds SET status = 'complete' WHERE id = ?", (build_id,))
             conn.execute(
                 "INSERT OR REPLACE INTO labels SELECT label_id, language, value, status,"
-                " fetched_at FROM staged_labels WHERE build_id = ?",
+                " fetched_at FROM staged_labels WHERE build_id = ?1 AND status != 'failed'",
+                (build_id,),
+            )
+            # a label the service refused this time keeps a text it gave before
+            conn.execute(
+                "INSERT OR IGNORE INTO labels SELECT label_id, language, value, status,"
+                " fetched_at FROM staged_labels WHERE build_id = ?1 AND status = 'failed'",
                 (build_id,),
             )
             conn.execute("DELETE FROM staged_labels WHERE build_id = ?", (build_id,))
@@ -390,10 +396,12 @@ class Builds:
         return {r[0] for r in rows}
 
     def cached_label_ids(self, language: str) -> set[str]:
-        """Ids of the labels of ``language`` already in the cache (any status)."""
+        """Ids of the labels of ``language`` already in the cache (any status but ``failed``:
+        a label the service refused is asked again)."""
         with self.db.locked() as conn:
             rows = conn.execute(
-                "SELECT label_id FROM labels WHERE language = ?", (language,)
+                "SELECT label_id FROM labels WHERE language = ? AND status != 'failed'",
+                (language,),
             ).fetchall()
         return {r[0] for r in rows}
 
@@ -435,6 +443,8 @@ class Builds:
         counts["labels"] = by_status.get("found", 0)
         counts["labels_empty"] = by_status.get("empty", 0)
         counts["labels_missing"] = by_status.get("missing", 0)
+        if by_status.get("failed"):
+            counts["labels_failed"] = by_status["failed"]
         return counts
 
     def label_stats(self, language: str = "en-us") -> dict[str, int]:

@@ -12,10 +12,11 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 
 from d365sync_nb.d365.client import D365MetadataClient
-from d365sync_nb.errors import D365SyncError
-from d365sync_nb.metadata import Label
+from d365sync_nb.errors import D365Error, D365SyncError, clean_message
+from d365sync_nb.metadata import Label, is_label_id
 from d365sync_nb.models import PhaseStatus, SyncPhase, SyncSession, SyncStatus, utcnow
 from d365sync_nb.store import MetadataStore
 from d365sync_nb.store.schema import ENUM_TABLES, SCHEMA_TABLES
@@ -25,6 +26,10 @@ from d365sync_nb.sync.progress import ProgressReporter
 log = logging.getLogger(__name__)
 
 LABEL_BATCH = 1000
+# Labels the service may refuse (kept as failed, the sync completes) before the sync fails:
+# past this share a "completed" sync would hold a hollow label dictionary.
+LABEL_FAILURE_SHARE = 0.05
+LABELS_NAMED = 10  # failed labels a note names
 LABEL_FLUSH_SECONDS = 0.5
 PHASE_TABLES = {
     SyncPhase.ENTITIES: ("data_entities",),
@@ -65,6 +70,7 @@ class SessionRunner:
         self.build_id: int | None = None
         self.finalized = False
         self._expected_public: int | None = None
+        self.failed_labels: list[Label] = []
 
     async def execute(self) -> None:
         """Run the plan and settle the outcome; a failure or cancel discards the new build.
@@ -91,9 +97,14 @@ class SessionRunner:
                 self._settle(SyncStatus.CANCELLED)
                 r.fail(phase, "cancelled", PhaseStatus.CANCELLED)
         except Exception as exc:
-            error = str(exc) if isinstance(exc, D365SyncError) else f"{type(exc).__name__}: {exc}"
-            if not isinstance(exc, D365SyncError):
-                log.error("sync session %s failed", session.session_id, exc_info=exc)
+            error = (
+                str(exc)
+                if isinstance(exc, D365SyncError)
+                else clean_message(f"{type(exc).__name__}: {exc}")
+            )
+            if not isinstance(exc, D365SyncError):  # a bug: its traceback only with --debug
+                log.error("sync session %s failed: %s", session.session_id, error)
+                log.debug("sync session %s failed", session.session_id, exc_info=exc)
             await self._discard_despite_cancels()
             phase = session.current_phase
             self._settle(SyncStatus.FAILED, error)
@@ -234,6 +245,12 @@ class SessionRunner:
             return
         r.begin(phase, item="collecting label ids")
         ids = await self.store.run(builds.label_ids, self.build_id)
+        # a LabelId that is not of the label form holds the text itself: nothing to fetch
+        texts = [i for i in ids if not is_label_id(i)]
+        if texts:
+            own = [Label(id=t, language=self.language, value=t) for t in texts]
+            await self.store.run(builds.write_labels, self.build_id, own)
+            ids = ids - set(texts)
         reused = 0
         if action == Action.FETCH_MISSING:
             cached = await self.store.run(builds.cached_label_ids, self.language)
@@ -245,7 +262,10 @@ class SessionRunner:
         ordered = sorted(ids)
         r.total(phase, len(ordered))
         await self._fetch_labels(ordered)
-        r.end(phase, note=f"{reused:,} cached labels reused" if reused else None)
+        notes = [f"{reused:,} cached labels reused"] if reused else []
+        if self.failed_labels:
+            notes.append(failed_labels_note(self.failed_labels))
+        r.end(phase, note="; ".join(notes) or None)
 
     async def _fetch_labels(self, ordered: list[str]) -> None:
         r, phase = self.reporter, SyncPhase.LABELS
@@ -272,7 +292,16 @@ class SessionRunner:
                 )
             last_flush = time.monotonic()
 
+        allowed = int(LABEL_FAILURE_SHARE * len(ordered))
+
         def on_label(label: Label) -> None:
+            if label.error is not None:
+                self.failed_labels.append(label)
+                if len(self.failed_labels) > allowed:
+                    raise D365Error(
+                        f"labels: more than {LABEL_FAILURE_SHARE:.0%} of {len(ordered):,} label "
+                        f"requests failed ({failed_labels_note(self.failed_labels, 3)})"
+                    )
             batch.append(label)
             r.advance(phase, item=label.id)
             if len(batch) >= LABEL_BATCH or time.monotonic() - last_flush > LABEL_FLUSH_SECONDS:
@@ -319,3 +348,16 @@ class SessionRunner:
             raise
         self.finalized = True
         r.end(phase, note=f"version {self.version_id} now shows build {build_id}")
+
+
+def failed_labels_note(labels: list[Label], named: int = LABELS_NAMED) -> str:
+    """``3 labels failed, kept as missing (HTTP 500 x1, 403 x2): @A (500), ...`` (one line)."""
+    causes = Counter(f"HTTP {lb.http_status}" if lb.http_status else "wrong shape" for lb in labels)
+    why = ", ".join(f"{cause} x{n}" for cause, n in causes.most_common())
+    names = ", ".join(f"{lb.id} ({lb.http_status or 'shape'})" for lb in labels[:named])
+    more = f" and {len(labels) - named:,} more" if len(labels) > named else ""
+    first = labels[0].error or ""
+    return clean_message(
+        f"{len(labels):,} labels failed, kept as missing ({why}): {names}{more}; "
+        f"first error: {first}"
+    )
