@@ -29,6 +29,7 @@ from d365sync_nb.connection import (
     connect_from_args,
 )
 from d365sync_nb.errors import ConfigurationError, D365SyncError
+from d365sync_nb.explorer.table import csv_cell
 from d365sync_nb.models import (
     PHASES,
     STRATEGY_DESCRIPTIONS,
@@ -289,7 +290,7 @@ def _requests(args: argparse.Namespace) -> int:
             columns = list(rows[0]) if rows else list(REQUEST_COLUMNS)
             writer = csv.DictWriter(sys.stdout, fieldnames=columns, lineterminator="\n")
             writer.writeheader()
-            writer.writerows(rows)
+            writer.writerows({k: csv_cell(v) for k, v in row.items()} for row in rows)
         else:
             total = manager.get_sync_session(session_id).http.requests
             print(f"Session {session_id}: {len(rows):,} of {total:,} attempts", file=sys.stderr)

@@ -136,6 +136,9 @@ def _diff(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     with connect_from_args(args) as conn:
         written = conn.manager.explorer.export(args.directory, args.format, version=args.version)
+    if replaced := sum(1 for w in written if w.get("replaced")):
+        print(f"d365sync: replaced {replaced} existing file(s) in {args.directory}",
+              file=sys.stderr)  # fmt: skip
     if args.json:
         print(json.dumps(written))
     else:
