@@ -450,7 +450,7 @@ class SyncSessionManager:
                 valid = ", ".join(s.value for s in SyncStatus)
                 raise ConfigurationError(f"Unknown status {status!r}; one of: {valid}") from None
         stored = self.store.history.load(
-            limit=max(1, int(limit)),
+            limit=_as_limit(limit),
             status=status,
             strategy=None if strategy is None else SyncStrategy.parse(strategy).value,
             since=_as_time(since, "since"),
@@ -669,7 +669,23 @@ def _as_time(value: datetime | str | None, name: str) -> datetime | None:
             ) from None
     if moment is not None and moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
+    if moment is not None:
+        try:
+            moment = moment.astimezone(UTC)
+        except OverflowError:  # year 1 or 9999 with an offset: not a moment in UTC
+            raise ConfigurationError(
+                f"{name} is out of range: {str(value)[:40]!r} is not a time in UTC"
+            ) from None
     return moment
+
+
+def _as_limit(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ConfigurationError(f"limit must be an integer, not {value!r:.40}")
+    try:
+        return max(1, int(value))
+    except ValueError:
+        raise ConfigurationError(f"limit must be an integer, not {value!r:.40}") from None
 
 
 def _error_text(exc: BaseException) -> str:

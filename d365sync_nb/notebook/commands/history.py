@@ -50,8 +50,8 @@ def history(
     naive ones meaning UTC) and global ``version``; at most ``limit`` of them."""
     manager, _ = state.require()
     count = D365Sync.instance().history_limit if limit is None else limit
-    if not 1 <= count <= MAX_LIMIT:
-        raise ConfigurationError(f"--limit must be between 1 and {MAX_LIMIT}, not {count}")
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_LIMIT:
+        raise ConfigurationError(f"--limit must be between 1 and {MAX_LIMIT}, not {count!r}")
     sessions = manager.get_session_history(
         limit=count, status=status, strategy=strategy, since=since, until=until, version=version
     )
