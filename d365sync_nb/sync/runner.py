@@ -13,6 +13,7 @@ import contextlib
 import logging
 import time
 from collections import Counter
+from collections.abc import Iterable
 
 from d365sync_nb.d365.client import D365MetadataClient
 from d365sync_nb.errors import D365Error, D365SyncError, clean_message
@@ -195,14 +196,16 @@ class SessionRunner:
             {e.public_entity_name for e in entities if e.public_entity_name}
         )
         r.advance(phase, len(entities), item=entities[-1].name if entities else None)
-        r.end(phase)
+        r.end(phase, note=duplicates_note((e.name for e in entities), "data entity"))
 
     async def _fetch_schemas(self) -> None:
         r, phase = self.reporter, SyncPhase.SCHEMAS
         r.begin(phase, total=self._expected_public, item="PublicEntities")
         pending: asyncio.Future[None] | None = None
         seen = 0
+        names: list[str] = []
         async for chunk in self.client.iter_public_entities(expected=self._expected_public):
+            names.extend(e.name for e in chunk)
             if pending is not None:
                 await pending  # one write in flight while the next chunk downloads
             pending = asyncio.ensure_future(
@@ -216,7 +219,7 @@ class SessionRunner:
         if pending is not None:
             await pending
         self.session.phases[phase].items_total = seen
-        r.end(phase)
+        r.end(phase, note=duplicates_note(names, "public entity"))
 
     async def _fetch_enumerations(self) -> None:
         r, phase = self.reporter, SyncPhase.ENUMERATIONS
@@ -225,7 +228,7 @@ class SessionRunner:
         r.total(phase, len(enums))
         await self.store.run(self.store.builds.write_enumerations, self.build_id, enums)
         r.advance(phase, len(enums), item=enums[-1].name if enums else None)
-        r.end(phase)
+        r.end(phase, note=duplicates_note((e.name for e in enums), "enumeration"))
 
     # -- labels ------------------------------------------------------------------------
     async def _labels_phase(self) -> None:
@@ -360,4 +363,17 @@ def failed_labels_note(labels: list[Label], named: int = LABELS_NAMED) -> str:
     return clean_message(
         f"{len(labels):,} labels failed, kept as missing ({why}): {names}{more}; "
         f"first error: {first}"
+    )
+
+
+def duplicates_note(names: Iterable[str], kind: str) -> str | None:
+    """``2 duplicated data entity names, the last of each kept: A (x2), B (x3)``, or None."""
+    repeated = [(n, c) for n, c in Counter(names).items() if c > 1]
+    if not repeated:
+        return None
+    shown = ", ".join(f"{n} (x{c})" for n, c in repeated[:LABELS_NAMED])
+    more = f" and {len(repeated) - LABELS_NAMED:,} more" if len(repeated) > LABELS_NAMED else ""
+    return clean_message(
+        f"the service sent {len(repeated):,} duplicated {kind} name(s); the last of each is "
+        f"kept: {shown}{more}"
     )
