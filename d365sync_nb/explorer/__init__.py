@@ -24,10 +24,10 @@ from d365sync_nb.explorer.diff import (
     summary_text,
 )
 from d365sync_nb.explorer.table import Column, Table
+from d365sync_nb.store.schema import SCHEMA_VERSION
 
 if TYPE_CHECKING:
-    from d365sync_nb.store.schema import SCHEMA_VERSION
-from d365sync_nb.store import MetadataStore
+    from d365sync_nb.store import MetadataStore
 
 __all__ = ["Column", "Diff", "MetadataExplorer", "Table", "describe_version"]
 
