@@ -21,7 +21,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from d365sync_nb.errors import ConfigurationError
 from d365sync_nb.redaction import redact_url
@@ -75,6 +75,13 @@ class ConnectionSettings(BaseModel):
         le=1000,
         description="sessions whose request log (a row per request) is kept; aggregates stay",
     )
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, value: str) -> str:
+        """Language tags are case-insensitive (the service answers ``en-US`` to ``en-us``): the
+        cache keeps them lower-case."""
+        return value.strip().lower() or "en-us"
 
     @property
     def is_loopback(self) -> bool:

@@ -10,7 +10,7 @@ import hashlib
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_pascal
 
 
@@ -50,6 +50,14 @@ class EntityProperty(ServiceModel):
     dimension_type_property: str | None = None
 
 
+# Some versions name the text of a fixed value ``StringValue`` instead of ``ValueStr``.
+_VALUE_STR: Any = Field(
+    default=None,
+    validation_alias=AliasChoices("ValueStr", "StringValue", "value_str"),
+    serialization_alias="ValueStr",
+)
+
+
 class ReferentialConstraint(ServiceModel):
     odata_type: Annotated[str, Field(alias="@odata.type")]
     property: str | None = None
@@ -60,14 +68,14 @@ class FixedConstraint(ServiceModel):
     odata_type: Annotated[str, Field(alias="@odata.type")]
     property: str | None = None
     value: int | str | None = None
-    value_str: str | None = None
+    value_str: str | None = _VALUE_STR
 
 
 class RelatedFixedConstraint(ServiceModel):
     odata_type: Annotated[str, Field(alias="@odata.type")]
     related_property: str | None = None
     value: int | str | None = None
-    value_str: str | None = None
+    value_str: str | None = _VALUE_STR
 
 
 Constraint = ReferentialConstraint | FixedConstraint | RelatedFixedConstraint

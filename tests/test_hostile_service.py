@@ -16,6 +16,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 
@@ -520,3 +521,49 @@ def test_a_wrong_shape_prints_no_traceback_from_a_real_process(service, tmp_path
     assert "Traceback" not in done.stderr
     said = [line for line in done.stderr.splitlines() if "Name must be a string" in line]
     assert len(said) == 1 and "DataEntities item 0" in said[0], done.stderr
+
+
+# -- fidelity: real answers found in public material ---------------------------------------------
+@pytest.mark.timeout(60)
+def test_answers_seen_from_real_environments_sync_as_meant(service, d365sync):
+    service.entities[0]["LabelId"] = "Customer master"  # plain text, not a label id
+    field = service.publics[0]["Properties"][1]
+    field.update({"TypeName": "Edm.Boolean", "DataType": "Enum"})
+    service.publics[0]["NavigationProperties"] = [
+        {
+            "Name": "Currency",
+            "RelatedEntity": "Public1",
+            "Cardinality": "Single",
+            "Constraints": [
+                {
+                    "@odata.type": "#Microsoft.Dynamics.Metadata.FixedConstraint",
+                    "Property": "Field2",
+                    "Value": 1,
+                    "StringValue": "Yes",
+                }
+            ],
+        }
+    ]
+    service.override("GetApplicationVersion", lambda r: Answer(body="10.0.41"))  # bare string
+    done = d365sync("sync", "--json", where=base(service))
+    assert done.code == 0, done.err
+    asked = {r.label_id for r in service.requests if r.endpoint == "Labels"}
+    assert "Customer master" not in asked and all(i.startswith("@") for i in asked)
+    assert all(r.label_id is None or "Language='en-us'" in r.path for r in service.requests)
+    entities = json.loads(d365sync("entities", "--json", where=base(service)).out)
+    assert next(e for e in entities if e["data_entity"] == "Entity0")["label"] == "Customer master"
+    fields = json.loads(d365sync("fields", "Public0", "--json", where=base(service)).out)
+    assert next(f for f in fields if f["name"] == "Field1")["enum"] is None
+    relations = json.loads(d365sync("relations", "Public0", "--json", where=base(service)).out)
+    assert "'Yes'" in relations[0]["constraints"]
+    assert "application 10.0.41" in done.json["phases"]["version_check"]["note"]
+
+
+@pytest.mark.timeout(60)
+def test_a_profile_language_in_the_services_casing_is_the_same_cache(service, d365sync, profile):
+    name = profile(language="en-US")
+    done = d365sync("sync", "--json", where=("--profile", name))
+    assert done.code == 0, done.err
+    labels = [r for r in service.requests if r.endpoint == "Labels"]
+    assert labels and all("Language='en-us'" in unquote(r.path) for r in labels)
+    assert done.json["counts"]["labels"] == len(service.label_ids())

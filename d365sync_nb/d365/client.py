@@ -413,6 +413,9 @@ class D365MetadataClient:
         try:
             err = orjson.loads(body).get("error", {})
             message = str(err.get("message") or err.get("code") or "")
+            inner = err.get("innererror")  # the detail behind a generic message
+            if isinstance(inner, dict) and inner.get("message"):
+                message = f"{message} ({inner['message']})" if message else str(inner["message"])
         except (orjson.JSONDecodeError, AttributeError):
             message = _not_odata(response, body)
         message = service_text(message)

@@ -324,8 +324,10 @@ def close_matches(text: str, names: Sequence[str], n: int = 5) -> str:
 
 
 def enum_of(data_type: str | None, type_name: str | None) -> str | None:
-    """The enumeration of an Enum property (its type name without the namespace)."""
-    if data_type != "Enum" or not type_name:
+    """The enumeration of an Enum property (its type name without the namespace). A primitive
+    type (``Edm.Boolean`` with ``DataType`` ``Enum``, as the service sends for NoYes-like
+    fields) is not an enumeration."""
+    if data_type != "Enum" or not type_name or type_name.startswith("Edm."):
         return None
     return type_name.rsplit(".", 1)[-1]
 
