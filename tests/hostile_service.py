@@ -316,3 +316,14 @@ def gzip_bomb(megabytes: int) -> Answer:
     return Answer(
         body=body, headers={"Content-Type": "application/json", "Content-Encoding": "gzip"}
     )
+
+
+def slow(answer: Answer, seconds: float) -> Writer:
+    """The honest ``answer``, after ``seconds``."""
+
+    async def write(writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(seconds)
+        writer.write(answer.encode())
+        await writer.drain()
+
+    return write

@@ -11,9 +11,11 @@ import csv
 import io
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote
@@ -30,6 +32,7 @@ from tests.hostile_service import (
     error,
     gzip_bomb,
     raw,
+    slow,
 )
 
 ESCAPES = "\x1b[31mRED\x1b[0m \x1b]8;;http://evil.example\x07link\x1b]8;;\x07"
@@ -567,3 +570,29 @@ def test_a_profile_language_in_the_services_casing_is_the_same_cache(service, d3
     labels = [r for r in service.requests if r.endpoint == "Labels"]
     assert labels and all("Language='en-us'" in unquote(r.path) for r in labels)
     assert done.json["counts"]["labels"] == len(service.label_ids())
+
+
+@pytest.mark.timeout(90)
+def test_a_second_ctrl_c_while_cancelling_ends_in_one_line_not_by_the_signal(service, tmp_path):
+    service.override("Labels", lambda r: slow(service.honest(r), 0.3))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "d365sync_nb", "sync", "--base-url", service.base_url,
+         "--cache-dir", str(tmp_path / "cache")],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if "Started" in line:
+                break
+        while service.count("Labels") == 0:  # in the labels phase
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.05)  # the scenario: a second Ctrl-C 50 ms after the first
+        proc.send_signal(signal.SIGINT)
+        rest = proc.stderr.read()
+        assert proc.wait(60) == 130, rest
+    finally:
+        proc.kill()
+    assert "Traceback" not in rest and "KeyboardInterrupt" not in rest
+    assert "cancelled" in rest
