@@ -54,7 +54,7 @@ def one_line_record(record: logging.LogRecord) -> logging.LogRecord:
         message = str(record.msg)
     exc = record.exc_info[1] if record.exc_info else None
     if exc is not None:
-        message = f"{message} ({type(exc).__name__}: {exc})"
+        message = f"{message} ({type(exc).__name__}: {clean_message(exc)})"
     line.msg, line.args = clean_message(message), None
     line.exc_info, line.exc_text, line.stack_info = None, None, None
     return line

@@ -596,3 +596,26 @@ def test_a_second_ctrl_c_while_cancelling_ends_in_one_line_not_by_the_signal(ser
         proc.kill()
     assert "Traceback" not in rest and "KeyboardInterrupt" not in rest
     assert "cancelled" in rest
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("debug", [False, True])
+def test_the_package_log_prints_a_traceback_only_when_debugging(debug):
+    script = (
+        "import logging, d365sync_nb\n"
+        f"if {debug}:\n"
+        "    logging.basicConfig()\n"
+        "    logging.getLogger('d365sync_nb').setLevel(logging.DEBUG)\n"
+        "try:\n"
+        "    raise ValueError('bad\\nvalue \\x1b[31m')\n"
+        "except ValueError as exc:\n"
+        "    logging.getLogger('d365sync_nb.sync.runner').error('failed', exc_info=exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0
+    if debug:
+        assert "Traceback" in done.stderr and "ValueError: bad" in done.stderr
+    else:
+        assert done.stderr == "d365sync: error: failed (ValueError: bad value)\n"
