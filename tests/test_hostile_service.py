@@ -358,6 +358,15 @@ def test_a_url_password_is_never_echoed(service, d365sync, url):
         assert "Traceback" not in done.err and len(done.err.splitlines()) == 1, done.err
 
 
+@pytest.mark.parametrize("url", ["http://u:x@CANARY@127.0.0.1:99999", "http://u:x/CANARY@h:0"])
+def test_connect_as_the_magic_and_tools_do_never_echoes_a_url_password(url, tmp_path):
+    from d365sync_nb import connect
+
+    with pytest.raises(ConfigurationError) as caught:
+        connect(base_url=url, cache_dir=tmp_path)
+    assert "CANARY" not in str(caught.value) and "\n" not in str(caught.value)
+
+
 def test_the_one_redaction_masks_to_the_last_at_of_the_authority():
     from d365sync_nb.errors import D365Error
     from d365sync_nb.redaction import redact_url
@@ -619,3 +628,17 @@ def test_the_package_log_prints_a_traceback_only_when_debugging(debug):
         assert "Traceback" in done.stderr and "ValueError: bad" in done.stderr
     else:
         assert done.stderr == "d365sync: error: failed (ValueError: bad value)\n"
+
+
+@pytest.mark.timeout(60)
+def test_a_500_is_retried_a_bounded_number_of_times(service, d365sync):
+    service.override("DataEntities", lambda r: error(500, "boom"))
+    done = d365sync("sync", where=base(service))
+    assert done.code == 1
+    assert "500 Internal Server Error: boom" in done.line("500 Internal Server Error")
+    assert service.count("DataEntities") == 3
+    answers = iter([error(500, "once"), None])
+    service.override("PublicEnumerations", lambda r: next(answers, None))
+    service.overrides.pop("DataEntities")
+    healed = d365sync("sync", "--json", where=base(service))
+    assert healed.code == 0 and healed.json["status"] == "completed"
