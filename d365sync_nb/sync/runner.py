@@ -30,6 +30,7 @@ LABEL_BATCH = 1000
 # Labels the service may refuse (kept as failed, the sync completes) before the sync fails:
 # past this share a "completed" sync would hold a hollow label dictionary.
 LABEL_FAILURE_SHARE = 0.05
+LABEL_FAILURE_STREAK = 100  # refused in a row (no label between answered): the sync fails
 LABELS_NAMED = 10  # failed labels a note names
 LABEL_FLUSH_SECONDS = 0.5
 PHASE_TABLES = {
@@ -296,14 +297,23 @@ class SessionRunner:
             last_flush = time.monotonic()
 
         allowed = int(LABEL_FAILURE_SHARE * len(ordered))
+        streak = 0  # refused labels in a row: a service refusing every label is not one label
 
         def on_label(label: Label) -> None:
+            nonlocal streak
+            streak = streak + 1 if label.error is not None else 0
             if label.error is not None:
                 self.failed_labels.append(label)
-                if len(self.failed_labels) > allowed:
+                if len(self.failed_labels) > allowed or streak >= LABEL_FAILURE_STREAK:
+                    share = f"{LABEL_FAILURE_SHARE:.0%} of {len(ordered):,}"
+                    how = (
+                        f"more than {share}"
+                        if len(self.failed_labels) > allowed
+                        else f"{streak} in a row (of {len(ordered):,})"
+                    )
                     raise D365Error(
-                        f"labels: more than {LABEL_FAILURE_SHARE:.0%} of {len(ordered):,} label "
-                        f"requests failed ({failed_labels_note(self.failed_labels, 3)})"
+                        f"labels: {how} label requests failed "
+                        f"({failed_labels_note(self.failed_labels, 3)})"
                     )
             batch.append(label)
             r.advance(phase, item=label.id)
