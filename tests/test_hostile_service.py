@@ -642,3 +642,20 @@ def test_a_500_is_retried_a_bounded_number_of_times(service, d365sync):
     service.overrides.pop("DataEntities")
     healed = d365sync("sync", "--json", where=base(service))
     assert healed.code == 0 and healed.json["status"] == "completed"
+
+
+@pytest.mark.timeout(90)
+def test_a_service_refusing_every_label_fails_the_sync_early(tmp_path, capsys):
+    server = HostileService(entities=700).start()
+    try:
+        server.override("Labels", lambda r: error(400, "no labels today"))
+        code = main(["sync", "--base-url", server.base_url, "--cache-dir", str(tmp_path)])
+        err = capsys.readouterr().err
+        assert code == 1
+        assert (
+            "labels: 100 in a row (of 3,503) label requests failed (100 labels failed (HTTP 400"
+            in err
+        )
+        assert server.count("Labels") < 300  # not 5% of the labels, each retried
+    finally:
+        server.stop()

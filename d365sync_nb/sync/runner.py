@@ -313,7 +313,7 @@ class SessionRunner:
                     )
                     raise D365Error(
                         f"labels: {how} label requests failed "
-                        f"({failed_labels_note(self.failed_labels, 3)})"
+                        f"({failed_labels_note(self.failed_labels, 3, kept=False)})"
                     )
             batch.append(label)
             r.advance(phase, item=label.id)
@@ -363,7 +363,7 @@ class SessionRunner:
         r.end(phase, note=f"version {self.version_id} now shows build {build_id}")
 
 
-def failed_labels_note(labels: list[Label], named: int = LABELS_NAMED) -> str:
+def failed_labels_note(labels: list[Label], named: int = LABELS_NAMED, *, kept: bool = True) -> str:
     """``3 labels failed, kept as missing (HTTP 500 x1, 403 x2): @A (500), ...`` (one line)."""
     causes = Counter(f"HTTP {lb.http_status}" if lb.http_status else "wrong shape" for lb in labels)
     why = ", ".join(f"{cause} x{n}" for cause, n in causes.most_common())
@@ -371,7 +371,8 @@ def failed_labels_note(labels: list[Label], named: int = LABELS_NAMED) -> str:
     more = f" and {len(labels) - named:,} more" if len(labels) > named else ""
     first = labels[0].error or ""
     return clean_message(
-        f"{len(labels):,} labels failed, kept as missing ({why}): {names}{more}; "
+        f"{len(labels):,} labels failed{', kept as missing' if kept else ''} ({why}): "
+        f"{names}{more}; "
         f"first error: {first}"
     )
 
