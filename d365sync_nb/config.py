@@ -64,7 +64,7 @@ class ConnectionSettings(BaseModel):
         "(a label or version request: a fifth of it); a service dripping bytes ends then",
     )
     max_answer_mb: float = Field(
-        default=512,
+        default=256,
         gt=0,
         le=65536,
         description="the largest answer accepted, in MB once decompressed (not retried)",
