@@ -75,6 +75,8 @@ HEADERS = {
 # entities at the realistic scale) and up to ``window`` chunks are held at once. 100 keeps the
 # sync's peak RSS near 110 MB (250 peaked at 152 MB) at the same phase time.
 PUBLIC_ENTITIES_CHUNK = 100
+REQUEST_ID = "x-ms-client-request-id"
+AGAIN = object()  # an answer that asks for another attempt (after the wait, already waited)
 
 
 class DeadlineExceeded(Exception):
@@ -240,81 +242,115 @@ class D365MetadataClient:
         """Send one request (retrying what is transient, :mod:`.retry`) and return the parsed
         JSON body. With ``not_found_ok`` a 404 returns ``None`` instead of raising."""
         self._open()
-        full_url = self._url(url)
-        endpoint = endpoint_class(url)
+        full_url, endpoint = self._url(url), endpoint_class(url)
         sample = endpoint == "Labels"  # single items: their latencies compare with each other
         retries = Retries(self.policy, self.policy.deadline_for(endpoint))
         while True:
             retries.next_try()
-            request_id = str(uuid.uuid4())
-            headers = {**HEADERS, "x-ms-client-request-id": request_id}
             token = await self._auth.token() if self._auth else None
-            if token:
-                headers["Authorization"] = f"Bearer {token}"
+            request = self._request(method, full_url, params, json_body, token)
+            request_id = request.headers[REQUEST_ID]
             context: dict[str, Any] = {"method": method, "url": full_url, "request_id": request_id}
             sent = Sent(self.stats, endpoint, retries.tries, request_id)
             try:
-                request = httpx.Request(
-                    method, full_url, params=params, json=json_body, headers=headers,
-                    extensions=self._extensions,
-                )  # fmt: skip
                 response, body = await self._attempt(sent, sample, request, retries)
             except TRANSPORT_ERRORS as exc:
-                kind = _error_kind(exc)
-                again = retries.transport_error(kind)
-                sent.failed(kind, retried=again)
-                if not again:
-                    raise self._transport_error(exc, kind, retries, context) from None
-                await self._wait(self.policy.backoff(retries.attempt))
+                await self._after_failure(exc, sent, retries, context)
                 continue
             except asyncio.CancelledError:  # cancelled while in flight: the attempt was sent
                 sent.failed("cancelled", retried=False)
                 raise
             context["activity_id"] = _header(response, "ms-dyn-aid")
             context["server_timing"] = _header(response, "server-timing")
-            status = response.status_code
-            sent.answered(status, len(body), context["activity_id"])
-            if status == 429:
-                if not retries.throttled():
-                    sent.log()
-                    raise D365HTTPError(
-                        f"429 Too Many Requests: still throttled after {retries.throttles} waits",
-                        status=429,
-                        **context,
-                    )
-                sent.log(retry_cause="429")
-                wait = self.policy.throttle_wait(retries.throttles, retry_after(response))
-                await self._wait(wait)
-                continue
-            if status == 401 and self._auth and retries.refresh_token():
-                sent.log(retry_cause="401")
-                await self._auth.token(force_refresh=True, stale=token)
-                continue
-            if retries.status_retried(status):
-                sent.log(retry_cause=str(status))
-                await self._wait(self.policy.backoff(retries.attempt, retry_after(response)))
-                continue
-            if status == 404 and not_found_ok:
+            sent.answered(response.status_code, len(body), context["activity_id"])
+            result = await self._after_answer(
+                response, body, sent, retries, context, token=token, not_found_ok=not_found_ok
+            )
+            if result is not AGAIN:
+                return result
+
+    def _request(
+        self,
+        method: str,
+        url: str,
+        params: dict[str, str] | None,
+        json_body: Any,
+        token: str | None,
+    ) -> httpx.Request:
+        """One attempt's request, tagged with a new ``x-ms-client-request-id``."""
+        headers = {**HEADERS, REQUEST_ID: str(uuid.uuid4())}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return httpx.Request(
+            method, url, params=params, json=json_body, headers=headers,
+            extensions=self._extensions,
+        )  # fmt: skip
+
+    async def _after_failure(
+        self, exc: BaseException, sent: Sent, retries: Retries, context: dict[str, Any]
+    ) -> None:
+        """An attempt without a usable answer: wait before the next, or raise the one line."""
+        kind = _error_kind(exc)
+        again = retries.transport_error(kind)
+        sent.failed(kind, retried=again)
+        if not again:
+            raise self._transport_error(exc, kind, retries, context) from None
+        await self._wait(self.policy.backoff(retries.attempt))
+
+    async def _after_answer(
+        self,
+        response: httpx.Response,
+        body: bytearray,
+        sent: Sent,
+        retries: Retries,
+        context: dict[str, Any],
+        *,
+        token: str | None,
+        not_found_ok: bool,
+    ) -> Any:
+        """The parsed body of a complete answer, :data:`AGAIN` after waiting for a retry, or
+        the error it means."""
+        status = response.status_code
+        if status == 429:
+            if not retries.throttled():
                 sent.log()
-                return None
-            if status >= 400:
-                sent.log()
-                raise self._http_error(response, body, **context)
-            try:
-                data = self._parse(response, body)
-            except D365ResponseError as exc:
-                # HTML or another non-JSON answer means a wrong URL, not a glitch: no retry
-                again = exc.transient and retries.garbled_retried()
-                sent.log(
-                    error="garbled" if exc.transient else "not_json",
-                    retry_cause="garbled" if again else None,
+                raise D365HTTPError(
+                    f"429 Too Many Requests: still throttled after {retries.throttles} waits",
+                    status=429,
+                    **context,
                 )
-                if not again:
-                    raise D365ResponseError(exc.detail, transient=False, **context) from None
-                await self._wait(self.policy.backoff(retries.attempt))
-                continue
+            sent.log(retry_cause="429")
+            await self._wait(self.policy.throttle_wait(retries.throttles, retry_after(response)))
+            return AGAIN
+        if status == 401 and self._auth and retries.refresh_token():
+            sent.log(retry_cause="401")
+            await self._auth.token(force_refresh=True, stale=token)
+            return AGAIN
+        if retries.status_retried(status):
+            sent.log(retry_cause=str(status))
+            await self._wait(self.policy.backoff(retries.attempt, retry_after(response)))
+            return AGAIN
+        if status == 404 and not_found_ok:
             sent.log()
-            return data
+            return None
+        if status >= 400:
+            sent.log()
+            raise self._http_error(response, body, **context)
+        try:
+            data = self._parse(response, body)
+        except D365ResponseError as exc:
+            # HTML or another non-JSON answer means a wrong URL, not a glitch: no retry
+            again = exc.transient and retries.garbled_retried()
+            sent.log(
+                error="garbled" if exc.transient else "not_json",
+                retry_cause="garbled" if again else None,
+            )
+            if not again:
+                raise D365ResponseError(exc.detail, transient=False, **context) from None
+            await self._wait(self.policy.backoff(retries.attempt))
+            return AGAIN
+        sent.log()
+        return data
 
     async def _attempt(
         self, sent: Sent, sample: bool, request: httpx.Request, retries: Retries
@@ -394,7 +430,7 @@ class D365MetadataClient:
         )
 
     @staticmethod
-    def _parse(response: httpx.Response, body: bytes) -> Any:
+    def _parse(response: httpx.Response, body: bytes | bytearray) -> Any:
         ctype = response.headers.get("content-type", "")
         if "json" not in ctype.lower():
             raise D365ResponseError(_not_odata(response, body), transient=False)
@@ -405,7 +441,9 @@ class D365MetadataClient:
                 f"the JSON body is invalid or truncated ({len(body)} bytes: {exc})"
             ) from None
 
-    def _http_error(self, response: httpx.Response, body: bytes, **context: Any) -> D365HTTPError:
+    def _http_error(
+        self, response: httpx.Response, body: bytes | bytearray, **context: Any
+    ) -> D365HTTPError:
         status = response.status_code
         message = ""
         try:
@@ -639,7 +677,7 @@ def _outcome(status: int) -> Outcome:
     return Outcome.OTHER
 
 
-def _not_odata(response: httpx.Response, body: bytes) -> str:
+def _not_odata(response: httpx.Response, body: bytes | bytearray) -> str:
     """One line about an answer that is not the service's JSON (never the page itself)."""
     if 300 <= response.status_code < 400:
         where = response.headers.get("location")
