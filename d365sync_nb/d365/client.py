@@ -658,8 +658,8 @@ def _served_seconds(response: httpx.Response) -> float | None:
     header, or None. The limiter prefers it to the round trip, which also counts this
     process's own delays (a busy event loop is not a slow service)."""
     value = response.headers.get("server-timing")
-    durations = _DURATION.findall(value) if value else ()
-    return max(map(float, durations)) / 1000 if durations else None
+    durations = [d for d in map(float, _DURATION.findall(value) if value else ()) if d < 3.6e6]
+    return max(durations) / 1000 if durations else None  # (more than an hour: not a timing)
 
 
 def _default_limit(concurrency: int | None) -> AdaptiveLimit:

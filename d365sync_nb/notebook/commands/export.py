@@ -25,7 +25,7 @@ def export(directory: str, fmt: str = "csv", *, version: str | int | None = None
     labels) to ``directory``, one file each; returns the files written with their row counts."""
     manager, _ = state.require()
     written = manager.explorer.export(directory, fmt, version=version)
-    return pd.DataFrame(written, columns=["table", "rows", "path"])
+    return pd.DataFrame(written, columns=["table", "rows", "path", "replaced"])
 
 
 def run(args: argparse.Namespace) -> pd.DataFrame:
