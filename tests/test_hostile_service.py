@@ -659,3 +659,16 @@ def test_a_service_refusing_every_label_fails_the_sync_early(tmp_path, capsys):
         assert server.count("Labels") < 300  # not 5% of the labels, each retried
     finally:
         server.stop()
+
+
+def test_service_text_is_one_printable_bounded_line():
+    from d365sync_nb.explorer.table import csv_cell
+    from d365sync_nb.text import one_line
+
+    text = "a\nb\r\n\tc \x1b[2J\x1b]0;title\x07\x1b]8;;http://x\x1b\\d\x9b31m\u202eevil\x00"
+    assert one_line(text) == "a b c d evil"
+    assert one_line("x" * 50, 10) == "x" * 9 + "…"
+    assert one_line("plain text") == "plain text"
+    for cell in ("=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx"):
+        assert csv_cell(cell) == "'" + cell
+    assert csv_cell("Customers") == "Customers" and csv_cell(-1) == -1 and csv_cell(None) == ""
