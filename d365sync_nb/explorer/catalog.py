@@ -35,7 +35,7 @@ ACTION_COLUMNS = columns(
 ENUM_COLUMNS = columns("name label_id label members:Int64")
 MEMBER_COLUMNS = columns("name value:Int64 label_id label configuration_enabled:boolean")
 LABEL_COLUMNS = columns("label_id language text status")
-LABEL_STATUSES = ("found", "empty", "missing", "not_synced")  # not_synced: no text fetched yet
+LABEL_STATUSES = ("found", "empty", "missing", "failed", "not_synced")  # not_synced: no text yet
 ENUM_PREFIX = "Microsoft.Dynamics.DataEntities."
 
 _LABEL = "(SELECT l.value FROM labels l WHERE l.label_id = {t}.label_id AND l.language = ?)"
