@@ -166,14 +166,24 @@ def diagnose(session: SyncSession, log: list[dict[str, Any]] | None = None) -> D
     )
 
 
-def diagnose_session(manager: SyncSessionManager, session_id: str) -> Diagnosis:
-    """:func:`diagnose` a session of ``manager`` with its request log, if it is still kept."""
+def session_with_log(
+    manager: SyncSessionManager, session_id: str
+) -> tuple[SyncSession, list[dict[str, Any]] | None]:
+    """A session of ``manager`` and its request log (None once pruned)."""
     session = manager.get_sync_session(session_id)
     try:
-        log: list[dict[str, Any]] | None = manager.get_request_log(session.session_id)
+        return session, manager.get_request_log(session.session_id)
     except RequestLogUnavailable:  # pruned: the aggregates still tell most of it
-        log = None
-    return diagnose(session, log)
+        return session, None
+
+
+def diagnose_session(manager: SyncSessionManager, session_id: str) -> Diagnosis:
+    """:func:`diagnose` a session of ``manager`` with its request log, if it is still kept."""
+    return diagnose(*session_with_log(manager, session_id))
+
+
+# The figures compared per phase, in the order every surface shows them.
+COMPARED = ("status", "seconds", "items", "requests", "retries", "throttled")
 
 
 def compare(a: SyncSession, b: SyncSession) -> list[dict[str, Any]]:
@@ -194,13 +204,14 @@ def compare(a: SyncSession, b: SyncSession) -> list[dict[str, Any]]:
             ("throttled", ha.get("throttled", 0), hb.get("throttled", 0)),
         ):
             row[f"a_{key}"], row[f"b_{key}"] = left, right
-        row["seconds_ratio"] = _ratio(pb.seconds, pa.seconds)
-        row["requests_ratio"] = _ratio(row["b_requests"], row["a_requests"])
+        row["seconds_ratio"] = ratio(pb.seconds, pa.seconds)
+        row["requests_ratio"] = ratio(row["b_requests"], row["a_requests"])
         rows.append(row)
     return rows
 
 
-def _ratio(b: float | None, a: float | None) -> float | None:
+def ratio(b: float | None, a: float | None) -> float | None:
+    """b / a to two places; None where a is zero or b unknown."""
     if not a or b is None:
         return None
     return round(b / a, 2)

@@ -86,7 +86,10 @@ def d365sync(capsys: pytest.CaptureFixture[str], tmp_path: Path):
 
     def run(*args: str, where: tuple[str, ...] | None = None) -> Run:
         capsys.readouterr()
-        code = main([*args, *(where or ()), "--cache-dir", cache])
+        try:
+            code = main([*args, *(where or ()), "--cache-dir", cache])
+        except SystemExit as exit_:  # argparse refuses an argument: usage line, exit 2
+            code = int(exit_.code or 0)
         captured = capsys.readouterr()
         return Run(code, captured.out, captured.err)
 
@@ -319,9 +322,9 @@ def test_export_never_writes_through_a_planted_link(service, d365sync, tmp_path)
     assert outside.read_text() == "keep me"
     assert not (target / "fields.csv").is_symlink() and (target / "entities.csv").is_file()
     assert not (target / "entities.csv").is_symlink()
-    assert "replaced 1 existing file(s)" in done.err
+    assert "replaced 1 existing file(s)" in done.out
     again = d365sync("export", str(target), where=base(service))
-    assert "replaced 7 existing file(s)" in again.err
+    assert "replaced 7 existing file(s)" in again.out
     assert not [p for p in target.iterdir() if p.name.endswith(".partial") and not p.is_symlink()]
 
 
@@ -331,8 +334,19 @@ def test_export_to_an_empty_path_is_refused(service, d365sync, tmp_path, monkeyp
     monkeypatch.chdir(tmp_path)
     before = set(tmp_path.iterdir())
     done = d365sync("export", "", where=base(service))
-    assert done.code == 2
-    done.line("export directory is empty")
+    assert done.code == 2  # refused by the command line: a value is required
+    assert "DIR" in done.err and "Traceback" not in done.err
+    assert set(tmp_path.iterdir()) == before
+    from d365sync_nb.config import resolve_settings
+    from d365sync_nb.sync.manager import SyncSessionManager
+
+    settings = resolve_settings(base_url=service.base_url, cache_dir=tmp_path / "cache")
+    manager = SyncSessionManager(settings)
+    try:  # and by the core, for Python callers
+        with pytest.raises(ConfigurationError, match="export directory is empty"):
+            manager.explorer.export("  ")
+    finally:
+        manager.store.close()
     assert set(tmp_path.iterdir()) == before
 
 

@@ -7,72 +7,48 @@
     requests(status="429"); diagnose(); compare(first_id, second_id)
     entities("customer"); fields("CustomersV3"); members("NoYes"); diff(); export("out")
 
-Layout: :mod:`.magics` routes ``%d365sync NAME`` to ``commands/NAME.py`` (its options and its
-function, re-exported here); :mod:`.config` is the one ``D365Sync`` config; :mod:`.state` the
-notebook's connection, loop and live panels; :mod:`.panel` and :mod:`.dashboard` the widgets;
-:mod:`.waiting` a cell that waits for a session; text output is :mod:`d365sync_nb.render`.
+Layout: :mod:`.magics` routes ``%d365sync NAME`` to an operation's command
+(:mod:`.operations`, derived from :mod:`d365sync_nb.operations`) or to ``commands/NAME.py``
+(the notebook's own: connect, start, progress, cancel, timeline, panel); :mod:`.config` is the
+one ``D365Sync`` config; :mod:`.state` the notebook's connection, loop and live panels;
+:mod:`.panel` and :mod:`.dashboard` the widgets; :mod:`.waiting` a cell that waits for a
+session; text output is :mod:`d365sync_nb.render`.
 """
 
 from __future__ import annotations
 
 from d365sync_nb.notebook import charts, tables
 from d365sync_nb.notebook.commands.cancel import cancel
-from d365sync_nb.notebook.commands.compare import compare
 from d365sync_nb.notebook.commands.connect import ConnectionInfo, connect
-from d365sync_nb.notebook.commands.diagnose import DiagnosisView, diagnose
-from d365sync_nb.notebook.commands.diff import diff
-from d365sync_nb.notebook.commands.export import export
-from d365sync_nb.notebook.commands.history import history
-from d365sync_nb.notebook.commands.metadata import (
-    entities,
-    enums,
-    fields,
-    labels,
-    members,
-    relations,
-)
 from d365sync_nb.notebook.commands.panel import panel
-from d365sync_nb.notebook.commands.phases import phases
 from d365sync_nb.notebook.commands.progress import progress
-from d365sync_nb.notebook.commands.requests import requests
-from d365sync_nb.notebook.commands.search import search
-from d365sync_nb.notebook.commands.sessions import sessions
 from d365sync_nb.notebook.commands.start import start
 from d365sync_nb.notebook.commands.timeline import timeline
 from d365sync_nb.notebook.config import D365Sync
+from d365sync_nb.notebook.diagnosis import DiagnosisView
 from d365sync_nb.notebook.extension import load_ipython_extension, unload_ipython_extension
+from d365sync_nb.notebook.operations import FUNCTIONS
 from d365sync_nb.notebook.state import get_connection, get_panel, get_session
 from d365sync_nb.notebook.waiting import SessionInterrupted
+
+# The operations' functions (declared in d365sync_nb.operations): history, requests, ...
+globals().update(FUNCTIONS)
 
 __all__ = [
     "ConnectionInfo",
     "D365Sync",
     "DiagnosisView",
+    *FUNCTIONS,
     "SessionInterrupted",
     "cancel",
     "charts",
-    "compare",
     "connect",
-    "diagnose",
-    "diff",
-    "entities",
-    "enums",
-    "export",
-    "fields",
     "get_connection",
     "get_panel",
     "get_session",
-    "history",
-    "labels",
     "load_ipython_extension",
-    "members",
     "panel",
-    "phases",
     "progress",
-    "relations",
-    "requests",
-    "search",
-    "sessions",
     "start",
     "tables",
     "timeline",

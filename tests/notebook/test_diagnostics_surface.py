@@ -22,9 +22,10 @@ from d365sync_nb import render
 from d365sync_nb.errors import ConfigurationError, RequestLogUnavailable
 from d365sync_nb.models import PHASES, SyncSession, SyncStatus
 from d365sync_nb.notebook import charts, tables
-from d365sync_nb.notebook.commands.diagnose import NO_LOG, DiagnosisView
+from d365sync_nb.notebook.diagnosis import NO_LOG, DiagnosisView
 from d365sync_nb.notebook.panel import SessionPanel
 from d365sync_nb.notebook.state import state
+from d365sync_nb.views import SessionView, duration
 
 from .conftest import reset_notebook, wait_until
 
@@ -243,13 +244,13 @@ def test_compare_two_sessions_phase_by_phase(runs: Runs) -> None:
 
 
 def test_compare_bad_input_is_one_line(runs: Runs, capsys) -> None:
-    assert "the following arguments are required: b" in one_line_error(
+    assert "the following arguments are required: B" in one_line_error(
         runs, f"compare {runs.healthy.session_id}", capsys
     )
     assert "No sync session with id 'ffffffff'" in one_line_error(
         runs, f"compare {runs.healthy.session_id} ffffffff", capsys
     )
-    with pytest.raises(ConfigurationError, match="b is missing"):
+    with pytest.raises(ConfigurationError, match="b: a value is required"):
         nb.compare(runs.healthy.session_id, " ")
 
 
@@ -297,10 +298,10 @@ def test_history_bad_input_is_one_line(runs: Runs, capsys) -> None:
     assert one_line_error(runs, "history --strategy everything", capsys).startswith(
         "Unknown strategy 'everything'"
     )
-    assert "Global version id must be an integer" in one_line_error(
+    assert "--version: expected a whole number" in one_line_error(
         runs, "history --version latest", capsys
     )
-    assert "--status: invalid choice" in one_line_error(runs, "history --status done", capsys)
+    assert "Unknown status 'done'" in one_line_error(runs, "history --status done", capsys)
     with pytest.raises(ConfigurationError, match="Unknown status 'done'"):
         nb.history(status="done")
 
@@ -361,14 +362,14 @@ def test_text_report_and_status_line_show_retries_only_when_nonzero(runs: Runs) 
     http = next(line for line in report if line.startswith("Requests: "))
     assert http == (
         f"Requests: {t.http.requests:,}, {t.http.retries:,} retries, {t.http.throttled:,} × 429, "
-        f"waits {render.wait_text(t.http.throttle_wait_seconds)}"
+        f"waits {duration(t.http.throttle_wait_seconds)}"
     )
     assert (
         report.index(http) == report.index(next(x for x in report if x.startswith("Counts:"))) + 1
     )
     assert not any(line.startswith("Requests: ") for line in render.session_report(h).splitlines())
     assert "× 429" in render.status_line(t) and "retr" not in render.status_line(h)
-    faulty = render.http_line(runs.faulty)
+    faulty = SessionView(runs.faulty).http_line
     assert "× 429" not in faulty and re.search(r", waits [\d.]+ s$", faulty), faulty
 
     out = io.StringIO()

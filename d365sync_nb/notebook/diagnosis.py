@@ -1,13 +1,12 @@
-"""``%d365sync diagnose``: why a session was slow or failed, in words and in charts.
+"""How ``%d365sync diagnose`` shows why a session was slow or failed, in words and charts.
 
-Returns a :class:`DiagnosisView`: in a notebook it shows the verdict, what to do, the failed
-requests (with the ids support asks for), then the requests-over-time and latency charts; in
-a terminal or a plain text output (nbconvert to text, a CI log) the same report as text.
+A :class:`DiagnosisView`: in a notebook it shows the verdict, what to do, the failed requests
+(with the ids support asks for), then the requests-over-time and latency charts; in a terminal
+or a plain text output (nbconvert to text, a CI log) the same report as text.
 """
 
 from __future__ import annotations
 
-import argparse
 import base64
 import html
 import io
@@ -18,15 +17,12 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
-from d365sync_nb import diagnostics, render
 from d365sync_nb.diagnostics import Diagnosis
-from d365sync_nb.errors import RequestLogUnavailable
 from d365sync_nb.models import SyncSession
 from d365sync_nb.notebook import charts, frontend, tables
-from d365sync_nb.notebook.state import state
+from d365sync_nb.operations.views import DiagnosisResult
+from d365sync_nb.views import duration
 
-NAME = "diagnose"
-SUMMARY = "why a session was slow or failed: verdict, what to do, failed requests, charts"
 NO_LOG = "The request log of this session was pruned (only recent sessions keep one): no charts."
 
 
@@ -63,7 +59,7 @@ class DiagnosisView:
         if http.transport_errors:
             parts.append(f"{http.transport_errors:,} without an answer")
         if http.throttle_wait_seconds:
-            parts.append(f"waits before retries {render.wait_text(http.throttle_wait_seconds)}")
+            parts.append(f"waits before retries {duration(http.throttle_wait_seconds)}")
         text = "Requests: " + ", ".join(parts)
         latency = http.latency_ms or {}
         if latency:
@@ -142,31 +138,13 @@ def _png(figure: Figure) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "session_id", nargs="?", help="session id or unique prefix (default: the latest)"
-    )
-
-
-def diagnose(session_id: str | None = None) -> DiagnosisView:
-    """Why a session (the latest when no id) was slow or failed: a one-line verdict ("throttled
-    8 s (158 x 429, ...)"), what to do, the failed requests with their support ids, and the
-    charts of its requests (``.figures``)."""
-    manager, _ = state.require()
-    session = manager.get_sync_session(state.resolve_session(session_id))
-    try:
-        log: list[dict[str, Any]] | None = manager.get_request_log(session.session_id)
-    except RequestLogUnavailable:  # pruned: the http record still tells most of it
-        log = None
+def diagnosis_view(result: DiagnosisResult) -> DiagnosisView:
+    """The notebook's view of a diagnosis: the report with the charts of its request log."""
     return DiagnosisView(
-        diagnosis=diagnostics.diagnose(session, log),
-        session=session,
-        requests=None if log is None else tables.requests_frame(log, session),
+        diagnosis=result.diagnosis,
+        session=result.session,
+        requests=None if result.log is None else tables.requests_frame(result.log, result.session),
     )
-
-
-def run(args: argparse.Namespace) -> DiagnosisView:
-    return diagnose(args.session_id)
 
 
 def _requests_table(css_class: str, rows: list[dict[str, Any]]) -> str:
