@@ -41,6 +41,7 @@ lab: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_sync.py
+	$(BIN)/python benchmarks/bench_kernel.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

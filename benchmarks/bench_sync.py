@@ -12,7 +12,17 @@ concurrency, doing nothing else; ``floor.py``), with the targets of issue 13:
 - slow: small scale, 100 ms: the adaptive limit grows past 32 (shown against the floor at 32);
 - footprint: peak RSS of the unthrottled sync (under 150 MB) and its cache file.
 
+Issue 22 adds, to the unthrottled scenario:
+
+- CPU: user + system CPU seconds of the sync process (its own resource usage, less sensitive
+  to the machine's load than wall time) against the same sync from a baseline commit (default
+  ``334e692``, exported with ``git archive`` and run with ``PYTHONPATH``), interleaved with the
+  new one (A/B/A/B): the new one at most 60% of the baseline's;
+- one core busy: a floor and a sync while another process spins on one core (a Python busy
+  loop), to show the margin holds on a loaded machine.
+
     python benchmarks/bench_sync.py [--scenarios unthrottled,throttled,slow] [--concurrency N]
+        [--baseline REF | --baseline none]
 
 ``--concurrency N`` syncs with exactly N in flight instead of the adaptive default.
 """
@@ -35,6 +45,8 @@ import httpx
 HERE = Path(__file__).parent
 COUNTED = ("data_entities", "public_entities", "actions", "enumerations", "labels")
 RSS_TARGET_MB = 150
+CPU_TARGET = 0.60  # the new sync's CPU seconds / the baseline's
+BASELINE = "334e692"  # main before issue 22
 
 
 @dataclass(frozen=True)
@@ -50,7 +62,7 @@ class Scenario:
 
 SCENARIOS = {
     "unthrottled": Scenario(
-        "unthrottled service, realistic, 10 ms", "realistic", 10, 32, 1.25, repeats=2
+        "unthrottled service, realistic, 10 ms", "realistic", 10, 32, 1.15, repeats=2
     ),
     "throttled": Scenario(
         "429 above 12 in flight (--max-concurrency 12, Retry-After 1 s), realistic, 10 ms",
@@ -90,12 +102,21 @@ class Emulator:
         return httpx.get(f"{self.base_url}/_emulator/stats").json()
 
 
-def run_child(args: list[str], env: dict[str, str] | None = None) -> tuple[float, str, float]:
-    """Run a child process; return (seconds, stdout, its own peak RSS in MB)."""
+LAST_CPU: list[float] = [0.0]  # user + system CPU seconds of the last child run
+
+
+def run_child(
+    args: list[str], env: dict[str, str] | None = None, cwd: str | None = None
+) -> tuple[float, str, float]:
+    """Run a child process; return (seconds, stdout, its own peak RSS in MB). Its user + system
+    CPU seconds go to ``LAST_CPU[0]``."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         start = time.perf_counter()
-        child = subprocess.Popen(args, stdout=out, stderr=err, env={**os.environ, **(env or {})})
+        child = subprocess.Popen(
+            args, stdout=out, stderr=err, env={**os.environ, **(env or {})}, cwd=cwd
+        )
         _, status, usage = os.wait4(child.pid, 0)
+        LAST_CPU[0] = usage.ru_utime + usage.ru_stime
         seconds = time.perf_counter() - start
         child.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
@@ -106,9 +127,14 @@ def run_child(args: list[str], env: dict[str, str] | None = None) -> tuple[float
 
 
 def sync_once(
-    emulator: Emulator, concurrency: int | None, *, request_log: bool = True
+    emulator: Emulator,
+    concurrency: int | None,
+    *,
+    request_log: bool = True,
+    code: Path | None = None,
 ) -> dict[str, Any]:
-    """One CLI sync into a fresh cache: its JSON result, wall time, RSS, the service's count."""
+    """One CLI sync into a fresh cache: its JSON result, wall time, CPU, RSS, the service's
+    count. ``code``: a directory holding another commit's ``d365sync_nb`` to run instead."""
     with tempfile.TemporaryDirectory() as cache:
         httpx.post(f"{emulator.base_url}/_emulator/reset-stats")
         sync = [sys.executable, "-m", "d365sync_nb", "sync", "--json"]
@@ -116,11 +142,44 @@ def sync_once(
         if concurrency is not None:
             sync += ["--concurrency", str(concurrency)]
         env = {} if request_log else {"D365SYNC_REQUEST_LOG_SESSIONS": "0"}
-        wall, out, rss_mb = run_child(sync, env)
+        if code is not None:  # `-m` puts the working directory first on the path: run there
+            env["PYTHONPATH"] = str(code)
+        wall, out, rss_mb = run_child(sync, env, cwd=str(code) if code else None)
+        cpu = LAST_CPU[0]
         result = json.loads(out.strip().splitlines()[-1])
         size_mb = sum(p.stat().st_size for p in Path(cache).glob("*")) / 2**20
     stats = emulator.stats()
-    return {"result": result, "wall": wall, "rss_mb": rss_mb, "mb": size_mb, "service": stats}
+    return {
+        "result": result, "wall": wall, "cpu": cpu, "rss_mb": rss_mb, "mb": size_mb,
+        "service": stats,
+    }  # fmt: skip
+
+
+def export_commit(ref: str) -> Path:
+    """``ref``'s tree under the temporary directory (``git archive``; reused if there)."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", ref], cwd=HERE, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    where = Path(tempfile.gettempdir()) / f"d365sync-bench-{commit}"
+    if not (where / "d365sync_nb").is_dir():
+        where.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(
+            ["git", "archive", commit], cwd=HERE, capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(where)], input=archive, check=True)
+    return where
+
+
+class BusyCore:
+    """Another process spinning on one core while the block runs (a context manager)."""
+
+    def __enter__(self) -> BusyCore:
+        self._process = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._process.kill()
+        self._process.wait()
 
 
 def floor(emulator: Emulator, concurrency: int) -> float:
@@ -157,7 +216,7 @@ def describe(name: str, run: dict[str, Any]) -> str:
     )
     return (
         f"  sync {name:<18} session {result['duration_seconds']:6.1f} s  "
-        f"process {run['wall']:5.1f} s  RSS {run['rss_mb']:4.0f} MB  "
+        f"process {run['wall']:5.1f} s  CPU {run['cpu']:5.1f} s  RSS {run['rss_mb']:4.0f} MB  "
         f"requests {http['requests']:,} (service saw {run['service']['total_requests']:,})  {path}"
     )
 
@@ -166,7 +225,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--concurrency", type=int, default=None, help="default: adaptive")
+    parser.add_argument("--baseline", default=BASELINE, help="commit to compare CPU with")
     args = parser.parse_args()
+    baseline = None if args.baseline == "none" else export_commit(args.baseline)
     setting = f"--concurrency {args.concurrency}" if args.concurrency else "default settings"
     print(f"d365sync bench: full syncs with {setting}, the emulator in its own process")
     failures: list[str] = []
@@ -179,13 +240,22 @@ def main() -> None:
             floors: list[float] = []
             logged: list[dict[str, Any]] = []
             without: dict[str, Any] | None = None
+            old: list[dict[str, Any]] = []
             for repeat in range(s.repeats):  # floor and sync in turn: the machine's load drifts
                 floors.append(floor(emulator, s.floor_at))
                 logged.append(sync_once(emulator, args.concurrency))
                 print(describe(f"run {repeat + 1}", logged[-1]))
+                if key == "unthrottled" and baseline is not None:
+                    old.append(sync_once(emulator, args.concurrency, code=baseline))
+                    print(describe(f"{args.baseline} run {repeat + 1}", old[-1]))
                 if key == "unthrottled" and without is None:
                     without = sync_once(emulator, args.concurrency, request_log=False)
                     print(describe("without request log", without))
+            busy: tuple[float, dict[str, Any]] | None = None
+            if key == "unthrottled":
+                with BusyCore():
+                    busy = floor(emulator, s.floor_at), sync_once(emulator, args.concurrency)
+                print(describe("one core busy", busy[1]))
         run = min(logged, key=lambda r: r["result"]["duration_seconds"])
         result, http = run["result"], run["result"]["http"]
         phases = {k: round(v["seconds"] or 0, 1) for k, v in result["phases"].items()}
@@ -226,6 +296,21 @@ def main() -> None:
             ok = top > 32
             print(f"  limit       reached {top} in flight (target > 32)  {verdict(ok)}")
             checks.append(("limit > 32", ok))
+        if busy is not None:
+            busy_floor, busy_run = busy
+            busy_sync = busy_run["result"]["duration_seconds"]
+            print(f"  one core busy: floor {busy_floor:.1f} s, sync {busy_sync:.1f} s: "
+                  f"{busy_sync / busy_floor:.2f}x (shown)")  # fmt: skip
+        if old:
+            new_cpu = sorted(r["cpu"] for r in logged)
+            old_cpu = sorted(r["cpu"] for r in old)
+            share = new_cpu[0] / old_cpu[0]
+            ok = share <= CPU_TARGET
+            shown = f"(target <= {CPU_TARGET:.0%})  {verdict(ok)}"
+            print(f"  CPU         new {' / '.join(f'{c:.1f}' for c in new_cpu)} s, "
+                  f"{args.baseline} {' / '.join(f'{c:.1f}' for c in old_cpu)} s (user + system); "
+                  f"best new / best old {share:.0%} {shown}")  # fmt: skip
+            checks.append((f"CPU <= {CPU_TARGET:.0%} of {args.baseline}", ok))
         if without is not None:
             footprint = max(logged, key=lambda r: r["rss_mb"])
             plain = without["result"]["duration_seconds"]

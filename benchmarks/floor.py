@@ -1,6 +1,6 @@
 """The network floor: the sync's requests at a fixed concurrency, bodies read and dropped.
 
-Sent as the client sends them (an ``httpx.Request`` straight to the default transport), so the
+Sent as the client sends them (through the client's aiohttp session, the URL as built), so the
 floor has the client's HTTP cost and nothing else.
 
 Usage: python benchmarks/floor.py BASE_URL CONCURRENCY [SCALE]  (prints one JSON line)
@@ -13,7 +13,8 @@ import json
 import sys
 import time
 
-import httpx
+import orjson
+import yarl
 
 from d365sync_nb.d365.client import (
     APP_VERSION_ACTION,
@@ -21,7 +22,7 @@ from d365sync_nb.d365.client import (
     MODULES_ACTION,
     PLATFORM_VERSION_ACTION,
     PUBLIC_ENTITIES_CHUNK,
-    default_transport,
+    default_session,
     label_path,
 )
 from d365sync_nb.emulator import build_dataset
@@ -44,20 +45,20 @@ async def main(base_url: str, concurrency: int, scale: str = "realistic") -> Non
     urls += [("GET", label_path(i, "en-us")) for i in ids]
     queue = iter(urls)
     start = time.perf_counter()
-    transport = default_transport(concurrency)
-    extensions = {"timeout": httpx.Timeout(30.0).as_dict()}
+    session = default_session(concurrency)
+    post = {**HEADERS, "Content-Type": "application/json"}
 
     async def worker() -> None:
         for method, url in queue:
-            body = {} if method == "POST" else None
-            request = httpx.Request(
-                method, f"{base_url}/{url}", json=body, headers=HEADERS, extensions=extensions
-            )
-            response = await transport.handle_async_request(request)
-            await response.aread()
+            data = orjson.dumps({}) if method == "POST" else None
+            async with session.request(
+                method, yarl.URL(f"{base_url}/{url}", encoded=True), data=data,
+                headers=post if data else HEADERS, allow_redirects=False,
+            ) as response:  # fmt: skip
+                await response.read()
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    await transport.aclose()
+    await session.close()
     print(json.dumps({"requests": len(urls), "seconds": time.perf_counter() - start}))
 
 

@@ -17,12 +17,15 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
+from itertools import count
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import aiohttp
 import httpx
 import orjson
+import yarl
+from aiohttp.http_exceptions import ContentEncodingError
 
 from d365sync_nb.config import ConnectionSettings
 from d365sync_nb.d365 import paging
@@ -114,6 +117,35 @@ def default_transport(concurrency: int) -> httpx.AsyncBaseTransport:
     return AiohttpTransport(limits=limits)
 
 
+class Answer:
+    """An answer's status line and headers, as :class:`httpx.Response` names them (the direct
+    aiohttp path hands these to the same code that reads an httpx answer)."""
+
+    __slots__ = ("headers", "reason_phrase", "status_code")
+
+    def __init__(self, status_code: int, reason_phrase: str, headers: Any) -> None:
+        self.status_code, self.reason_phrase, self.headers = status_code, reason_phrase, headers
+
+
+# An answer as the request path reads it: httpx's (a given transport) or aiohttp's.
+Response = httpx.Response | Answer
+
+
+def default_session(concurrency: int, read_timeout: float = DEFAULT_READ_TIMEOUT) -> Any:
+    """The aiohttp session the client sends through when no httpx transport is given: the
+    label path without httpx's models (request, URL, headers, response stream), which took
+    about half of a sync's CPU. Bodies are decompressed by aiohttp; redirects not followed."""
+    connector = aiohttp.TCPConnector(limit=concurrency * 2)
+    # per read, not in total: the PublicEntities answer streams tens of MB
+    timeout = aiohttp.ClientTimeout(
+        total=None, sock_connect=CONNECT_TIMEOUT, sock_read=read_timeout, connect=60.0
+    )
+    return aiohttp.ClientSession(
+        connector=connector, timeout=timeout, skip_auto_headers=("User-Agent",),
+        cookie_jar=aiohttp.DummyCookieJar(),
+    )  # fmt: skip
+
+
 def label_path(label_id: str, language: str) -> str:
     """``Metadata/Labels(Id='...',Language='...')`` with OData quote doubling and URL encoding."""
 
@@ -174,7 +206,12 @@ class D365MetadataClient:
         self._transport = transport
         self.read_timeout = read_timeout  # no byte for this long: the read is stalled
         self._live: httpx.AsyncBaseTransport | None = None  # the transport while open
+        self._session: Any = None  # the aiohttp session while open (no transport given)
         self._extensions: dict[str, Any] = {}
+        # request ids: one random GUID prefix per client and a counter (unique, and no uuid4
+        # per request)
+        self._id_prefix = str(uuid.uuid4())[:24]
+        self._ids = count(1)
 
     @classmethod
     def from_settings(
@@ -202,27 +239,33 @@ class D365MetadataClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    def _open(self) -> httpx.AsyncBaseTransport:
-        """The transport, sent to directly: httpx's models and transport seam without
-        ``AsyncClient``, whose URL merging, cookie jar and hooks took ~40% of the client's CPU
-        per request (measured: 380 -> 210 us per label at 32 in flight)."""
-        if self._live is None:
-            self._live = self._transport or default_transport(self.limiter.ceiling)
-            # per read, not in total: the PublicEntities answer streams tens of MB
-            timeout = httpx.Timeout(
-                connect=CONNECT_TIMEOUT, read=self.read_timeout, write=60.0, pool=60.0
-            )
-            self._extensions = {"timeout": timeout.as_dict()}
-        return self._live
+    def _open(self) -> None:
+        """Open the way out: the given httpx transport, sent to directly (httpx's models
+        without ``AsyncClient``, whose URL merging, cookie jar and hooks took ~40% of the
+        client's CPU per request), or else an aiohttp session (:func:`default_session`)."""
+        if self._transport is not None:
+            if self._live is None:
+                self._live = self._transport
+                # per read, not in total: the PublicEntities answer streams tens of MB
+                timeout = httpx.Timeout(
+                    connect=CONNECT_TIMEOUT, read=self.read_timeout, write=60.0, pool=60.0
+                )
+                self._extensions = {"timeout": timeout.as_dict()}
+        elif self._session is None:
+            self._session = default_session(self.limiter.ceiling, self.read_timeout)
 
     def _url(self, url: str) -> str:
         """An absolute URL: ``url`` itself (e.g. an ``@odata.nextLink``) or under the base."""
         return url if "://" in url else f"{self.base_url}/{url}"
 
     async def aclose(self) -> None:
-        if self._live is not None:
-            transport, self._live = self._live, None
-            await transport.aclose()
+        live, self._live = self._live, None
+        session, self._session = self._session, None
+        if live is not None or session is not None:
+            if live is not None:
+                await live.aclose()
+            if session is not None:
+                await session.close()
             if self.stats.requests:
                 log.debug("%s: %s", self.base_url, self.limiter.summary())
 
@@ -243,17 +286,23 @@ class D365MetadataClient:
         JSON body. With ``not_found_ok`` a 404 returns ``None`` instead of raising."""
         self._open()
         full_url, endpoint = self._url(url), endpoint_class(url)
+        if params:
+            full_url += ("&" if "?" in full_url else "?") + urlencode(params, safe="$")
         sample = endpoint == "Labels"  # single items: their latencies compare with each other
         retries = Retries(self.policy, self.policy.deadline_for(endpoint))
         while True:
             retries.next_try()
             token = await self._auth.token() if self._auth else None
-            request = self._request(method, full_url, params, json_body, token)
-            request_id = request.headers[REQUEST_ID]
+            request_id = f"{self._id_prefix}{next(self._ids):012x}"
+            headers = {**HEADERS, REQUEST_ID: request_id}
+            if token:
+                headers["Authorization"] = f"Bearer {token}"
             context: dict[str, Any] = {"method": method, "url": full_url, "request_id": request_id}
             sent = Sent(self.stats, endpoint, retries.tries, request_id)
             try:
-                response, body = await self._attempt(sent, sample, request, retries)
+                response, body = await self._attempt(
+                    sent, sample, retries, method, full_url, headers, json_body
+                )
             except TRANSPORT_ERRORS as exc:
                 await self._after_failure(exc, sent, retries, context)
                 continue
@@ -269,23 +318,6 @@ class D365MetadataClient:
             if result is not AGAIN:
                 return result
 
-    def _request(
-        self,
-        method: str,
-        url: str,
-        params: dict[str, str] | None,
-        json_body: Any,
-        token: str | None,
-    ) -> httpx.Request:
-        """One attempt's request, tagged with a new ``x-ms-client-request-id``."""
-        headers = {**HEADERS, REQUEST_ID: str(uuid.uuid4())}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        return httpx.Request(
-            method, url, params=params, json=json_body, headers=headers,
-            extensions=self._extensions,
-        )  # fmt: skip
-
     async def _after_failure(
         self, exc: BaseException, sent: Sent, retries: Retries, context: dict[str, Any]
     ) -> None:
@@ -299,7 +331,7 @@ class D365MetadataClient:
 
     async def _after_answer(
         self,
-        response: httpx.Response,
+        response: Response,
         body: bytearray,
         sent: Sent,
         retries: Retries,
@@ -353,13 +385,19 @@ class D365MetadataClient:
         return data
 
     async def _attempt(
-        self, sent: Sent, sample: bool, request: httpx.Request, retries: Retries
-    ) -> tuple[httpx.Response, bytearray]:
+        self,
+        sent: Sent,
+        sample: bool,
+        retries: Retries,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        json_body: Any,
+    ) -> tuple[Response, bytearray]:
         """One attempt holding a limiter slot, its body read (bounded in size and, with the
         request's other attempts, in time); the answer's status tells the limiter how the
         service copes (``sample``: its latency compares with other samples: the service's own
         ``Server-Timing`` when it sends one, else the round trip)."""
-        transport = self._open()
         ticket = await self.limiter.acquire()
         outcome, served = Outcome.OTHER, None
         started = time.monotonic()
@@ -371,11 +409,10 @@ class D365MetadataClient:
             deadline = asyncio.timeout(budget)
             try:
                 async with deadline:
-                    response = await transport.handle_async_request(request)
-                    try:
-                        body = await self._read(response)
-                    finally:
-                        await response.aclose()
+                    if self._session is not None:
+                        response, body = await self._exchange(method, url, headers, json_body)
+                    else:
+                        response, body = await self._exchange_httpx(method, url, headers, json_body)
             except TimeoutError:
                 if deadline.expired():
                     raise DeadlineExceeded() from None
@@ -388,6 +425,42 @@ class D365MetadataClient:
             retries.in_flight += time.monotonic() - started
             sample = sample and outcome is Outcome.OK
             self.limiter.release(ticket, outcome, sample=sample, latency=served)
+
+    async def _exchange(
+        self, method: str, url: str, headers: dict[str, str], json_body: Any
+    ) -> tuple[Answer, bytearray]:
+        """One exchange through aiohttp: the answer's status line and headers, and its
+        decoded body read once, refused past ``max_answer_bytes`` (a gzip bomb is never
+        inflated whole)."""
+        data = None
+        if json_body is not None:
+            data = orjson.dumps(json_body)
+            headers["Content-Type"] = "application/json"
+        async with self._session.request(
+            method, yarl.URL(url, encoded=True), headers=headers, data=data,
+            allow_redirects=False,
+        ) as response:  # fmt: skip
+            body = bytearray()
+            content = response.content
+            while chunk := await content.readany():
+                body += chunk
+                if len(body) > self.max_answer_bytes:
+                    raise AnswerTooLarge()
+            return Answer(response.status, response.reason or "", response.headers), body
+
+    async def _exchange_httpx(
+        self, method: str, url: str, headers: dict[str, str], json_body: Any
+    ) -> tuple[httpx.Response, bytearray]:
+        """One exchange through the given httpx transport (tests swap it)."""
+        assert self._live is not None
+        request = httpx.Request(
+            method, url, json=json_body, headers=headers, extensions=self._extensions
+        )
+        response = await self._live.handle_async_request(request)
+        try:
+            return response, await self._read(response)
+        finally:
+            await response.aclose()
 
     async def _read(self, response: httpx.Response) -> bytearray:
         """The decoded body, refused past ``max_answer_bytes`` (a gzip bomb is never inflated
@@ -430,7 +503,7 @@ class D365MetadataClient:
         )
 
     @staticmethod
-    def _parse(response: httpx.Response, body: bytes | bytearray) -> Any:
+    def _parse(response: Response, body: bytes | bytearray) -> Any:
         ctype = response.headers.get("content-type", "")
         if "json" not in ctype.lower():
             raise D365ResponseError(_not_odata(response, body), transient=False)
@@ -442,7 +515,7 @@ class D365MetadataClient:
             ) from None
 
     def _http_error(
-        self, response: httpx.Response, body: bytes | bytearray, **context: Any
+        self, response: Response, body: bytes | bytearray, **context: Any
     ) -> D365HTTPError:
         status = response.status_code
         message = ""
@@ -642,7 +715,7 @@ def _optional_str(data: Any, action: str) -> str | None:
     return service_text(value, 200)
 
 
-def _header(response: httpx.Response, name: str) -> str | None:
+def _header(response: Response, name: str) -> str | None:
     value = response.headers.get(name)
     return service_text(value, 200) if value else None
 
@@ -653,7 +726,7 @@ __all__ = ["D365Error", "D365MetadataClient", "label_path"]
 _DURATION = re.compile(r"\bdur=([0-9]+(?:\.[0-9]+)?)")
 
 
-def _served_seconds(response: httpx.Response) -> float | None:
+def _served_seconds(response: Response) -> float | None:
     """The service's own time for an answer: the largest ``dur`` of its ``Server-Timing``
     header, or None. The limiter prefers it to the round trip, which also counts this
     process's own delays (a busy event loop is not a slow service)."""
@@ -677,7 +750,7 @@ def _outcome(status: int) -> Outcome:
     return Outcome.OTHER
 
 
-def _not_odata(response: httpx.Response, body: bytes | bytearray) -> str:
+def _not_odata(response: Response, body: bytes | bytearray) -> str:
     """One line about an answer that is not the service's JSON (never the page itself)."""
     if 300 <= response.status_code < 400:
         where = response.headers.get("location")
@@ -696,6 +769,17 @@ def _not_odata(response: httpx.Response, body: bytes | bytearray) -> str:
     )
 
 
+def _caused_by(exc: BaseException | None, kind: type[BaseException]) -> bool:
+    """Whether ``exc`` or an exception behind it is a ``kind``."""
+    for _ in range(5):
+        if exc is None:
+            return False
+        if isinstance(exc, kind):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def _error_kind(exc: BaseException) -> str:
     """What went wrong on the wire: timeout (a stalled read), connect (no connection), garbled
     (a body that cannot be decoded), malformed (not HTTP), deadline, too_large or dropped."""
@@ -703,8 +787,14 @@ def _error_kind(exc: BaseException) -> str:
         return "deadline"
     if isinstance(exc, AnswerTooLarge):
         return "too_large"
-    if isinstance(exc, httpx.DecodingError):
+    if isinstance(exc, httpx.DecodingError) or _caused_by(exc, ContentEncodingError):
         return "garbled"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return "dropped"
+    if isinstance(exc, aiohttp.SocketTimeoutError):
+        return "timeout"
+    if isinstance(exc, aiohttp.ClientConnectionError):  # as httpx_aiohttp maps it: connect
+        return "connect"
     if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):  # aiohttp: refused = timeout
         return "connect"
     if isinstance(exc, httpx.TimeoutException | TimeoutError):

@@ -20,8 +20,7 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass
-
-import httpx
+from typing import Any
 
 from d365sync_nb.d365.stats import HttpStats
 
@@ -163,8 +162,9 @@ class Sent:
         )
 
 
-def retry_after(response: httpx.Response) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta seconds; HTTP dates are rare here)."""
+def retry_after(response: Any) -> float | None:
+    """Seconds from an answer's ``Retry-After`` header (delta seconds; HTTP dates are rare
+    here); ``response``: httpx's or aiohttp's (anything with ``.headers.get``)."""
     raw = response.headers.get("retry-after")
     if not raw:
         return None
