@@ -1,4 +1,5 @@
-"""Async client of the D365 F&O metadata service (OData v4 over httpx): the request path.
+"""Async client of the D365 F&O metadata service (OData v4 over aiohttp, or a given httpx
+transport): the request path.
 
 Each request is retried as :mod:`.retry` says (429 as told, 500 a few times, 502/503/504 and
 transport failures with backoff, one token refresh on 401), bounded in time (a total deadline
@@ -106,7 +107,8 @@ TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
 
 
 def default_transport(concurrency: int) -> httpx.AsyncBaseTransport:
-    """aiohttp under the httpx API: a fraction of httpcore's CPU per request at high fan-out.
+    """aiohttp under the httpx API, for callers that want an httpx transport (the client itself
+    sends through :func:`default_session` when given none).
 
     ``concurrency``: the most requests that will be in flight (the limiter's ceiling)."""
     from httpx_aiohttp import AiohttpTransport
