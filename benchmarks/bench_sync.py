@@ -158,13 +158,17 @@ def sync_once(
 def export_commit(ref: str) -> Path:
     """``ref``'s tree under the temporary directory (``git archive``; reused if there)."""
     commit = subprocess.run(
-        ["git", "rev-parse", "--short", ref], cwd=HERE, capture_output=True, text=True, check=True
+        ["git", "rev-parse", "--short", ref],
+        cwd=HERE.parent,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     where = Path(tempfile.gettempdir()) / f"d365sync-bench-{commit}"
     if not (where / "d365sync_nb").is_dir():
         where.mkdir(parents=True, exist_ok=True)
         archive = subprocess.run(
-            ["git", "archive", commit], cwd=HERE, capture_output=True, check=True
+            ["git", "archive", commit], cwd=HERE.parent, capture_output=True, check=True
         ).stdout
         subprocess.run(["tar", "-x", "-C", str(where)], input=archive, check=True)
     return where
