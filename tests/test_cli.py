@@ -329,3 +329,13 @@ def test_an_interrupt_while_the_command_starts_is_one_line() -> None:
     assert done.returncode == 130
     assert done.stderr.strip() == "d365sync: interrupted"
     assert done.stdout == ""
+
+
+def test_text_tables_never_pass_terminal_escapes_through() -> None:
+    """Service data shown in a text table (an entity name, a label text) cannot drive the
+    terminal or split the row: escapes are removed, line breaks become spaces."""
+    from d365sync_nb.render import table
+
+    text = table([{"name": "Evil\x1b]0;owned\x07Entity\nnext line", "n": 1}])
+    assert "\x1b" not in text and "\x07" not in text
+    assert text.splitlines()[2].startswith("EvilEntity next line")
