@@ -31,7 +31,8 @@ CORE = (
 # layout: UI-free, above the core, below every surface.
 OPERATIONS = ("operations", "views", "render")
 SURFACES = (
-    "cli", "cli_explorer", "mcp_server", "tools", "metadata_tools", "notebook", "__main__",
+    "cli", "cli_explorer", "mcp_server", "mcp_resources", "tools", "tool_results",
+    "metadata_tools", "notebook", "__main__",
 )  # fmt: skip
 EMULATOR = "emulator"
 

@@ -16,8 +16,9 @@ from d365sync_nb.models import SyncStrategy
 from tests.conftest import poll
 
 Answer = dict[str, Any]
-FIVE = [
+SYNC_TOOLS = [
     "d365fo_start_sync",
+    "d365fo_wait_sync",
     "d365fo_get_sync_progress",
     "d365fo_cancel_sync",
     "d365fo_list_sync_sessions",
@@ -89,7 +90,7 @@ async def test_start_then_poll_to_completion(demo: Connection) -> None:
     sid = started["session_id"]
     assert sid and started["up_to_date"] is False
     assert started["strategy"] == "full" and started["global_version_id"] == 1
-    assert "d365fo_get_sync_progress" in started["instructions"] and sid in started["instructions"]
+    assert "d365fo_wait_sync" in started["instructions"] and sid in started["instructions"]
     assert "d365fo_cancel_sync" in started["instructions"]
 
     done = await run_to_end(sid)
@@ -283,6 +284,7 @@ async def test_bad_inputs_are_failure_values(demo: Connection) -> None:
         "strategy": "bogus",
         "global_version_id": None,
         "profile": None,
+        "wait_seconds": None,
     }
 
     labels_first = await tools.d365fo_start_sync("labels_only")
@@ -429,15 +431,15 @@ async def test_unexpected_errors_are_values_without_secrets(
 
 
 async def test_tool_metadata_is_shared() -> None:
-    assert [spec.name for spec in tools.TOOLS] == FIVE
+    assert [spec.name for spec in tools.TOOLS] == SYNC_TOOLS
     for spec in tools.TOOLS:
         assert spec.fn is getattr(tools, spec.name)
         assert spec.fn.__name__ == spec.name and spec.title and len(spec.description) > 60
     start = tools.TOOLS[0]
     for strategy in SyncStrategy:
         assert f"'{strategy.value}'" in start.description
-    assert [s.read_only for s in tools.TOOLS] == [False, True, False, True, True]
-    progress, history = tools.TOOLS[1], tools.TOOLS[4]
+    assert [s.read_only for s in tools.TOOLS] == [False, True, True, False, True, True]
+    progress, history = tools.TOOLS[2], tools.TOOLS[5]
     assert "session.http" in progress.description and "'diagnosis'" in progress.description
     for word in ("status", "strategy", "global_version_id", "since", "until"):
         assert word in history.description

@@ -250,19 +250,23 @@ class Operation:
         rename: Mapping[str, str] | None = None,
         replace: Mapping[str, Arg] | None = None,
         extra: Sequence[inspect.Parameter] = (),
+        annotate: Mapping[str, Any] | None = None,
     ) -> inspect.Signature:
         """An assistant tool's signature from this operation's arguments (keyword-only, each
         annotated with its JSON schema): ``rename`` gives a tool's own argument names,
-        ``replace`` a tool's own bounds, ``extra`` its further parameters (``profile``)."""
+        ``replace`` a tool's own bounds, ``annotate`` a tool's own annotation of an argument
+        (e.g. a version that may be a number or a text), ``extra`` its further parameters
+        (``profile``)."""
         params = []
         for original in self.args:
             arg = (replace or {}).get(original.name, original)
+            annotation = (annotate or {}).get(arg.name) or arg.tool_annotation()
             params.append(
                 inspect.Parameter(
                     (rename or {}).get(arg.name, arg.name),
                     inspect.Parameter.KEYWORD_ONLY,
                     default=arg.default,
-                    annotation=arg.tool_annotation(),
+                    annotation=annotation,
                 )
             )
         return inspect.Signature([*params, *extra])
