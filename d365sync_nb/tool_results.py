@@ -128,7 +128,7 @@ class SearchAnswer(ToolAnswer):
 
 class DescribeAnswer(ToolAnswer):
     entity: str | None = None
-    version: Any = Field(None, description="The cached version described")
+    version: str | None = Field(None, description="The cached version, e.g. 'version 2 (10.0.42)'")
     data_entity: dict[str, Any] | None = None
     keys: list[str] | None = None
     fields: list[dict[str, Any]] | None = None

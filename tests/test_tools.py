@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -443,3 +445,55 @@ async def test_tool_metadata_is_shared() -> None:
     assert "session.http" in progress.description and "'diagnosis'" in progress.description
     for word in ("status", "strategy", "global_version_id", "since", "until"):
         assert word in history.description
+
+
+async def test_wait_reports_increasing_progress_and_returns_the_outcome(demo: Connection) -> None:
+    demo.emulator.configure(latency_ms=20)
+    first: list[tuple[float, float | None, str | None]] = []
+    seen: list[tuple[float, float | None, str | None]] = []
+
+    async def into(target: list[Any]) -> Any:
+        async def report(progress: float, total: float | None, message: str | None) -> None:
+            target.append((progress, total, message))
+
+        return report
+
+    started = await tools.d365fo_start_sync("full", wait_seconds=0, report=await into(first))
+    assert started["success"] and started["waited"]["still_running"] is True
+    assert started["waited"]["finished"] is False
+    assert started["waited"]["message"].startswith("Still running after 0 s: ")
+    assert len(first) == 1 and first[0][1] == 100.0  # where it stood when the wait began
+    sid = started["session_id"]
+
+    waited = await tools.d365fo_wait_sync(sid, timeout_seconds=120, report=await into(seen))
+    assert waited["success"] and waited["finished"] and waited["summary"]["status"] == "completed"
+    assert waited["verdict"].startswith("healthy") and waited["http"]["requests"] > 900
+    values = [p for p, _, _ in seen]
+    assert len(values) >= 3 and values == sorted(set(values)) and values[-1] == 100.0
+    assert any(m and m.startswith("labels ") and ", ETA " in m for *_, m in seen), seen
+    assert seen[-1][2] == waited["message"]  # the last notification is the outcome
+
+    again = await tools.d365fo_wait_sync(sid, timeout_seconds=1000)  # ended: answers at once
+    assert again["finished"] and again["waited_seconds"] < 5
+    assert again["notice"] == "timeout 1000 is outside 0..300; waited at most 300"
+    bad = await tools.d365fo_wait_sync(sid, timeout_seconds="soon")  # type: ignore[arg-type]
+    assert_failure(bad, "d365fo_wait_sync", "timeout_seconds must be a number of seconds")
+
+
+async def test_a_wait_ends_with_a_cancel_and_leaving_it_leaves_the_sync_running(
+    demo: Connection,
+) -> None:
+    sid = await start_and_reach_labels(demo)
+    gone = asyncio.ensure_future(tools.d365fo_wait_sync(sid, timeout_seconds=120))
+    await asyncio.sleep(0)  # the wait has begun
+    gone.cancel()  # the client went away
+    with contextlib.suppress(asyncio.CancelledError):
+        await gone
+    assert demo.manager.get_sync_session(sid).is_running  # the sync goes on
+
+    waiting = asyncio.ensure_future(tools.d365fo_wait_sync(sid, timeout_seconds=120))
+    cancelled = await tools.d365fo_cancel_sync(sid)
+    assert cancelled["success"], cancelled
+    ended = await waiting
+    assert ended["success"] and ended["finished"] and ended["summary"]["status"] == "cancelled"
+    assert ended["message"].startswith("Cancelled in phase labels")
