@@ -65,9 +65,10 @@ def _search_parameters(fn: ToolFn) -> ToolFn:
     """The search operation's arguments (the tool's own bound on ``limit``), plus ``profile``."""
     fn.__signature__ = search_operation.OPERATION.tool_signature(  # type: ignore[attr-defined]
         replace={
-            "text": Arg("text", "Words to look for in names and label texts", default=REQUIRED),
+            "text": Arg("text", "Words to look for in names and label texts", default=REQUIRED,
+                        positional=True),
             "limit": Arg("limit", f"Most hits to return, 1 to {MAX_HITS} (clamped)", kind=int,
-                         default=20, minimum=1, maximum=MAX_HITS),
+                         default=20, minimum=1, maximum=MAX_HITS, keyword_only=False),
         },
         extra=[_PROFILE],
     )  # fmt: skip
@@ -137,7 +138,7 @@ def _diff_parameters(fn: ToolFn) -> ToolFn:
                                 "a profile, base URL, cache file or cache name; from_version "
                                 "is then this environment's, to_version the other's")},
         extra=[
-            inspect.Parameter("limit", inspect.Parameter.KEYWORD_ONLY, default=50,
+            inspect.Parameter("limit", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=50,
                               annotation=Changes),
             _PROFILE,
         ],
@@ -150,8 +151,8 @@ def _diff_parameters(fn: ToolFn) -> ToolFn:
 async def d365fo_diff_versions(
     from_version: str | int | None = None,
     to_version: str | int | None = None,
-    against: str | None = None,
     limit: int = 50,
+    against: str | None = None,
     profile: str | None = None,
 ) -> Result:
     """What changed between two cached versions: a summary and the first changes."""

@@ -127,7 +127,7 @@ def as_tool(fn: ToolFn) -> ToolFn:
         bound.apply_defaults()
         arguments = {k: v for k, v in bound.arguments.items() if k not in HIDDEN}
         try:
-            answer = await fn(*bound.args, **bound.kwargs)
+            answer = await fn(**bound.arguments)  # by name: __signature__ may reorder them
         except SessionNotFoundError as exc:
             answer = _failure(name, arguments, f"{exc}. {_FIND_SESSIONS}")
         except SessionConflictError as exc:
@@ -369,7 +369,7 @@ def _history_parameters(fn: ToolFn) -> ToolFn:
         rename={"version": "global_version_id"},
         replace={"limit": Arg("limit", f"How many recent sessions to return, 1 to {MAX_HISTORY} "
                               "(out-of-range values are clamped)", kind=int, default=20,
-                              minimum=1, maximum=MAX_HISTORY)},
+                              minimum=1, maximum=MAX_HISTORY, keyword_only=False)},
         extra=[inspect.Parameter("profile", inspect.Parameter.KEYWORD_ONLY, default=None,
                                  annotation=Profile)],
     )  # fmt: skip
@@ -380,12 +380,12 @@ def _history_parameters(fn: ToolFn) -> ToolFn:
 @_history_parameters
 async def d365fo_get_sync_history(
     limit: int = 20,
-    profile: str | None = None,
     status: str | None = None,
     strategy: str | None = None,
     since: str | None = None,
     until: str | None = None,
     global_version_id: int | None = None,
+    profile: str | None = None,
 ) -> Result:
     """Recent sessions, newest first, with success/failure counts and average duration;
     optionally only those of a status, strategy, global version or time range."""
