@@ -33,7 +33,8 @@ CORE = (
 # layout: UI-free, above the core, below every surface.
 OPERATIONS = ("operations", "views", "render")
 SURFACES = (
-    "cli", "entry", "mcp_server", "tools", "metadata_tools", "notebook", "__main__",
+    "cli", "entry", "mcp_server", "mcp_resources", "tools", "tool_results", "metadata_tools",
+    "notebook", "__main__",
 )  # fmt: skip
 EMULATOR = "emulator"
 
