@@ -33,9 +33,12 @@ CREATE TABLE IF NOT EXISTS requests (
     retry_cause TEXT,
     request_id TEXT NOT NULL,
     activity_id TEXT,
+    language TEXT,
     PRIMARY KEY (session_id, seq)
 ) WITHOUT ROWID;
 """
+# The table as version 3 created it (its migration must not change).
+_REQUESTS_TABLE_V3 = REQUESTS_TABLE.replace("    language TEXT,\n", "")
 
 # Label texts per version (issue 23).
 LABEL_VERSION_TABLES = """
@@ -255,7 +258,7 @@ MIGRATIONS: dict[int, list[str]] = {
         # SyncStatus.PENDING is gone; a 'pending' row was treated as running, so it is one
         "UPDATE sessions SET status = 'running' WHERE status = 'pending'",
     ],
-    3: ["ALTER TABLE sessions ADD COLUMN http_json TEXT", REQUESTS_TABLE],
+    3: ["ALTER TABLE sessions ADD COLUMN http_json TEXT", _REQUESTS_TABLE_V3],
     4: [
         "ALTER TABLE sessions ADD COLUMN request_log_pruned INTEGER NOT NULL DEFAULT 0",
         # before, a session that sent requests but has no row left was taken as pruned
@@ -265,6 +268,7 @@ MIGRATIONS: dict[int, list[str]] = {
     # issue 23, label texts per version: the dictionary's texts become revision 1, and each
     # version's visible build is recorded as synced with them
     5: [
+        "ALTER TABLE requests ADD COLUMN language TEXT",  # a label request's language
         *(f"{statement.strip()};" for statement in LABEL_VERSION_TABLES.split(";")
           if statement.strip()),
         "INSERT INTO label_texts SELECT label_id, language, 1, coalesce(value, ''), status"

@@ -346,8 +346,10 @@ class SessionRunner:
         try:
             for language, ordered in wanted.items():
                 done, of = 0, len(ordered)
+                self.client.stats.language = language  # the request log's language column
                 await self.client.fetch_labels(ordered, on_label, language)
         finally:
+            self.client.stats.language = None
             flush()
             if writes:
                 await asyncio.shield(asyncio.gather(*writes))
