@@ -177,8 +177,8 @@ class HttpRecord(BaseModel):
     counted once, version detection included; ``by_status`` counts complete answers by code;
     ``transport_errors`` counts attempts without a usable answer (dropped, timed out, garbled);
     ``retry_wait_seconds`` sums the waits before retries (Retry-After or back-off) over all
-    requests; ``by_phase`` splits the counts by phase name; ``by_language`` counts the label attempts
-    per language; ``concurrency`` is the limiter's path."""
+    requests; ``by_phase`` splits the counts by phase name; ``by_language`` counts the label
+    attempts per language; ``concurrency`` is the limiter's path."""
 
     requests: int = 0
     retries: int = 0
