@@ -772,8 +772,15 @@ def label_text_diff(v1: Dataset, v2: Dataset) -> list[dict[str, Any]]:
     reference: what the emulator records as kind ``label``."""
     both = v1.label_ids_referenced() & v2.label_ids_referenced()
     return [
-        {"kind": "label", "parent": None, "name": i, "change": "changed", "attribute": lang,
-         "before": v1.label_text(i, lang), "after": v2.label_text(i, lang)}  # fmt: skip
+        {
+            "kind": "label",
+            "parent": None,
+            "name": i,
+            "change": "changed",
+            "attribute": lang,
+            "before": v1.label_text(i, lang),
+            "after": v2.label_text(i, lang),
+        }
         for i in sorted(both)
         for lang in ("da", "de", "en-us")
         if v1.label_text(i, lang) != v2.label_text(i, lang)

@@ -40,7 +40,7 @@ LABEL_COLUMNS = columns("label_id language text status")
 UNTRANSLATED_COLUMNS = columns("label_id language status reference_language reference_text")
 COVERAGE_COLUMNS = columns(
     "language found:Int64 empty:Int64 missing:Int64 failed:Int64 not_synced:Int64"
-    " label_ids:Int64 found_share:Float64"
+    " label_ids:Int64 found_percent:Float64"
 )
 LABEL_STATUSES = ("found", "empty", "missing", "failed", "not_synced")  # not_synced: no text yet
 ENUM_PREFIX = "Microsoft.Dynamics.DataEntities."
@@ -320,7 +320,7 @@ class Catalog:
             for r in self._label_rows(self.language)
             if r[0] in texts and r[2] != "found" and match(r[0], texts[r[0]])
         ]
-        title = f"labels of {self.version} with a {reference} text but none in {self.language}"
+        title = f"labels of {self.version} with a text in {reference} but none in {self.language}"
         return Table.from_rows("untranslated", UNTRANSLATED_COLUMNS, rows, title)
 
     def languages(self) -> list[str]:
@@ -335,12 +335,12 @@ class Catalog:
 
     def coverage(self, languages: Sequence[str] = ()) -> Table:
         """Per language: how many of the labels this version references are found, empty,
-        missing, failed or not synced, and the share found."""
+        missing, failed or not synced, and the percentage found."""
         rows = []
         for language in languages or self.languages() or [self.language]:
             statuses = [r[2] for r in self._label_rows(language)]
             n = {s: statuses.count(s) for s in LABEL_STATUSES}
-            share = n["found"] / len(statuses) if statuses else None
+            share = round(100 * n["found"] / len(statuses), 1) if statuses else None
             rows.append((language, *(n[s] for s in LABEL_STATUSES), len(statuses), share))
         return Table.from_rows(
             "coverage", COVERAGE_COLUMNS, rows, f"label coverage of {self.version} per language"
