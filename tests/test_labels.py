@@ -246,3 +246,36 @@ def test_tools_describe_in_a_language_and_report_label_changes(conn: Connection)
     assert diff["success"] and diff["label_changes"] == LABEL_CHANGES[:5]
     assert diff["label_changes_truncated"] == len(LABEL_CHANGES) - 5
     assert diff["message"].endswith(f"{len(LABEL_CHANGES)} label texts changed")
+
+
+# -- a cache written before label texts were kept per version --------------------------------
+def test_a_version_4_cache_migrates_its_labels_into_version_texts(tmp_path: Path) -> None:
+    """Migration 5: the dictionary's texts become revision 1, the visible build is recorded as
+    synced with them; the next release's full sync then diffs its label texts exactly."""
+    import sqlite3
+
+    emulator = Emulator(scale="small")
+    with emulator as url:
+        with connect(base_url=url, cache_dir=tmp_path) as conn:
+            asyncio.run(_sync(conn, "full", None))
+            path = Path(conn.manager.store.path)
+        old = sqlite3.connect(path)  # back to version 4: no texts per version, no language
+        old.execute("DROP TABLE build_labels")
+        old.execute("DROP TABLE label_texts")
+        old.execute("ALTER TABLE requests DROP COLUMN language")
+        old.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
+        old.commit()
+        old.close()
+        with connect(base_url=url, cache_dir=tmp_path) as conn:
+            rows = conn.manager.store.db.rows
+            referenced = V1.label_ids_referenced()
+            assert rows("SELECT count(*) FROM build_labels", ())[0][0] == len(referenced)
+            assert rows("SELECT DISTINCT rev FROM label_texts", ())[0][0] == 1
+            texts = {r["label_id"]: r["text"] for r in conn.manager.explorer.labels().records()}
+            assert texts == {i: V1.labels[i] for i in referenced}
+            emulator.configure(version=2)
+            asyncio.run(_sync(conn, "full", None))
+            diff = conn.manager.explorer.diff()
+            assert [c for c in diff.changes if c["kind"] == "label"] == [
+                c for c in LABEL_CHANGES if c["attribute"] == "en-us"
+            ]
