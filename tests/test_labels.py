@@ -279,3 +279,27 @@ def test_a_version_4_cache_migrates_its_labels_into_version_texts(tmp_path: Path
             assert [c for c in diff.changes if c["kind"] == "label"] == [
                 c for c in LABEL_CHANGES if c["attribute"] == "en-us"
             ]
+
+
+# -- a profile's languages -------------------------------------------------------------------
+def test_a_profiles_languages_are_normalised_and_refused_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from d365sync_nb.config import resolve_settings
+
+    profiles = tmp_path / "profiles.toml"
+    monkeypatch.setenv("D365SYNC_PROFILES", str(profiles))
+    profiles.write_text(
+        '[profiles.dev]\nbase_url = "http://127.0.0.1:1"\nlanguages = ["en-US", "de", "DE"]\n'
+        '[profiles.de]\nbase_url = "http://127.0.0.1:1"\nlanguages = ["de", "da"]\n'
+        '[profiles.one]\nbase_url = "http://127.0.0.1:1"\nlanguage = "en-GB"\n'
+        '[profiles.bad]\nbase_url = "http://127.0.0.1:1"\nlanguages = "de,<script>"\n'
+    )
+    dev = resolve_settings(profile="dev")
+    assert (dev.language, dev.sync_languages) == ("en-us", ("en-us", "de"))
+    german = resolve_settings(profile="de")  # no language: the first of its languages
+    assert (german.language, german.sync_languages) == ("de", ("de", "da"))
+    one = resolve_settings(profile="one")  # the default stays one language
+    assert one.sync_languages == ("en-gb",)
+    with pytest.raises(ConfigurationError, match=r"languages: '<script>' is not a language tag"):
+        resolve_settings(profile="bad")
