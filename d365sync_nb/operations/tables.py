@@ -80,6 +80,7 @@ OPERATIONS = (
         "coverage", "label coverage per language: found, empty, missing, not synced",
         "Per language (default: the languages the version was synced in): how many of the "
         "labels the version references are found, empty, missing, failed or not synced.",
-        LANGUAGES,
+        Arg("language", "the languages to count, several times or comma separated (default: "
+            "those the version was synced in)", metavar="L", repeat=True),
     ),
 )  # fmt: skip
