@@ -173,9 +173,12 @@ async def run_sync(
     *,
     force: bool,
     as_json: bool,
+    languages: str | None = None,
 ) -> int:
     manager = conn.manager
-    result = await manager.start(version, strategy, initiated_by="cli", force=force)
+    result = await manager.start(
+        version, strategy, initiated_by="cli", force=force, languages=languages
+    )
     if result.session_id is None:
         print(result.message, file=sys.stderr)
         if as_json:
@@ -225,7 +228,14 @@ def _sync(args: argparse.Namespace) -> int:
     gc.set_threshold(50_000, 20, 100)  # a realistic sync then runs no full collection
     try:
         return asyncio.run(
-            run_sync(conn, strategy, args.version, force=args.force, as_json=args.json)
+            run_sync(
+                conn,
+                strategy,
+                args.version,
+                force=args.force,
+                as_json=args.json,
+                languages=args.languages,
+            )
         )
     finally:
         gc.set_threshold(*thresholds)

@@ -35,6 +35,11 @@ VersionRef = Annotated[
     Field(description="A cached global version id (as in d365fo_get_sync_history) or an "
           "application version such as '10.0.42.2150'; omit for the default"),
 ]  # fmt: skip
+Language = Annotated[
+    str | None,
+    Field(description="The language of the label texts, e.g. 'de' or 'en-us'; omit for the "
+          "connection's language. A language the cache has no text in gives empty labels"),
+]  # fmt: skip
 Changes = Annotated[
     int,
     Field(description=f"Most changes to list, 1 to {MAX_CHANGES} (clamped); the summary "
@@ -104,14 +109,19 @@ async def d365fo_search_metadata(text: str, limit: int = 20, profile: str | None
 
 @as_tool
 async def d365fo_describe_entity(
-    name: EntityName, global_version_id: VersionRef = None, profile: Profile = None
+    name: EntityName,
+    global_version_id: VersionRef = None,
+    language: Language = None,
+    profile: Profile = None,
 ) -> Result:
-    """One entity: its data entity, keys, fields with types and label texts, relations and
-    actions."""
+    """One entity: its data entity, keys, fields with types and label texts (in ``language``),
+    relations and actions."""
     if not isinstance(name, str) or not name.strip():
         raise ConfigurationError("name must be an entity name, e.g. 'CustomersV3'")
     conn, explorer = _explorer(profile)
-    described = await asyncio.to_thread(explorer.describe, name, version=global_version_id)
+    described = await asyncio.to_thread(
+        explorer.describe, name, version=global_version_id, language=language
+    )
     fields = described["fields"]
     answer: Result = {"success": True, "environment": conn.settings.base_url, **described}
     truncated = {}
@@ -122,7 +132,8 @@ async def d365fo_describe_entity(
     if truncated:
         answer["truncated"] = truncated
     answer["message"] = (
-        f"{described['entity']} ({described['version']}): {len(fields)} fields, keys "
+        f"{described['entity']} ({described['version']}, labels in {described['language']}): "
+        f"{len(fields)} fields, keys "
         f"{', '.join(described['keys']) or 'none'}, {len(described['relations'])} relations, "
         f"{len(described['actions'])} actions"
     )
@@ -169,6 +180,11 @@ async def d365fo_diff_versions(
         "total_count": len(diff.changes),
         "message": f"{diff.title}: {diff.summary_text}",
     }
+    labels = [c for c in diff.changes if c["kind"] == "label"]
+    if labels:  # label texts changed: listed apart, so a limit on the rest never hides them
+        answer["label_changes"] = labels[:used]
+        if len(labels) > used:
+            answer["label_changes_truncated"] = len(labels) - used
     if used != requested:
         answer["notice"] = f"limit {requested} is outside 1..{MAX_CHANGES}; used {used} instead"
     return answer
@@ -193,6 +209,7 @@ TOOLS: tuple[ToolSpec, ...] = (
         "collection name: the data entity row (category, flags, label), its key fields, every "
         "field (type, key, mandatory, allow edit, dimension, label id and text, enumeration), "
         "its relations (navigation properties with cardinality and constraints) and actions. "
+        "Label texts are in the connection's language unless `language` (e.g. 'de') is given. "
         "An unknown name fails with close matches.",
         d365fo_describe_entity,
         read_only=True,
@@ -203,10 +220,12 @@ TOOLS: tuple[ToolSpec, ...] = (
         "Diff two versions",
         "What changed between two cached versions of the environment (by default its two "
         "latest synced ones, e.g. before and after an upgrade): a summary per kind (entity, "
-        "data_entity, field, navigation, action, enumeration, member: added, removed, changed) "
-        "and the first `limit` changes, each with kind, parent, name, change, and for a change "
-        "the attribute with its before and after values. With against, the same between this "
-        "environment's cache and another's.",
+        "data_entity, field, navigation, action, enumeration, member: added, removed, changed; "
+        "label: label texts changed) and the first `limit` changes, each with kind, parent, "
+        "name, change, and for a change the attribute with its before and after values. "
+        "`label_changes` lists the changed label texts (attribute: the language, before and "
+        "after: the texts) for the labels both versions use. With against, the same between "
+        "this environment's cache and another's.",
         d365fo_diff_versions,
         read_only=True,
         result=results.DiffAnswer,

@@ -129,6 +129,7 @@ class SearchAnswer(ToolAnswer):
 class DescribeAnswer(ToolAnswer):
     entity: str | None = None
     version: str | None = Field(None, description="The cached version, e.g. 'version 2 (10.0.42)'")
+    language: str | None = Field(None, description="The language of the label texts")
     data_entity: dict[str, Any] | None = None
     keys: list[str] | None = None
     fields: list[dict[str, Any]] | None = None
@@ -149,6 +150,14 @@ class DiffAnswer(ToolAnswer):
     )
     truncated: int | None = Field(None, description="Changes left out beyond the limit")
     total_count: int | None = None
+    label_changes: list[dict[str, Any]] | None = Field(
+        None,
+        description="Changed label texts of labels both versions use: parent (the label id), "
+        "attribute (the language), before and after (the texts)",
+    )
+    label_changes_truncated: int | None = Field(
+        None, description="Label changes left out beyond the limit"
+    )
 
     model_config = {"populate_by_name": True}
 

@@ -90,6 +90,7 @@ class ServedDataset:
         for coll in self.collections.values():
             _ = coll.array_chunks  # pre-serialize outside the event loop
         self.labels = dataset.labels
+        self.label_text = dataset.label_text
         self.modules = dataset.modules
 
 
@@ -391,8 +392,9 @@ class EmulatorApp:
                 f"'Microsoft.Dynamics.Metadata.Label'. Key segment: {key_text}",
             )
         label_id = key["Id"]
-        language = _language_casing(str(key.get("Language", "en-us")))
-        text = served.labels.get(label_id)
+        asked = str(key.get("Language", "en-us"))
+        language = _language_casing(asked)
+        text = served.label_text(label_id, asked)
         if text is None:
             raise ODataError(
                 404, "NotFound", f"Label '{label_id}' was not found for language '{language}'."

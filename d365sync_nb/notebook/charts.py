@@ -478,3 +478,38 @@ def changes_by_kind(diff: pd.DataFrame, *, title: str | None = None) -> Figure:
         ax.legend(loc="lower right", fontsize=8)
     ax.set_title(title or diff.attrs.get("title") or "changes by kind", fontsize=10)
     return fig
+
+
+COVERAGE_COLORS = {
+    "found": "#2e7d32",
+    "empty": "#f9a825",
+    "missing": "#c62828",
+    "failed": "#6a1b9a",
+    "not_synced": "#9e9e9e",
+}
+
+
+def label_coverage(coverage: pd.DataFrame, *, title: str | None = None) -> Figure:
+    """Stacked bars of a ``coverage`` frame: per language, the labels found, empty, missing,
+    failed and not synced. The bars carry ``gid`` ``coverage-<status>``."""
+    fig = new_figure(8, 0.45 * max(len(coverage), 1) + 1.2)
+    ax = fig.add_subplot()
+    languages = [str(x) for x in coverage["language"]] if len(coverage) else []
+    left = np.zeros(len(languages))
+    for status, color in COVERAGE_COLORS.items():
+        if status not in coverage.columns:
+            continue
+        values = coverage[status].fillna(0).to_numpy(dtype=float)
+        if not values.any():
+            continue
+        ax.barh(languages, values, left=left, color=color, label=status.replace("_", " "),
+                gid=f"coverage-{status}")  # fmt: skip
+        left += values
+    ax.invert_yaxis()
+    ax.set_xlabel("labels the version references")
+    if not languages:
+        ax.text(0.5, 0.5, "no labels", transform=ax.transAxes, ha="center", color="#757575")
+    else:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+    ax.set_title(title or coverage.attrs.get("title") or "label coverage", fontsize=10)
+    return fig

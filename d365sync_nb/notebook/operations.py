@@ -31,7 +31,7 @@ PRESENTERS: dict[str, Callable[[Any], Any]] = {
     "search": lambda v: tables.search_frame(v.hits),
     "diff": lambda v: tables.diff_frame(v.diff),
     **dict.fromkeys(
-        ("entities", "fields", "relations", "enums", "members", "labels"),
+        ("entities", "fields", "relations", "enums", "members", "labels", "coverage"),
         lambda v: tables.metadata_frame(v.table),
     ),
 }

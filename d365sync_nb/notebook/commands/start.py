@@ -39,10 +39,12 @@ def start(
     force: bool = False,
     wait: bool = False,
     display: bool = True,
+    languages: str | list[str] | None = None,
 ) -> SyncSession | None:
     """Start a sync session and show its live panel (text where widgets cannot render).
 
     Returns the session (its final state with ``wait``), or None when already up to date.
+    ``languages`` (``"en-us,de"`` or a list): the languages to sync labels in.
     With ``wait``, interrupting the kernel cancels the session, then raises
     :class:`SessionInterrupted`.
     """
@@ -60,7 +62,11 @@ def start(
         bridge.call(cancel_requested)
 
     with interrupt_calls(on_interrupt) if wait else contextlib.nullcontext():
-        result = bridge.run(manager.start(version, parsed, initiated_by=INITIATED_BY, force=force))
+        result = bridge.run(
+            manager.start(
+                version, parsed, initiated_by=INITIATED_BY, force=force, languages=languages
+            )
+        )
         if result.session_id is None:
             if started["interrupted"]:
                 raise SessionInterrupted("Interrupted before a session started")
@@ -91,4 +97,6 @@ def start(
 
 
 def run(args: argparse.Namespace) -> None:
-    start(args.strategy, args.version, force=args.force, wait=args.wait)
+    start(
+        args.strategy, args.version, force=args.force, wait=args.wait, languages=args.languages
+    )
