@@ -20,10 +20,10 @@ import ipywidgets as widgets
 
 from d365sync_nb import render
 from d365sync_nb.models import SyncSession
-from d365sync_nb.notebook import tables
 from d365sync_nb.notebook.event_loop import LoopBridge
 from d365sync_nb.notebook.panel import SessionPanel
 from d365sync_nb.sync.manager import SyncSessionManager
+from d365sync_nb.views import frames as tables
 
 HISTORY_VIEW = ["started_at", "strategy", "status", "duration", "items", "error", "session_id"]
 NO_RUNNING = "<i>No session is running.</i>"

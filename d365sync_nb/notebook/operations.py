@@ -14,11 +14,11 @@ from typing import Any
 
 import pandas as pd
 
-from d365sync_nb.notebook import tables
 from d365sync_nb.notebook.config import D365Sync
 from d365sync_nb.notebook.diagnosis import diagnosis_view
 from d365sync_nb.notebook.state import state
 from d365sync_nb.operations import OPERATIONS, Operation
+from d365sync_nb.views import frames as tables
 
 # How the notebook lays out each operation's view (others: a DataFrame of its rows).
 PRESENTERS: dict[str, Callable[[Any], Any]] = {
