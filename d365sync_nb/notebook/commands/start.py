@@ -13,7 +13,8 @@ from typing import Any
 from d365sync_nb.models import SyncSession, SyncStrategy
 from d365sync_nb.notebook.config import D365Sync
 from d365sync_nb.notebook.event_loop import interrupt_calls
-from d365sync_nb.notebook.frontend import show
+from d365sync_nb.notebook.frontend import current_kernel, show
+from d365sync_nb.notebook.live_output import SessionOutput
 from d365sync_nb.notebook.panel import live_panel
 from d365sync_nb.notebook.state import state
 from d365sync_nb.notebook.waiting import SessionInterrupted, follow
@@ -76,6 +77,8 @@ def start(
         panel = live_panel(state.panels, manager, bridge, sid) if widgets_on else None
         if panel is not None:
             show(panel)
+        elif display and not wait and current_kernel() is not None:
+            show(SessionOutput(manager, bridge, sid))  # its final state once it ends
         elif display:
             print(f"{result.message} (session {sid})")
         if not wait:
