@@ -37,6 +37,7 @@ CARD = (
     f"{FONT};line-height:1.45;border:1px solid {BORDER};border-radius:6px;"
     "padding:8px 12px;margin:4px 0;max-width:820px"
 )
+IMAGE = "<img "  # how an inlined chart starts
 CELL = "padding:1px 8px 1px 0;text-align:left;vertical-align:middle;border:none"
 
 
