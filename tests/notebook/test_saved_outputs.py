@@ -30,6 +30,14 @@ def run_notebook(tmp_path: Path, display: str) -> nbformat.NotebookNode:
         "%d365sync start --strategy full --force --wait",
         "%d365sync start --strategy full --force",
         "from d365sync_nb import notebook as nb\n_ = nb.progress(wait=True, display=False)",
+        # every chart the package draws, saved as an image a viewer shows without the kernel
+        "%d365sync timeline",
+        "%d365sync diagnose",
+        "nb.charts.history_durations(nb.history())",
+        "nb.charts.history_throughput(nb.history())",
+        "_ = nb.get_connection().emulator.configure(version=2)\n"
+        "_ = nb.start('full', wait=True, display=False)\n"
+        "nb.charts.changes_by_kind(nb.diff())",
     ]
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
     env = {**os.environ, "D365SYNC_DISPLAY": display}
@@ -77,6 +85,9 @@ def test_text_display_saves_the_final_state(tmp_path: Path) -> None:
     assert_final(static["text/plain"])
     assert_final(static["text/html"])
     assert "<script" not in static["text/html"]
+    images = [len([o for o in cell.outputs if "image/png" in o.get("data", {})])
+              for cell in nb.cells[5:]]  # fmt: skip
+    assert images == [1, 2, 1, 1, 1], images  # diagnose: requests over time, latency
 
 
 def test_widget_display_carries_the_final_state_beside_the_view(tmp_path: Path) -> None:
