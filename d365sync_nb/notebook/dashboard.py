@@ -112,7 +112,8 @@ class Dashboard:
         )
 
     def close(self) -> None:
-        """Stop listening (the session panels stay live where else displayed)."""
+        """Stop listening (the session panels stay live where else displayed; this output's
+        static part is still brought up to date after each cell)."""
         if self.listening:
             self.manager.remove_listener(self.on_snapshot)
             self.listening = False

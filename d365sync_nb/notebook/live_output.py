@@ -89,6 +89,11 @@ class LiveOutput:
         self._sent_from_cell = data
         return True
 
+    def forget(self) -> None:
+        """Stop republishing (the output keeps what it last showed)."""
+        self.displayed = False
+        _live.discard(self)
+
     def _send(self, data: dict[str, Any]) -> None:
         from IPython.display import update_display
 

@@ -258,8 +258,9 @@ class SessionPanel:
             self.bound = False
 
     def close(self) -> None:
-        """Stop following and close the widgets."""
+        """Stop following and close the widgets (their outputs keep their last state)."""
         self.unbind()
+        self.output.forget()
         for w in self._all:
             w.close()
 
