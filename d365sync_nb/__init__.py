@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from d365sync_nb import logs
 from d365sync_nb.config import ConnectionSettings, resolve_settings
 from d365sync_nb.connection import (
     Connection,
@@ -81,3 +82,5 @@ __all__ = [
     "resolve_settings",
     "set_default_connection",
 ]
+
+logs.install()  # one line per log record, no traceback unless --debug

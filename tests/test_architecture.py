@@ -23,6 +23,8 @@ CORE = (
     "metadata",
     "models",
     "redaction",
+    "text",
+    "logs",
     "d365",
     "store",
     "sync",

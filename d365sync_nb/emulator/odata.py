@@ -5,6 +5,7 @@ anything the service answers with an OData error body."""
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -26,14 +27,36 @@ _CLAUSE_RE = re.compile(
 _AND_RE = re.compile(r"and\s+")
 
 
+def _equals(item: dict[str, Any], *, field: str, value: Any, negate: bool) -> bool:
+    """``field eq value`` (``ne`` when ``negate``) on one item."""
+    return (item.get(field) == value) != negate
+
+
 class ODataError(Exception):
     """An error the service answers with an OData error body."""
 
     def __init__(
-        self, status: int, code: str, message: str, headers: Iterable[tuple[bytes, bytes]] = ()
+        self,
+        status: int,
+        code: str,
+        message: str,
+        headers: Iterable[tuple[bytes, bytes]] = (),
+        inner: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.headers = status, code, message, list(headers)
+        self.inner = inner  # the service's ``innererror.message``: the detail behind a message
+
+    def body(self) -> dict[str, Any]:
+        """The OData error body, with ``innererror`` as the service shapes it when there is one."""
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.inner is not None:
+            error["innererror"] = {
+                "message": self.inner,
+                "type": "Microsoft.OData.ODataException",
+                "stacktrace": "",
+            }
+        return {"error": error}
 
 
 def context_url(base: str, fragment: str) -> str:
@@ -71,7 +94,7 @@ def parse_filter(text: str, fields: frozenset[str]) -> Callable[[dict[str, Any]]
             )
         if m["op"]:
             value, neg = _odata_literal(m["value"]), m["op"] == "ne"
-            preds.append(lambda item, n=name, v=value, ng=neg: (item.get(n) == v) != ng)
+            preds.append(functools.partial(_equals, field=name, value=value, negate=neg))
         else:
             value, fn = _odata_literal(m["fvalue"]), m["fn"]
             method = {"startswith": "startswith", "endswith": "endswith"}.get(fn)

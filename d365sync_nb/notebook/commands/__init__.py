@@ -34,7 +34,7 @@ class Command(Protocol):
     def run(self, args: argparse.Namespace) -> Any: ...
 
 
-_OWN: tuple[Command, ...] = (connect, start, progress, cancel, timeline, panel)  # type: ignore[assignment]
+_OWN: tuple[Command, ...] = (connect, start, progress, cancel, timeline, panel)
 MODULES: tuple[Command, ...] = (
     *_OWN[:4],
     *OPERATION_COMMANDS.values(),
