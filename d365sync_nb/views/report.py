@@ -138,7 +138,7 @@ class SessionReport:
                 for code, n in sorted(http.by_status.items())
             ),
             {"figure": "without an answer", "value": count(http.transport_errors)},
-            {"figure": "waits before retries", "value": duration(http.throttle_wait_seconds)},
+            {"figure": "waits before retries", "value": duration(http.retry_wait_seconds)},
             {"figure": "bytes received", "value": count(http.bytes_received)},
             *(
                 {"figure": f"latency {key}", "value": f"{latency[key]:.0f} ms"}
@@ -152,7 +152,8 @@ class SessionReport:
             ),
         ]
         phases = [
-            {"phase": phase, **figures} for phase, figures in self.session.http.by_phase.items()
+            {"phase": phase, **figures.model_dump()}
+            for phase, figures in self.session.http.by_phase.items()
         ]
         return h.table(rows) + (h.table(phases) if phases else "")
 
