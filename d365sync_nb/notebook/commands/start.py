@@ -77,10 +77,10 @@ def start(
         panel = live_panel(state.panels, manager, bridge, sid) if widgets_on else None
         if panel is not None:
             show(panel)
-        elif display and not wait and current_kernel() is not None:
-            show(SessionOutput(manager, bridge, sid))  # its final state once it ends
         elif display:
             print(f"{result.message} (session {sid})")
+            if not wait and current_kernel() is not None:
+                show(SessionOutput(manager, bridge, sid))  # its final state once it ends
         if not wait:
             if display and not widgets_on:
                 print(FOLLOW_HINT)
