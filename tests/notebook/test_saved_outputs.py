@@ -79,8 +79,9 @@ def test_text_display_saves_the_final_state(tmp_path: Path) -> None:
     nb = run_notebook(tmp_path, "text")
     blocking, background = nb.cells[2], nb.cells[3]
     assert_final(shown(blocking), outcome=False)  # the printed phases, then the headline
-    assert [o.output_type for o in background.outputs][:1] == ["display_data"]
-    static = background.outputs[0].data
+    assert [o.output_type for o in background.outputs] == ["stream", "display_data", "stream"]
+    assert "Started a 'full' sync" in background.outputs[0].text  # honest at any time
+    static = background.outputs[1].data
     assert set(static) == {"text/plain", "text/html"}
     assert_final(static["text/plain"])
     assert_final(static["text/html"])
