@@ -49,7 +49,7 @@ def phase_line(p: PhaseView) -> str:
     items, secs = p.items, clock(p.elapsed) if p.elapsed is not None else ""
     if p.status == PhaseStatus.REUSED:  # fetched nothing: its note says what it reused
         items = secs = ""
-    line = f" {p.mark} {p.name:<13} {bar(p.percent, 16)} {p.status.value:<9} {items:>15} {secs:>6}"
+    line = f" {p.mark} {p.name:<13} {bar(p.percent, 16)} {p.label:<9} {items:>15} {secs:>6}"
     if p.note:
         line += f"  {p.note}"
     if p.error:
@@ -65,6 +65,17 @@ def session_report(session: SyncSession) -> str:
     """Multi-line report: header, phases, outcome."""
     lines = outcome_lines(session)
     lines[1:1] = phase_lines(session)
+    return "\n".join(lines)
+
+
+def static_report(session: SyncSession) -> str:
+    """The report a saved notebook keeps (the text beside a live view): headline, phases,
+    the requests and, once ended, the outcome sentence."""
+    view = SessionView(session)
+    lines = [view.headline, *phase_lines(session), f"Requests: {view.http_summary}"]
+    if session.message:
+        lines.append(f"Note: {session.message}")
+    lines.append(view.outcome or view.sentence)
     return "\n".join(lines)
 
 

@@ -17,7 +17,7 @@ session; text output is :mod:`d365sync_nb.render`.
 
 from __future__ import annotations
 
-from d365sync_nb.notebook import charts, tables
+from d365sync_nb.notebook import frontend
 from d365sync_nb.notebook.commands.cancel import cancel
 from d365sync_nb.notebook.commands.connect import ConnectionInfo, connect
 from d365sync_nb.notebook.commands.panel import panel
@@ -30,6 +30,11 @@ from d365sync_nb.notebook.extension import load_ipython_extension, unload_ipytho
 from d365sync_nb.notebook.operations import FUNCTIONS
 from d365sync_nb.notebook.state import get_connection, get_panel, get_session
 from d365sync_nb.notebook.waiting import SessionInterrupted
+from d365sync_nb.views import charts
+from d365sync_nb.views import frames as tables
+
+# Figures returned by the charts show as images in a kernel, pyplot imported or not.
+frontend.ensure_figure_display()
 
 # The operations' functions (declared in d365sync_nb.operations): history, requests, ...
 globals().update(FUNCTIONS)

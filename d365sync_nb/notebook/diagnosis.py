@@ -19,9 +19,10 @@ from matplotlib.figure import Figure
 
 from d365sync_nb.diagnostics import Diagnosis
 from d365sync_nb.models import SyncSession
-from d365sync_nb.notebook import charts, frontend, tables
+from d365sync_nb.notebook import frontend
 from d365sync_nb.operations.views import DiagnosisResult
-from d365sync_nb.views import duration
+from d365sync_nb.views import charts, duration
+from d365sync_nb.views import frames as tables
 
 NO_LOG = "The request log of this session was pruned (only recent sessions keep one): no charts."
 

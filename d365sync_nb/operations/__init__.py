@@ -16,6 +16,7 @@ from d365sync_nb.operations import (
     export,
     history,
     phases,
+    report,
     requests,
     search,
     sessions,
@@ -34,6 +35,7 @@ OPERATIONS: tuple[Operation, ...] = (
     *tables.OPERATIONS,
     diff.OPERATION,
     export.OPERATION,
+    report.OPERATION,
 )
 BY_NAME = {op.name: op for op in OPERATIONS}
 

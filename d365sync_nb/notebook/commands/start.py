@@ -13,7 +13,8 @@ from typing import Any
 from d365sync_nb.models import SyncSession, SyncStrategy
 from d365sync_nb.notebook.config import D365Sync
 from d365sync_nb.notebook.event_loop import interrupt_calls
-from d365sync_nb.notebook.frontend import show
+from d365sync_nb.notebook.frontend import current_kernel, show
+from d365sync_nb.notebook.live_output import SessionOutput
 from d365sync_nb.notebook.panel import live_panel
 from d365sync_nb.notebook.state import state
 from d365sync_nb.notebook.waiting import SessionInterrupted, follow
@@ -84,6 +85,8 @@ def start(
             show(panel)
         elif display:
             print(f"{result.message} (session {sid})")
+            if not wait and current_kernel() is not None:
+                show(SessionOutput(manager, bridge, sid))  # its final state once it ends
         if not wait:
             if display and not widgets_on:
                 print(FOLLOW_HINT)

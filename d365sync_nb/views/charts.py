@@ -18,7 +18,6 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from d365sync_nb.models import PHASES, SyncSession
-from d365sync_nb.notebook.frontend import ensure_figure_display
 
 STATUS_COLORS = {
     "pending": "#e0e0e0",
@@ -39,8 +38,8 @@ PHASE_COLORS = dict(
 
 
 def new_figure(width: float, height: float) -> Figure:
-    """A pyplot-free figure that a notebook displays once, as an image."""
-    ensure_figure_display()
+    """A pyplot-free figure that a notebook displays once, as an image (the notebook surface
+    registers the figure formatter: :func:`d365sync_nb.notebook.frontend.ensure_figure_display`)."""
     return Figure(figsize=(width, height), layout="constrained")
 
 
