@@ -7,11 +7,11 @@ Labels are a dictionary shared across versions (keyed by id and language); a bui
 the labels it fetches and merges them in at finalize, so they too appear all at once or never.
 
 ``SCHEMA`` is the current schema (new files get it as is); ``MIGRATIONS[v]`` lists the SQL steps
-that bring a file of version ``v - 1`` to ``v``. To add version 3: change ``SCHEMA``, append the
-steps as ``MIGRATIONS[3]`` and set ``SCHEMA_VERSION = 3``.
+that bring a file of version ``v - 1`` to ``v``. To add version 5: change ``SCHEMA``, append the
+steps as ``MIGRATIONS[3]`` and set ``SCHEMA_VERSION = 4``.
 """
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 SCHEMA = """
 PRAGMA journal_mode = WAL;
@@ -215,6 +215,26 @@ CREATE TABLE IF NOT EXISTS requests (
     activity_id TEXT,
     PRIMARY KEY (session_id, seq)
 ) WITHOUT ROWID;
+
+-- One row per version check of a watch (``d365sync watch``): what it saw and what it did.
+CREATE TABLE IF NOT EXISTS checks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    checked_at TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    action TEXT NOT NULL,
+    global_version_id INTEGER,
+    application_version TEXT,
+    platform_version TEXT,
+    previous_version_id INTEGER,
+    reason TEXT,
+    strategy TEXT,
+    session_id TEXT,
+    error TEXT,
+    notified INTEGER NOT NULL DEFAULT 0,
+    notify_failed INTEGER NOT NULL DEFAULT 0,
+    seconds REAL
+);
+CREATE INDEX IF NOT EXISTS checks_time ON checks(checked_at);
 """
 
 # Steps from version v - 1 to v, run in one transaction (with the version bump) when a file opens.
@@ -225,6 +245,7 @@ MIGRATIONS: dict[int, list[str]] = {
         "UPDATE sessions SET status = 'running' WHERE status = 'pending'",
     ],
     3: ["ALTER TABLE sessions ADD COLUMN http_json TEXT"],  # the requests table is new
+    4: [],  # the checks table is new (SCHEMA creates it)
 }
 
 # Tables whose rows belong to a build.
