@@ -26,9 +26,7 @@ def parse_duration(text: str) -> float:
         )
     seconds = float(match[1]) * UNITS[match[2].lower()]
     if not 1 <= seconds <= MAX_SECONDS:
-        raise ConfigurationError(
-            f"Bad duration {text!r}: it must be from 1 second to 366 days"
-        )
+        raise ConfigurationError(f"Bad duration {text!r}: it must be from 1 second to 366 days")
     return seconds
 
 

@@ -123,6 +123,7 @@ class Watcher:
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_requested = threading.Event()
+        self._cancels: set[asyncio.Future[None]] = set()
         self.running = False
 
     # -- control -------------------------------------------------------------------------
@@ -151,7 +152,12 @@ class Watcher:
             self._stop.set()
         for target in self.targets:
             if target.running_session_id:
-                asyncio.ensure_future(self._cancel(target, target.running_session_id))
+                self._cancel_soon(target, target.running_session_id)
+
+    def _cancel_soon(self, target: WatchTarget, session_id: str) -> None:
+        future = asyncio.ensure_future(self._cancel(target, session_id))
+        self._cancels.add(future)
+        future.add_done_callback(self._cancels.discard)
 
     async def _cancel(self, target: WatchTarget, session_id: str) -> None:
         try:
@@ -295,7 +301,7 @@ class Watcher:
         session_id = record.session_id = target.running_session_id = result.session_id
         self._emit("sync_started", target, record, strategy=target.strategy.value)
         if self._stop is not None and self._stop.is_set():  # stopped while it was starting
-            asyncio.ensure_future(self._cancel(target, session_id))
+            self._cancel_soon(target, session_id)
         session = await manager.wait(session_id)
         target.running_session_id = None
         self._emit(

@@ -72,9 +72,10 @@ class CheckHistory:
     def record(self, check: CheckRecord) -> int:
         """Insert a check; returns its id (also set on ``check``)."""
         values = check.to_dict()
+        marks = ", ".join("?" * len(COLUMNS))
         with self.db.write() as conn:
             cursor = conn.execute(
-                f"INSERT INTO checks({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
+                f"INSERT INTO checks({', '.join(COLUMNS)}) VALUES ({marks})",
                 [values[c] for c in COLUMNS],
             )
         check.id = int(cursor.lastrowid or 0)
