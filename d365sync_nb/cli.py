@@ -93,6 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="which release of the emulated environment to serve (2: the next release, with "
         "entities, fields, enumerations and members added, removed and changed)",
     )
+    emu.add_argument(
+        "--release-after",
+        type=non_negative_float,
+        metavar="SECONDS",
+        default=None,
+        help="move to the next release this many seconds after starting (an upgrade while it "
+        "runs; POST /_emulator/release does it at once)",
+    )
 
     sync = sub.add_parser("sync", help="run one sync session with live progress")
     add_connection_arguments(sync, scale_default="small")
@@ -504,6 +512,7 @@ def _serve_emulator(args: argparse.Namespace) -> int:
         retry_after=args.retry_after,
         fault_rate=args.fault_rate,
         page_size=args.page_size,
+        release_after=args.release_after,
     )
 
     def ready(url: str) -> None:
