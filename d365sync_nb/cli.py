@@ -18,9 +18,10 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any, NoReturn
 
-from d365sync_nb import cli_explorer, diagnostics, render
+from d365sync_nb import cli_explorer, cli_watch, diagnostics, render
 from d365sync_nb.arguments import bounded_int, non_negative_float, probability
 from d365sync_nb.connection import (
     Connection,
@@ -134,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ID",
         help="only sessions of this global version id",
     )
+    hist.add_argument(
+        "--checks", action="store_true", help="the watch's version checks instead of sessions"
+    )
     hist.add_argument("--json", action="store_true", help="a JSON list of the sessions")
 
     reqs = sub.add_parser("requests", help="a session's request log, one row per attempt")
@@ -152,6 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
     diag = sub.add_parser("diagnose", help="why a session was slow or failed: verdict, advice")
     diag.add_argument("session", nargs="?", metavar="ID", help=SESSION_ID_HELP)
     add_connection_arguments(diag, scale_default="small")
+    diag.add_argument(
+        "--history",
+        action="store_true",
+        help="when syncs of this environment go best: per hour of day, from the recorded sessions",
+    )
     diag.add_argument("--json", action="store_true", help="the diagnosis as one JSON object")
 
     comp = sub.add_parser("compare", help="two sessions side by side, phase by phase")
@@ -169,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--json", action="store_true")
 
     cli_explorer.add_commands(sub)
+    cli_watch.add_commands(sub)
 
     demo = sub.add_parser("demo", help="emulator + full sync + summary")
     demo.add_argument("--scale", default="small", choices=["small", "realistic"])
@@ -256,6 +266,8 @@ async def run_sync(
 
 
 def _history(args: argparse.Namespace) -> int:
+    if args.checks:
+        return _checks(args)
     with connect_from_args(args) as conn:
         sessions = conn.manager.get_session_history(
             limit=args.limit,
@@ -284,6 +296,44 @@ def _history(args: argparse.Namespace) -> int:
             ]
             print(render.table(rows))
     return 0
+
+
+CHECK_COLUMNS = ("checked_at", "action", "version", "application", "session_id", "notified",
+                 "reason")  # fmt: skip
+
+
+def _checks(args: argparse.Namespace) -> int:
+    """``history --checks``: the watch's version checks, newest first."""
+    with connect_from_args(args) as conn:
+        checks = conn.manager.store.checks.load(limit=args.limit, since=_since(args.since))
+        if args.json:
+            print(json.dumps([c.to_dict() for c in checks]))
+            return 0
+        rows = [
+            {
+                "checked_at": c.checked_at.strftime("%Y-%m-%d %H:%M:%S"),
+                "action": c.action.value,
+                "version": c.global_version_id,
+                "application": c.application_version,
+                "session_id": c.session_id,
+                "notified": f"{c.notified}"
+                + (f" ({c.notify_failed} failed)" if c.notify_failed else ""),
+                "reason": c.error or c.reason,
+            }
+            for c in checks
+        ]
+        print(render.table(rows, CHECK_COLUMNS))
+    return 0
+
+
+def _since(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ConfigurationError(f"--since must be {DATE_HELP}, not {text[:40]!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _requests(args: argparse.Namespace) -> int:
@@ -319,6 +369,12 @@ def _request_cells(row: dict[str, Any]) -> dict[str, Any]:
 def _diagnose(args: argparse.Namespace) -> int:
     with connect_from_args(args) as conn:
         manager = conn.manager
+        if args.history:
+            if args.session:
+                raise ConfigurationError("--history reads every session: give no session id")
+            advice = diagnostics.sync_windows(manager.get_session_history(limit=MAX_LIMIT))
+            print(json.dumps(advice.to_dict()) if args.json else str(advice))
+            return 0
         diagnosis = diagnostics.diagnose_session(manager, manager.find_session_id(args.session))
         print(json.dumps(diagnosis.to_dict()) if args.json else str(diagnosis))
     return 0
@@ -549,6 +605,7 @@ COMMANDS = {
     "demo": _demo,
     "mcp": _mcp,
     **cli_explorer.COMMANDS,
+    **cli_watch.COMMANDS,
 }
 
 

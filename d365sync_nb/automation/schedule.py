@@ -62,6 +62,16 @@ class Schedule:
         return f"every {_fmt(self.every)}" if self.every is not None else f"cron {self.cron!r}"
 
 
+def parse_schedule_text(text: str, where: str = "schedule") -> Schedule:
+    """A profile's ``schedule``: a duration (``15m``) or a cron expression (``0 2 * * *``)."""
+    if _DURATION.match(text):
+        return Schedule.parse(every=text)
+    try:
+        return Schedule.parse(cron=text)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{where}: {exc} (or a duration such as 15m)") from None
+
+
 def _check_cron(expression: str) -> None:
     from croniter import croniter
 
