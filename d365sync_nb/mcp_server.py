@@ -20,7 +20,7 @@ import sys
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from d365sync_nb import metadata_tools, tools
+from d365sync_nb import automation_tools, metadata_tools, tools
 from d365sync_nb.connection import Connection, registry
 from d365sync_nb.errors import ConfigurationError
 
@@ -41,10 +41,11 @@ INSTRUCTIONS = (
     "service: d365fo_search_metadata finds entities, fields and enumerations by name or label; "
     "d365fo_describe_entity gives an entity's fields, keys, labels and relations; "
     "d365fo_diff_versions says what changed between two synced versions (e.g. after an "
-    "upgrade). Every answer has 'success'; when it is false, 'error' says what went wrong and "
-    "what to do."
+    "upgrade); d365fo_check_version says, with 3 cheap requests, whether the environment "
+    "moved to a new version and a sync is due. Every answer has 'success'; when it is false, "
+    "'error' says what went wrong and what to do."
 )
-SERVED = (*tools.TOOLS, *metadata_tools.TOOLS)
+SERVED = (*tools.TOOLS, *metadata_tools.TOOLS, *automation_tools.TOOLS)
 MISSING_SDK = "The MCP server needs the 'mcp' package (version 2): pip install 'd365sync_nb[mcp]'"
 
 

@@ -15,6 +15,7 @@ PACKAGE = "d365sync_nb"
 ROOT = Path(__file__).resolve().parent.parent / PACKAGE
 CORE = (
     "arguments",
+    "automation",
     "config",
     "connection",
     "diagnostics",
@@ -28,8 +29,8 @@ CORE = (
     "sync",
 )
 SURFACES = (
-    "cli", "cli_explorer", "mcp_server", "tools", "metadata_tools", "render", "notebook",
-    "__main__",
+    "cli", "cli_explorer", "cli_watch", "mcp_server", "tools", "metadata_tools",
+    "automation_tools", "render", "notebook", "__main__",
 )  # fmt: skip
 EMULATOR = "emulator"
 
