@@ -381,13 +381,13 @@ class Watcher:
                 )  # fmt: skip
 
     # -- events --------------------------------------------------------------------------
-    def _emit(self, event: str, target: WatchTarget, record: CheckRecord, **extra: Any) -> None:
+    def _emit(self, event: str, watched: WatchTarget, record: CheckRecord, **extra: Any) -> None:
         if self.on_event is None:
             return
         data = {
             "event": event,
             "time": iso(utcnow()),
-            "environment": target.environment,
+            "environment": watched.environment,
             "global_version_id": record.global_version_id,
             "action": record.action.value if event == "check" else None,
             "session_id": record.session_id,
@@ -402,7 +402,7 @@ class Watcher:
             )
         data.update(extra)
         try:
-            self.on_event(redact(data, target.secrets))
+            self.on_event(redact(data, watched.secrets))
         except Exception:  # a broken printer must not end the watch
             log.exception("watch: an event listener failed")
 
