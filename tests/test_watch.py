@@ -359,3 +359,64 @@ async def test_jupyter_notifications_go_to_the_registered_sink():
             await deliver(NotifyTarget.parse("jupyter"), notice)
     finally:
         set_jupyter_sink(previous)
+
+
+# -- when to sync, from history --------------------------------------------------------------
+def recorded(manager, hour: int, day: int, *, minutes: float, throttled: int = 0,
+             failed: bool = False) -> None:  # fmt: skip
+    """A finished session started at ``hour`` UTC, saved in the cache like any other."""
+    import uuid
+
+    from d365sync_nb.models import HttpRecord, SyncSession
+
+    start = datetime(2026, 11, day, hour, 10, tzinfo=UTC)
+    manager.store.history.save(
+        SyncSession(
+            session_id=str(uuid.uuid4()),
+            environment=manager.settings.base_url,
+            strategy=SyncStrategy.FULL,
+            status=SyncStatus.FAILED if failed else SyncStatus.COMPLETED,
+            started_at=start,
+            completed_at=start + timedelta(minutes=minutes),
+            http=HttpRecord(requests=1000, by_status={"200": 1000 - throttled, "429": throttled}),
+            error="The service answered 503" if failed else None,
+        )
+    )
+
+
+def test_when_to_sync_from_history(make_manager):
+    from d365sync_nb import diagnostics
+
+    manager = make_manager("http://127.0.0.1:9")
+    for day in (1, 2, 3):
+        for hour in (1, 2, 3):  # the night: fast, no 429
+            recorded(manager, hour, day, minutes=4)
+        recorded(manager, 9, day, minutes=10, throttled=30)  # the morning: throttled
+        recorded(manager, 10, day, minutes=12, throttled=40, failed=day == 1)
+    advice = diagnostics.sync_windows(manager.get_session_history(limit=1000))
+    assert advice.enough and advice.sessions == 15
+    by_hour = {h["hour"]: h for h in advice.hours}
+    assert by_hour[9] == {
+        "hour": 9, "sessions": 3, "median_seconds": 600.0, "throttle_rate": 0.03,
+        "failure_rate": 0.0,
+    }  # fmt: skip
+    assert by_hour[10]["failure_rate"] == pytest.approx(1 / 3, abs=1e-4)
+    assert advice.best["start_hour"] == 1 and advice.best["end_hour"] == 4
+    assert advice.worst["start_hour"] == 10
+    assert advice.verdict.startswith(
+        "Best: 01:00-04:00 UTC: 0.0% 429s, 0% failed, median 4 min; worst: 10:00-11:00 UTC: 4.0% "
+        "429s, 33% failed, median 12 min"
+    )
+    assert "09:00" in str(advice)
+
+
+def test_when_to_sync_says_when_there_are_too_few_sessions(make_manager):
+    from d365sync_nb import diagnostics
+
+    manager = make_manager("http://127.0.0.1:9")
+    for day in (1, 2, 3, 4):
+        recorded(manager, 2, day, minutes=4)  # many, but all in one hour: nothing to compare
+    advice = diagnostics.sync_windows(manager.get_session_history())
+    assert not advice.enough and advice.best is None
+    assert advice.verdict.startswith("Too few sessions to tell when syncs go best: 4 finished")
+    assert [h["hour"] for h in advice.hours] == [2]
