@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from d365sync_nb import diagnostics
 from d365sync_nb.automation.lock import EnvironmentLock
+from d365sync_nb.automation.marker import clear_marker, write_marker
 from d365sync_nb.automation.notify import (
     RETRY_DELAYS,
     Notice,
@@ -86,17 +87,22 @@ class WatchTarget:
     def secrets(self) -> set[str]:
         return {s for t in self.notify for s in t.secrets}
 
-    def status_line(self) -> str:
-        """``watching: next check 14:00 UTC; last check 13:00: up to date (10.0.41)``."""
+    def status_line(self, *, watching: bool = True) -> str:
+        """``watching: next check 14:00 UTC; last check 13:00: up to date (10.0.41)``
+        (``not watching; last check ...`` once the watch has stopped)."""
         parts = []
         if self.running_session_id:
             parts.append(f"syncing (session {self.running_session_id[:8]})")
         elif self.next_check is not None:
             parts.append(f"next check {self.next_check:%H:%M} UTC")
+        elif watching:
+            parts.append("checking now")
         last = self.last
         if last is not None:
             app = f" ({last.application_version})" if last.application_version else ""
             parts.append(f"last check {last.checked_at:%H:%M}: {ACTION_WORDS[last.action]}{app}")
+        if not watching:
+            return "; ".join(["not watching", *parts])
         return "watching: " + ("; ".join(parts) or "starting")
 
 
@@ -111,13 +117,20 @@ class Watcher:
         retry_base: float = RETRY_BASE_SECONDS,
         notify_delays: Sequence[float] = RETRY_DELAYS,
         on_event: EventSink | None = None,
+        on_status: Callable[[WatchTarget], None] | None = None,
+        started_by: str = "cli",
     ) -> None:
+        """``on_event(dict)``: each event (check, sync_started, sync_finished, notified,
+        notify_failed); ``on_status(target)``: whenever a target's next check or running
+        session changes (a status line to repaint)."""
         if not targets:
             raise ValueError("a watch needs at least one environment")
         self.targets = list(targets)
         self.retry_base = retry_base
         self.notify_delays = tuple(notify_delays)
         self.on_event = on_event
+        self.on_status = on_status
+        self.started_by = started_by
         self.max_parallel = max(1, int(max_parallel))
         self._slots: asyncio.Semaphore | None = None
         self._stop: asyncio.Event | None = None
@@ -177,18 +190,29 @@ class Watcher:
         try:
             if once:
                 return list(await asyncio.gather(*(self.check(t) for t in self.targets)))
+            for target in self.targets:
+                write_marker(
+                    target.manager.store.path,
+                    schedule=str(target.schedule),
+                    strategy=target.strategy.value,
+                    started_by=self.started_by,
+                )
             await asyncio.gather(*(self._watch(t) for t in self.targets))
             return [t.last for t in self.targets if t.last is not None]
         finally:
             self.running = False
             for target in self.targets:
                 target.next_check = None
+                if not once:
+                    clear_marker(target.manager.store.path)
+                self._status(target)
 
     async def _watch(self, target: WatchTarget) -> None:
         assert self._stop is not None
         due = target.schedule.first(utcnow())
         while not self._stop.is_set():
             target.next_check = due
+            self._status(target)
             wait = (due - utcnow()).total_seconds()
             if wait > 0:
                 with contextlib.suppress(TimeoutError):
@@ -196,6 +220,7 @@ class Watcher:
                 if self._stop.is_set():
                     break
             target.next_check = None
+            self._status(target)
             await self.check(target)
             now = utcnow()
             due = target.schedule.next_after(due)
@@ -300,6 +325,7 @@ class Watcher:
             return None
         session_id = record.session_id = target.running_session_id = result.session_id
         self._emit("sync_started", target, record, strategy=target.strategy.value)
+        self._status(target)
         if self._stop is not None and self._stop.is_set():  # stopped while it was starting
             self._cancel_soon(target, session_id)
         session = await manager.wait(session_id)
@@ -381,6 +407,13 @@ class Watcher:
                 )  # fmt: skip
 
     # -- events --------------------------------------------------------------------------
+    def _status(self, target: WatchTarget) -> None:
+        if self.on_status is not None:
+            try:
+                self.on_status(target)
+            except Exception:
+                log.exception("watch: a status listener failed")
+
     def _emit(self, event: str, watched: WatchTarget, record: CheckRecord, **extra: Any) -> None:
         if self.on_event is None:
             return

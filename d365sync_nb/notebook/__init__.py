@@ -6,6 +6,7 @@
     connect(demo=True); start(wait=True); history()
     requests(status="429"); diagnose(); compare(first_id, second_id)
     entities("customer"); fields("CustomersV3"); members("NoYes"); diff(); export("out")
+    watch(every="15m"); watch_status(); checks(); stop_watch()
 
 Layout: :mod:`.magics` routes ``%d365sync NAME`` to ``commands/NAME.py`` (its options and its
 function, re-exported here); :mod:`.config` is the one ``D365Sync`` config; :mod:`.state` the
@@ -19,7 +20,7 @@ from d365sync_nb.notebook import charts, tables
 from d365sync_nb.notebook.commands.cancel import cancel
 from d365sync_nb.notebook.commands.compare import compare
 from d365sync_nb.notebook.commands.connect import ConnectionInfo, connect
-from d365sync_nb.notebook.commands.diagnose import DiagnosisView, diagnose
+from d365sync_nb.notebook.commands.diagnose import DiagnosisView, diagnose, when_to_sync
 from d365sync_nb.notebook.commands.diff import diff
 from d365sync_nb.notebook.commands.export import export
 from d365sync_nb.notebook.commands.history import history
@@ -39,6 +40,7 @@ from d365sync_nb.notebook.commands.search import search
 from d365sync_nb.notebook.commands.sessions import sessions
 from d365sync_nb.notebook.commands.start import start
 from d365sync_nb.notebook.commands.timeline import timeline
+from d365sync_nb.notebook.commands.watch import checks, stop_watch, watch, watch_status
 from d365sync_nb.notebook.config import D365Sync
 from d365sync_nb.notebook.extension import load_ipython_extension, unload_ipython_extension
 from d365sync_nb.notebook.state import get_connection, get_panel, get_session
@@ -51,6 +53,7 @@ __all__ = [
     "SessionInterrupted",
     "cancel",
     "charts",
+    "checks",
     "compare",
     "connect",
     "diagnose",
@@ -74,7 +77,11 @@ __all__ = [
     "search",
     "sessions",
     "start",
+    "stop_watch",
     "tables",
     "timeline",
     "unload_ipython_extension",
+    "watch",
+    "watch_status",
+    "when_to_sync",
 ]

@@ -59,7 +59,8 @@ def help_text() -> str:
         "Every subcommand accepts --debug (full traceback on errors).",
         "Python: from d365sync_nb.notebook import connect, start, progress, cancel, sessions,",
         "        history, phases, timeline, requests, diagnose, compare, search, panel,",
-        "        entities, fields, relations, enums, members, labels, diff, export",
+        "        entities, fields, relations, enums, members, labels, diff, export,",
+        "        watch, watch_status, stop_watch, checks",
         "Config: %config D365Sync  (default_strategy, cache_dir, throttle_interval, display, ...)",
     ]
     return "\n".join(lines)

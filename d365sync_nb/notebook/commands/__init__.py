@@ -28,6 +28,7 @@ from d365sync_nb.notebook.commands import (
     sessions,
     start,
     timeline,
+    watch,
 )
 
 MODULES = (
@@ -46,6 +47,7 @@ MODULES = (
     *metadata.COMMANDS,
     diff,
     export,
+    watch,
     panel,
 )
 

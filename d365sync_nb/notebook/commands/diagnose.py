@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 
 from d365sync_nb import diagnostics, render
 from d365sync_nb.diagnostics import Diagnosis
-from d365sync_nb.errors import RequestLogUnavailable
+from d365sync_nb.errors import ConfigurationError, RequestLogUnavailable
 from d365sync_nb.models import SyncSession
 from d365sync_nb.notebook import charts, frontend, tables
 from d365sync_nb.notebook.state import state
@@ -146,12 +146,61 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "session_id", nargs="?", help="session id or unique prefix (default: the latest)"
     )
+    parser.add_argument(
+        "--history",
+        action="store_true",
+        help="when syncs of this environment go best, per hour of day, from all sessions",
+    )
 
 
-def diagnose(session_id: str | None = None) -> DiagnosisView:
+@dataclass
+class SyncWindowsView:
+    """When syncs go best (``.advice``: per hour, best and worst window) and its chart."""
+
+    advice: diagnostics.SyncWindows
+
+    @property
+    def verdict(self) -> str:
+        return self.advice.verdict
+
+    @cached_property
+    def figure(self) -> Figure:
+        return charts.sync_windows(self.advice.hours)
+
+    def __str__(self) -> str:
+        return str(self.advice)
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(str(self))
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        page = f'<p class="d365sync-when-to-sync"><b>{html.escape(self.verdict)}</b></p>'
+        display({"text/plain": str(self), "text/html": page}, raw=True)
+        if frontend.current_kernel() is not None and self.advice.hours:
+            display(self.figure)
+
+
+def when_to_sync(limit: int = 1000) -> SyncWindowsView:
+    """When syncs of the connected environment go best: per hour of day (UTC) the median
+    duration, 429 rate and failure rate, a suggested window, and a chart; honest when there are
+    too few sessions to tell."""
+    manager, _ = state.require()
+    return SyncWindowsView(diagnostics.sync_windows(manager.get_session_history(limit=limit)))
+
+
+def diagnose(
+    session_id: str | None = None, *, history: bool = False
+) -> DiagnosisView | SyncWindowsView:
     """Why a session (the latest when no id) was slow or failed: a one-line verdict ("throttled
     8 s (158 x 429, ...)"), what to do, the failed requests with their support ids, and the
-    charts of its requests (``.figures``)."""
+    charts of its requests (``.figures``). ``history``: when syncs go best instead
+    (:func:`when_to_sync`)."""
+    if history:
+        if session_id is not None:
+            raise ConfigurationError("--history reads every session: give no session id")
+        return when_to_sync()
     manager, _ = state.require()
     session = manager.get_sync_session(state.resolve_session(session_id))
     try:
@@ -165,8 +214,8 @@ def diagnose(session_id: str | None = None) -> DiagnosisView:
     )
 
 
-def run(args: argparse.Namespace) -> DiagnosisView:
-    return diagnose(args.session_id)
+def run(args: argparse.Namespace) -> DiagnosisView | SyncWindowsView:
+    return diagnose(args.session_id, history=args.history)
 
 
 def _requests_table(css_class: str, rows: list[dict[str, Any]]) -> str:

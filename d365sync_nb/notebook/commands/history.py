@@ -35,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--since", help=f"only sessions started at or after this: {TIME_HELP}")
     parser.add_argument("--until", help=f"only sessions started before this: {TIME_HELP}")
     parser.add_argument("--version", help="only sessions of this global version id")
+    parser.add_argument(
+        "--checks", action="store_true", help="the watch's version checks instead of sessions"
+    )
 
 
 def history(
@@ -59,4 +62,8 @@ def history(
 
 
 def run(args: argparse.Namespace) -> pd.DataFrame:
+    if args.checks:
+        from d365sync_nb.notebook.commands.watch import checks
+
+        return checks(args.limit or D365Sync.instance().history_limit)
     return history(args.limit, args.status, args.strategy, args.since, args.until, args.version)

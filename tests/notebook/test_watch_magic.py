@@ -1,0 +1,85 @@
+"""``%d365sync watch`` in a real Jupyter kernel: it runs on the kernel's loop without blocking
+cells, syncs the emulator's next release, notifies, stops; a kernel restart ends it and the next
+connect says so. And the magic's one-line errors in an in-process shell."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from jupyter_client import KernelManager
+
+from .conftest import Kernel, started_kernel
+
+ACTIONS = "nb.checks()['action'].tolist()"
+
+
+@pytest.fixture
+def kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kernel]:
+    yield from started_kernel(tmp_path_factory, KernelManager(kernel_name="python3"))
+
+
+def test_a_watch_runs_on_the_kernel_loop_and_syncs_the_next_release(kernel: Kernel) -> None:
+    kernel.run("nb.get_connection().emulator.configure(latency_ms=0)")
+    t0 = time.monotonic()
+    reply = kernel.run("%d365sync watch --every 1s")
+    assert reply.status == "ok" and time.monotonic() - t0 < 5, reply.outputs
+    assert reply.stream("stdout").startswith("Watching http://127.0.0.1:")
+    kernel.poll(ACTIONS, lambda v: "'synced'" in v and "'up_to_date'" in v)
+    assert kernel.run("x = 1 + 1").status == "ok"  # cells run while it watches
+    status = kernel.run("%d365sync watch --status").of_type("execute_result")[0]["data"]
+    status = status["text/plain"]
+    assert status.startswith("watching: ") and "last check" in status
+    kernel.run("nb.get_connection().emulator.next_release()")
+    kernel.poll("nb.checks()['global_version_id'].max()", lambda v: v == "2")
+    kernel.poll(ACTIONS, lambda v: v.count("'synced'") == 2)
+    shown = kernel.value("str(nb.watch_status())")
+    assert "notice: New version synced: 127.0.0.1" in shown  # jupyter target, no ipylab: a line
+    assert "What changed: +" in shown
+    stopped = kernel.run("%d365sync watch --stop")
+    assert stopped.status == "ok"
+    assert stopped.stream("stdout").startswith("Stopped the watch; not watching; last check")
+    assert kernel.value("nb.watch_status().running") == "False"
+    sessions = kernel.value(
+        "[s.initiated_by for s in nb.get_connection().manager.get_session_history()]"
+    )
+    assert sessions == "['watch', 'watch']"
+
+
+def test_a_kernel_restart_ends_the_watch_and_the_next_connect_says_so(
+    kernel: Kernel, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    cache = kernel.value("nb.get_connection().manager.store.path.parent")
+    assert (
+        kernel.run(
+            "%d365sync watch --every 1h --notify webhook:https://example.invalid/x?sig=s3cr3t"
+        ).status
+        == "ok"
+    )
+    kernel.km.restart_kernel(now=True)
+    kernel.kc.wait_for_ready(timeout=60)
+    reply = kernel.run(f"%load_ext d365sync_nb\n%d365sync connect --demo --cache-dir {cache}")
+    assert reply.status == "ok", reply.outputs
+    out = reply.stream("stdout")
+    assert "Note: the watch started " in out and "(every 1h, by the notebook" in out
+    assert "ended when its process stopped (a kernel restart?)" in out
+    again = kernel.run(f"%d365sync connect --demo --cache-dir {cache}").stream("stdout")
+    assert "Note: the watch" not in again  # said once
+    assert "s3cr3t" not in out + again
+
+
+def test_watch_errors_are_one_line(shell) -> None:
+    from IPython.core.error import UsageError
+
+    shell.run_cell("%d365sync connect --demo --latency-ms 0")
+    for line, words in (
+        ("watch", "Give --every DURATION, --cron EXPR, --once, --stop or --status"),
+        ("watch --every 5x", "Bad duration"),
+        ("watch --cron '61 * * * *'", "Bad cron expression"),
+        ("watch --every 1m --notify pager:x", "Bad notification target"),
+    ):
+        with pytest.raises(UsageError) as info:
+            shell.run_line_magic("d365sync", line)
+        assert words in str(info.value) and "\n" not in str(info.value)
+    shell.run_line_magic("d365sync", "watch --stop")  # nothing running: says so, no error
