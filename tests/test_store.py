@@ -56,8 +56,9 @@ def test_a_version_1_file_opens_migrates_and_round_trips_a_phase_note(tmp_path: 
 
     store = MetadataStore(path)
     try:
-        assert stored_schema_version(path) == SCHEMA_VERSION == 3
+        assert stored_schema_version(path) == SCHEMA_VERSION == 4
         assert "note" in phase_columns(store)
+        assert store.checks.count() == 0  # the checks table of schema 4 exists
         session_columns = [r[1] for r in store.db.rows("PRAGMA table_info(sessions)")]
         assert session_columns[-1] == "http_json"
 
@@ -84,9 +85,9 @@ def test_a_version_1_file_opens_migrates_and_round_trips_a_phase_note(tmp_path: 
     finally:
         store.close()
 
-    reopened = MetadataStore(path)  # a second open finds version 3: nothing to migrate
+    reopened = MetadataStore(path)  # a second open finds version 4: nothing to migrate
     try:
-        assert stored_schema_version(path) == 3
+        assert stored_schema_version(path) == 4
         again = reopened.history.get(SESSION_ID)
         assert again is not None
         labels = again.phases[SyncPhase.LABELS]
