@@ -10,18 +10,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import csv
 import gc
 import json
 import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from d365sync_nb import cli_explorer, cli_watch, diagnostics, render
+from d365sync_nb import cli_watch, render
 from d365sync_nb.arguments import bounded_int, non_negative_float, probability
 from d365sync_nb.connection import (
     Connection,
@@ -30,29 +28,12 @@ from d365sync_nb.connection import (
     connect_from_args,
 )
 from d365sync_nb.errors import ConfigurationError, D365SyncError
-from d365sync_nb.models import (
-    PHASES,
-    STRATEGY_DESCRIPTIONS,
-    SyncSession,
-    SyncStatus,
-    SyncStrategy,
-)
+from d365sync_nb.models import STRATEGY_DESCRIPTIONS, SyncSession, SyncStatus, SyncStrategy
+from d365sync_nb.operations import BY_NAME, OPERATIONS, Operation
+from d365sync_nb.operations.views import csv_text
 
 HEARTBEAT_SECONDS = 10.0  # off a terminal (CI logs), a status line at least this often
 EXIT_CODES = {SyncStatus.COMPLETED: 0, SyncStatus.FAILED: 1, SyncStatus.CANCELLED: 130}
-MAX_LIMIT = 1000
-# The request log's columns (``manager.get_request_log``): all of them in --json and --csv, the
-# ones a terminal has room for in the text table.
-REQUEST_COLUMNS = (
-    "seq", "started_at", "phase", "endpoint", "status", "error", "attempt", "latency_ms",
-    "bytes", "retry_cause", "request_id", "activity_id",
-)  # fmt: skip
-REQUEST_TABLE_COLUMNS = (
-    "seq", "time", "phase", "endpoint", "status", "error", "attempt", "ms", "bytes", "retry",
-    "activity_id",
-)  # fmt: skip
-SESSION_ID_HELP = "session id or a unique prefix of 4+ characters (default: the latest session)"
-DATE_HELP = "a date or time like 2026-11-30 or 2026-11-30T14:00 (UTC unless it has an offset)"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -111,73 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--force", action="store_true", help="sync even when up to date")
     sync.add_argument("--json", action="store_true", help="end with one JSON line on stdout")
 
-    hist = sub.add_parser("history", help="recorded sync sessions, newest first")
-    add_connection_arguments(hist, scale_default="small")
-    hist.add_argument(
-        "--limit",
-        type=bounded_int(1, MAX_LIMIT),
-        default=20,
-        help=f"sessions to show, 1 to {MAX_LIMIT} (default 20)",
-    )
-    hist.add_argument(
-        "--status", help="only this status: " + ", ".join(s.value for s in SyncStatus)
-    )
-    hist.add_argument(
-        "--strategy", help="only this strategy: " + ", ".join(s.value for s in SyncStrategy)
-    )
-    hist.add_argument(
-        "--since", metavar="DATE", help=f"only sessions started at or after {DATE_HELP}"
-    )
-    hist.add_argument("--until", metavar="DATE", help=f"only sessions started before {DATE_HELP}")
-    hist.add_argument(
-        "--version",
-        dest="global_version_id",
-        metavar="ID",
-        help="only sessions of this global version id",
-    )
-    hist.add_argument(
-        "--checks", action="store_true", help="the watch's version checks instead of sessions"
-    )
-    hist.add_argument("--json", action="store_true", help="a JSON list of the sessions")
-
-    reqs = sub.add_parser("requests", help="a session's request log, one row per attempt")
-    reqs.add_argument("session", nargs="?", metavar="ID", help=SESSION_ID_HELP)
-    add_connection_arguments(reqs, scale_default="small")
-    reqs.add_argument(
-        "--status",
-        help="only attempts with this answer: a code (429), a class (5xx), 'error' (no usable "
-        "answer) or 'retried'",
-    )
-    reqs.add_argument("--phase", help="only this phase: " + ", ".join(p.value for p in PHASES))
-    output = reqs.add_mutually_exclusive_group()
-    output.add_argument("--json", action="store_true", help="a JSON list, every column")
-    output.add_argument("--csv", action="store_true", help="CSV with a header row, every column")
-
-    diag = sub.add_parser("diagnose", help="why a session was slow or failed: verdict, advice")
-    diag.add_argument("session", nargs="?", metavar="ID", help=SESSION_ID_HELP)
-    add_connection_arguments(diag, scale_default="small")
-    diag.add_argument(
-        "--history",
-        action="store_true",
-        help="when syncs of this environment go best: per hour of day, from the recorded sessions",
-    )
-    diag.add_argument("--json", action="store_true", help="the diagnosis as one JSON object")
-
-    comp = sub.add_parser("compare", help="two sessions side by side, phase by phase")
-    comp.add_argument("a", metavar="A", help="the first session: an id or a unique prefix")
-    comp.add_argument("b", metavar="B", help="the second session: an id or a unique prefix")
-    add_connection_arguments(comp, scale_default="small")
-    comp.add_argument("--json", action="store_true", help='{"a": id, "b": id, "phases": [...]}')
-
-    search = sub.add_parser("search", help="search the cached metadata")
-    search.add_argument("text")
-    add_connection_arguments(search, scale_default="small")
-    search.add_argument(
-        "--limit", type=bounded_int(1, MAX_LIMIT), default=20, help=f"1 to {MAX_LIMIT}"
-    )
-    search.add_argument("--json", action="store_true")
-
-    cli_explorer.add_commands(sub)
+    for operation in OPERATIONS:
+        if operation.cli:
+            add_operation(sub, operation)
     cli_watch.add_commands(sub)
 
     demo = sub.add_parser("demo", help="emulator + full sync + summary")
@@ -189,6 +106,35 @@ def build_parser() -> argparse.ArgumentParser:
     mcp = sub.add_parser("mcp", help="serve the sync and metadata tools over MCP (stdio)")
     add_connection_arguments(mcp, scale_default="small")
     return parser
+
+
+def add_operation(sub: Any, operation: Operation) -> None:
+    """A subcommand built from an operation's declaration, with the connection options and
+    ``--json`` (and ``--csv`` for a table)."""
+    parser = sub.add_parser(operation.name, help=operation.summary, description=operation.summary)
+    operation.add_arguments(parser)
+    add_connection_arguments(parser, scale_default="small")
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help=operation.json_help)
+    if operation.csv:
+        output.add_argument("--csv", action="store_true", help="CSV with a header row")
+
+
+def run_operation(operation: Operation, args: argparse.Namespace) -> int:
+    """Run an operation on the connection its options name, then lay out its view: JSON, CSV,
+    or its text (with its title, if any, on stderr)."""
+    with connect_from_args(args) as conn:
+        view = operation.run(conn.manager, operation.values(args))
+    if args.json:
+        print(json.dumps(view.to_json(), ensure_ascii=False))
+    elif getattr(args, "csv", False):
+        write = getattr(view, "csv", None)
+        sys.stdout.write(write() if write else csv_text(view.columns, view.rows()))
+    else:
+        if view.title:
+            print(view.title, file=sys.stderr)
+        print(view.text())
+    return 0
 
 
 def session_json(session: SyncSession) -> dict[str, Any]:
@@ -263,217 +209,6 @@ async def run_sync(
     if as_json:
         print(json.dumps(session_json(session)))
     return EXIT_CODES.get(session.status, 1)
-
-
-def _history(args: argparse.Namespace) -> int:
-    if args.checks:
-        return _checks(args)
-    with connect_from_args(args) as conn:
-        sessions = conn.manager.get_session_history(
-            limit=args.limit,
-            status=args.status,
-            strategy=args.strategy,
-            since=args.since,
-            until=args.until,
-            version=args.global_version_id,
-        )
-        if args.json:
-            print(json.dumps([s.to_dict() for s in sessions]))
-        else:
-            rows = [
-                {
-                    "session_id": s.session_id,
-                    "started_at": s.started_at.strftime("%Y-%m-%d %H:%M:%S"),
-                    "strategy": s.strategy.value,
-                    "status": s.status.value,
-                    "version": s.global_version_id,
-                    "seconds": s.duration_seconds,
-                    "requests": s.http.requests,
-                    "labels": s.counts.get("labels"),
-                    "error": s.error,
-                }
-                for s in sessions
-            ]
-            print(render.table(rows))
-    return 0
-
-
-CHECK_COLUMNS = ("checked_at", "action", "version", "application", "session_id", "notified",
-                 "reason")  # fmt: skip
-
-
-def _checks(args: argparse.Namespace) -> int:
-    """``history --checks``: the watch's version checks, newest first."""
-    with connect_from_args(args) as conn:
-        checks = conn.manager.store.checks.load(limit=args.limit, since=_since(args.since))
-        if args.json:
-            print(json.dumps([c.to_dict() for c in checks]))
-            return 0
-        rows = [
-            {
-                "checked_at": c.checked_at.strftime("%Y-%m-%d %H:%M:%S"),
-                "action": c.action.value,
-                "version": c.global_version_id,
-                "application": c.application_version,
-                "session_id": c.session_id,
-                "notified": f"{c.notified}"
-                + (f" ({c.notify_failed} failed)" if c.notify_failed else ""),
-                "reason": c.error or c.reason,
-            }
-            for c in checks
-        ]
-        print(render.table(rows, CHECK_COLUMNS))
-    return 0
-
-
-def _since(text: str | None) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ConfigurationError(f"--since must be {DATE_HELP}, not {text[:40]!r}") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _requests(args: argparse.Namespace) -> int:
-    with connect_from_args(args) as conn:
-        manager = conn.manager
-        session_id = manager.find_session_id(args.session)
-        rows = manager.get_request_log(session_id, status=args.status, phase=args.phase)
-        if args.json:
-            print(json.dumps(rows))
-        elif args.csv:
-            columns = list(rows[0]) if rows else list(REQUEST_COLUMNS)
-            writer = csv.DictWriter(sys.stdout, fieldnames=columns, lineterminator="\n")
-            writer.writeheader()
-            writer.writerows(rows)
-        else:
-            total = manager.get_sync_session(session_id).http.requests
-            print(f"Session {session_id}: {len(rows):,} of {total:,} attempts", file=sys.stderr)
-            print(render.table([_request_cells(row) for row in rows], REQUEST_TABLE_COLUMNS))
-    return 0
-
-
-def _request_cells(row: dict[str, Any]) -> dict[str, Any]:
-    """A request-log row as the text table shows it (the time of day, short headings)."""
-    started = row["started_at"] or ""
-    return {
-        **row,
-        "time": started[11:23] if "T" in started else started,
-        "ms": row["latency_ms"],
-        "retry": row["retry_cause"],
-    }
-
-
-def _diagnose(args: argparse.Namespace) -> int:
-    with connect_from_args(args) as conn:
-        manager = conn.manager
-        if args.history:
-            if args.session:
-                raise ConfigurationError("--history reads every session: give no session id")
-            advice = diagnostics.sync_windows(manager.get_session_history(limit=MAX_LIMIT))
-            print(json.dumps(advice.to_dict()) if args.json else str(advice))
-            return 0
-        diagnosis = diagnostics.diagnose_session(manager, manager.find_session_id(args.session))
-        print(json.dumps(diagnosis.to_dict()) if args.json else str(diagnosis))
-    return 0
-
-
-def _compare(args: argparse.Namespace) -> int:
-    with connect_from_args(args) as conn:
-        manager = conn.manager
-        a = manager.get_sync_session(manager.find_session_id(args.a))
-        b = manager.get_sync_session(manager.find_session_id(args.b))
-        rows = diagnostics.compare(a, b)
-        if args.json:
-            print(json.dumps({"a": a.session_id, "b": b.session_id, "phases": rows}))
-        else:
-            print(compare_text(a, b, rows))
-    return 0
-
-
-def compare_text(a: SyncSession, b: SyncSession, rows: list[dict[str, Any]]) -> str:
-    """Who A and B are, then one line per phase and a total line: each figure as ``A → B``,
-    with the ratio B/A of seconds and requests."""
-    heads = [
-        f"{name}: {s.session_id}  {s.strategy.value}  {s.status.value}  "
-        f"{render.fmt_seconds(s.duration_seconds)}  {s.http.requests:,} requests"
-        for name, s in (("A", a), ("B", b))
-    ]
-    cells = [
-        _compare_cells(
-            r["phase"],
-            {key: (r[f"a_{key}"], r[f"b_{key}"]) for key in COMPARED},
-            r["seconds_ratio"],
-            r["requests_ratio"],
-        )
-        for r in rows
-    ]
-    totals = {
-        "status": (a.status.value, b.status.value),
-        "seconds": (a.duration_seconds, b.duration_seconds),
-        "items": (sum(r["a_items"] for r in rows), sum(r["b_items"] for r in rows)),
-        "requests": (a.http.requests, b.http.requests),
-        "retries": (a.http.retries, b.http.retries),
-        "throttled": (a.http.throttled, b.http.throttled),
-    }
-    cells.append(
-        _compare_cells(
-            "total",
-            totals,
-            _ratio(b.duration_seconds, a.duration_seconds),
-            _ratio(b.http.requests, a.http.requests),
-        )
-    )
-    return "\n".join([*heads, "", render.table(cells)])
-
-
-COMPARED = ("status", "seconds", "items", "requests", "retries", "throttled")
-
-
-def _compare_cells(
-    phase: str,
-    pairs: dict[str, tuple[Any, Any]],
-    seconds_ratio: float | None,
-    requests_ratio: float | None,
-) -> dict[str, str]:
-    def pair(key: str) -> str:
-        left, right = (_figure(value) for value in pairs[key])
-        return left if left == right and key == "status" else f"{left} → {right}"
-
-    return {
-        "phase": phase,
-        "status A → B": pair("status"),
-        "seconds": pair("seconds"),
-        "s B/A": _figure(seconds_ratio),
-        "items": pair("items"),
-        "requests": pair("requests"),
-        "req B/A": _figure(requests_ratio),
-        "retries": pair("retries"),
-        "429": pair("throttled"),
-    }
-
-
-def _figure(value: Any) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.2f}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)
-
-
-def _ratio(b: float, a: float) -> float | None:
-    return round(b / a, 2) if a else None
-
-
-def _search(args: argparse.Namespace) -> int:
-    with connect_from_args(args) as conn:
-        hits = conn.manager.search(args.text, limit=args.limit)
-        print(json.dumps(hits) if args.json else render.table(hits))
-    return 0
 
 
 def _sync(args: argparse.Namespace) -> int:
@@ -594,18 +329,12 @@ def _mcp(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "emulator": _emulator,
     "sync": _sync,
-    "history": _history,
-    "requests": _requests,
-    "diagnose": _diagnose,
-    "compare": _compare,
-    "search": _search,
     "demo": _demo,
-    "mcp": _mcp,
-    **cli_explorer.COMMANDS,
     **cli_watch.COMMANDS,
+    "mcp": _mcp,
 }
 
 
@@ -622,6 +351,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         logging.getLogger("d365sync_nb").setLevel(logging.DEBUG)
     try:
+        if args.command in BY_NAME:
+            return run_operation(BY_NAME[args.command], args)
         return COMMANDS[args.command](args)
     except ConfigurationError as exc:
         if args.debug:

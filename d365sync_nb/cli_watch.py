@@ -27,11 +27,11 @@ from d365sync_nb.automation import (
     parse_targets,
 )
 from d365sync_nb.automation.schedule import parse_schedule_text
-from d365sync_nb.automation.version_check import DEFAULT_STRATEGY
 from d365sync_nb.config import load_profiles
 from d365sync_nb.connection import MAX_CONCURRENCY, SCALES, Connection, connect
 from d365sync_nb.errors import ConfigurationError
-from d365sync_nb.models import STRATEGY_DESCRIPTIONS, SyncStrategy
+from d365sync_nb.models import SyncStrategy
+from d365sync_nb.operations import watch as spec
 
 MAX_PARALLEL = 2
 
@@ -61,28 +61,14 @@ def add_commands(sub: Any) -> None:
         help="exactly N requests in flight (default: adaptive)",
     )  # fmt: skip
     when = watch.add_mutually_exclusive_group()
-    when.add_argument("--every", metavar="DURATION", help="check every 30s, 15m, 1h, 1d ...")
-    when.add_argument("--cron", metavar="EXPR", help='check at these times (UTC), e.g. "0 2 * * *"')
-    watch.add_argument(
-        "--once", action="store_true", help="one check (and sync if due), then exit 0/1/130"
-    )
-    strategies = "; ".join(f"{s.value}: {d}" for s, d in STRATEGY_DESCRIPTIONS.items())
-    watch.add_argument(
-        "--strategy", default=DEFAULT_STRATEGY.value, help=f"one of: {strategies} (default "
-        f"{DEFAULT_STRATEGY.value})",
-    )  # fmt: skip
-    watch.add_argument(
-        "--notify", action="append", default=[], metavar="TARGET",
-        help="teams:URL, slack:URL or webhook:URL (repeatable; also a profile's notify list)",
-    )  # fmt: skip
+    for arg in spec.SCHEDULE:
+        arg.add_to(when)
+    for arg in spec.OPTIONS:
+        arg.add_to(watch)
+    spec.add_notify(watch)
     watch.add_argument(
         "--max-parallel", type=bounded_int(1, 64), default=MAX_PARALLEL,
         help=f"syncs running at once across environments (default {MAX_PARALLEL})",
-    )  # fmt: skip
-    watch.add_argument(
-        "--retry-after", metavar="DURATION", default="60s",
-        help="wait this long after a failed sync before retrying; doubled after each further "
-        "failure (default 60s)",
     )  # fmt: skip
     watch.add_argument("--json", action="store_true", help="one JSON line per event on stdout")
 
@@ -90,7 +76,7 @@ def add_commands(sub: Any) -> None:
 def _watch(args: argparse.Namespace) -> int:
     strategy = SyncStrategy.parse(args.strategy)
     retry_base = parse_duration(args.retry_after)
-    targets_text = list(args.notify)
+    targets_text = list(args.notify or [])
     flag_schedule = (
         Schedule.parse(every=args.every, cron=args.cron) if (args.every or args.cron) else None
     )

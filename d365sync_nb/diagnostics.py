@@ -165,6 +165,10 @@ def diagnose_session(manager: SyncSessionManager, session_id: str) -> Diagnosis:
     return diagnose(session, log)
 
 
+# The figures compared per phase, in the order every surface shows them.
+COMPARED = ("status", "seconds", "items", "requests", "retries", "throttled")
+
+
 def compare(a: SyncSession, b: SyncSession) -> list[dict[str, Any]]:
     """One row per phase: seconds, items, requests, retries and 429s of each session, and the
     ratio b/a of seconds and requests (None where a is zero)."""
@@ -183,13 +187,14 @@ def compare(a: SyncSession, b: SyncSession) -> list[dict[str, Any]]:
             ("throttled", ha.get("throttled", 0), hb.get("throttled", 0)),
         ):
             row[f"a_{key}"], row[f"b_{key}"] = left, right
-        row["seconds_ratio"] = _ratio(pb.seconds, pa.seconds)
-        row["requests_ratio"] = _ratio(row["b_requests"], row["a_requests"])
+        row["seconds_ratio"] = ratio(pb.seconds, pa.seconds)
+        row["requests_ratio"] = ratio(row["b_requests"], row["a_requests"])
         rows.append(row)
     return rows
 
 
-def _ratio(b: float | None, a: float | None) -> float | None:
+def ratio(b: float | None, a: float | None) -> float | None:
+    """b / a to two places; None where a is zero or b unknown."""
     if not a or b is None:
         return None
     return round(b / a, 2)

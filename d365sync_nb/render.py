@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TextIO
 
+from d365sync_nb import diagnostics
 from d365sync_nb.models import PhaseProgress, PhaseStatus, SyncSession, SyncStatus
 
 BAR_WIDTH = 24
@@ -273,3 +274,72 @@ def _cell(value: Any) -> str:
         return f"{value:,}"
     text = str(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def compare_text(a: SyncSession, b: SyncSession, rows: list[dict[str, Any]]) -> str:
+    """Who A and B are, then one line per phase and a total line: each figure as ``A → B``,
+    with the ratio B/A of seconds and requests."""
+    heads = [
+        f"{name}: {s.session_id}  {s.strategy.value}  {s.status.value}  "
+        f"{fmt_seconds(s.duration_seconds)}  {s.http.requests:,} requests"
+        for name, s in (("A", a), ("B", b))
+    ]
+    cells = [
+        _compare_cells(
+            r["phase"],
+            {key: (r[f"a_{key}"], r[f"b_{key}"]) for key in diagnostics.COMPARED},
+            r["seconds_ratio"],
+            r["requests_ratio"],
+        )
+        for r in rows
+    ]
+    totals = {
+        "status": (a.status.value, b.status.value),
+        "seconds": (a.duration_seconds, b.duration_seconds),
+        "items": (sum(r["a_items"] for r in rows), sum(r["b_items"] for r in rows)),
+        "requests": (a.http.requests, b.http.requests),
+        "retries": (a.http.retries, b.http.retries),
+        "throttled": (a.http.throttled, b.http.throttled),
+    }
+    cells.append(
+        _compare_cells(
+            "total",
+            totals,
+            diagnostics.ratio(b.duration_seconds, a.duration_seconds),
+            diagnostics.ratio(b.http.requests, a.http.requests),
+        )
+    )
+    return "\n".join([*heads, "", table(cells)])
+
+
+def _compare_cells(
+    phase: str,
+    pairs: dict[str, tuple[Any, Any]],
+    seconds_ratio: float | None,
+    requests_ratio: float | None,
+) -> dict[str, str]:
+    def pair(key: str) -> str:
+        left, right = (_figure(value) for value in pairs[key])
+        return left if left == right and key == "status" else f"{left} → {right}"
+
+    return {
+        "phase": phase,
+        "status A → B": pair("status"),
+        "seconds": pair("seconds"),
+        "s B/A": _figure(seconds_ratio),
+        "items": pair("items"),
+        "requests": pair("requests"),
+        "req B/A": _figure(requests_ratio),
+        "retries": pair("retries"),
+        "429": pair("throttled"),
+    }
+
+
+def _figure(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)

@@ -28,9 +28,12 @@ CORE = (
     "store",
     "sync",
 )
+# The operations (each declared once) and the view models they return, with the plain-text
+# layout: UI-free, above the core, below every surface.
+OPERATIONS = ("operations", "render")
 SURFACES = (
     "cli", "cli_explorer", "cli_watch", "mcp_server", "tools", "metadata_tools",
-    "automation_tools", "render", "notebook", "__main__",
+    "automation_tools", "notebook", "__main__",
 )  # fmt: skip
 EMULATOR = "emulator"
 
@@ -96,6 +99,8 @@ def layer(module: str) -> str:
     head = module.split(".")[1] if "." in module else ""
     if head in CORE:
         return "core"
+    if head in OPERATIONS:
+        return "operations"
     if head in SURFACES:
         return "surface"
     if head == EMULATOR:
@@ -137,8 +142,15 @@ def test_no_import_cycle() -> None:
 
 @pytest.mark.parametrize("module", sorted(m for m in MODULES if layer(m) == "core"))
 def test_core_never_imports_a_surface(module: str) -> None:
+    bad = sorted(t for t in import_graph().get(module, ()) if layer(t) in ("surface", "operations"))
+    assert not bad, f"{module} (core) imports surface or operation modules {bad}"
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if layer(m) == "operations"))
+def test_operations_never_import_a_surface(module: str) -> None:
+    """Operations and their views are UI-free: every surface lays them out, none is imported."""
     bad = sorted(t for t in import_graph().get(module, ()) if layer(t) == "surface")
-    assert not bad, f"{module} (core) imports surface modules {bad}"
+    assert not bad, f"{module} (operations) imports surface modules {bad}"
 
 
 @pytest.mark.parametrize("module", sorted(m for m in MODULES if layer(m) == "emulator"))
@@ -160,3 +172,4 @@ def test_the_checker_sees_a_cycle_and_a_layer_breach() -> None:
     assert find_cycle(graph) == ["a", "b", "c", "a"]
     assert layer(f"{PACKAGE}.sync.manager") == "core"
     assert layer(f"{PACKAGE}.notebook.panel") == "surface"
+    assert layer(f"{PACKAGE}.operations.history") == "operations"

@@ -147,7 +147,7 @@ def test_requests_json_csv_and_table(synced):
     import csv
     import io
 
-    from d365sync_nb.cli import REQUEST_COLUMNS
+    from d365sync_nb.operations.views import REQUEST_COLUMNS
 
     prefix = a["session_id"][:8]
     parsed = list(csv.DictReader(io.StringIO(ok("requests", prefix, *where, "--csv"))))

@@ -131,8 +131,12 @@ async def test_one_sync_per_version_change_none_while_it_stays(emulator, make_ma
     synced = manager.store.checks.load(action="synced")
     assert [c.global_version_id for c in synced] == [2, 1]
     assert synced[0].previous_version_id == 1 and synced[0].session_id == sessions[0].session_id
-    assert watched.status_line().startswith("watching: last check")
-    assert "up to date (10.0.42" in watched.status_line()
+    line = watched.status_line(watching=False)
+    assert line.startswith("not watching; last check ") and line.endswith(
+        ": up to date (10.0.42.2150)"
+    )
+    watched.next_check = datetime(2026, 12, 7, 14, 0, tzinfo=UTC)
+    assert watched.status_line().startswith("watching: next check 14:00 UTC; last check ")
 
 
 async def test_two_watchers_on_one_cache_sync_once(emulator, make_manager):

@@ -58,10 +58,10 @@ def test_once_exit_codes_json_events_and_the_checks_history(emulator, tmp_path):
     failed = d365sync("watch", *where, "--once", "--json")
     assert failed.returncode == 1 and "Traceback" not in failed.stderr
     assert json.loads(failed.stdout.splitlines()[-1])["action"] == "failed"
-    checks = json.loads(d365sync("history", *where, "--checks", "--json").stdout)
+    checks = json.loads(d365sync("checks", *where, "--json").stdout)
     assert [c["action"] for c in checks] == ["failed", "up_to_date", "synced"]
     assert [c["global_version_id"] for c in checks] == [2, 1, 1]
-    table = d365sync("history", *where, "--checks").stdout
+    table = d365sync("checks", *where).stdout
     assert "up_to_date" in table and "failed" in table
 
 

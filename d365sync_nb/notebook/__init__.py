@@ -6,7 +6,7 @@
     connect(demo=True); start(wait=True); history()
     requests(status="429"); diagnose(); compare(first_id, second_id)
     entities("customer"); fields("CustomersV3"); members("NoYes"); diff(); export("out")
-    watch(every="15m"); watch_status(); checks(); stop_watch()
+    watch(every="15m"); watch_status(); checks(); diagnose(history=True); stop_watch()
 
 Layout: :mod:`.magics` routes ``%d365sync NAME`` to ``commands/NAME.py`` (its options and its
 function, re-exported here); :mod:`.config` is the one ``D365Sync`` config; :mod:`.state` the
@@ -18,64 +18,38 @@ from __future__ import annotations
 
 from d365sync_nb.notebook import charts, tables
 from d365sync_nb.notebook.commands.cancel import cancel
-from d365sync_nb.notebook.commands.compare import compare
 from d365sync_nb.notebook.commands.connect import ConnectionInfo, connect
-from d365sync_nb.notebook.commands.diagnose import DiagnosisView, diagnose, when_to_sync
-from d365sync_nb.notebook.commands.diff import diff
-from d365sync_nb.notebook.commands.export import export
-from d365sync_nb.notebook.commands.history import history
-from d365sync_nb.notebook.commands.metadata import (
-    entities,
-    enums,
-    fields,
-    labels,
-    members,
-    relations,
-)
 from d365sync_nb.notebook.commands.panel import panel
-from d365sync_nb.notebook.commands.phases import phases
 from d365sync_nb.notebook.commands.progress import progress
-from d365sync_nb.notebook.commands.requests import requests
-from d365sync_nb.notebook.commands.search import search
-from d365sync_nb.notebook.commands.sessions import sessions
 from d365sync_nb.notebook.commands.start import start
 from d365sync_nb.notebook.commands.timeline import timeline
-from d365sync_nb.notebook.commands.watch import checks, stop_watch, watch, watch_status
+from d365sync_nb.notebook.commands.watch import stop_watch, watch, watch_status
 from d365sync_nb.notebook.config import D365Sync
+from d365sync_nb.notebook.diagnosis import DiagnosisView, WhenToSyncView
 from d365sync_nb.notebook.extension import load_ipython_extension, unload_ipython_extension
+from d365sync_nb.notebook.operations import FUNCTIONS
 from d365sync_nb.notebook.state import get_connection, get_panel, get_session
 from d365sync_nb.notebook.waiting import SessionInterrupted
+
+# The operations' functions (declared in d365sync_nb.operations): history, requests, ...
+globals().update(FUNCTIONS)
 
 __all__ = [
     "ConnectionInfo",
     "D365Sync",
     "DiagnosisView",
+    "WhenToSyncView",
+    *FUNCTIONS,
     "SessionInterrupted",
     "cancel",
     "charts",
-    "checks",
-    "compare",
     "connect",
-    "diagnose",
-    "diff",
-    "entities",
-    "enums",
-    "export",
-    "fields",
     "get_connection",
     "get_panel",
     "get_session",
-    "history",
-    "labels",
     "load_ipython_extension",
-    "members",
     "panel",
-    "phases",
     "progress",
-    "relations",
-    "requests",
-    "search",
-    "sessions",
     "start",
     "stop_watch",
     "tables",
@@ -83,5 +57,4 @@ __all__ = [
     "unload_ipython_extension",
     "watch",
     "watch_status",
-    "when_to_sync",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import shlex
+import textwrap
 from typing import Any, NoReturn
 
 from IPython.core.error import UsageError
@@ -57,13 +58,24 @@ def help_text() -> str:
         f"  {'help':<{width}}  this list; '{PROG} help CMD' or '{PROG} CMD -h' for options",
         "",
         "Every subcommand accepts --debug (full traceback on errors).",
-        "Python: from d365sync_nb.notebook import connect, start, progress, cancel, sessions,",
-        "        history, phases, timeline, requests, diagnose, compare, search, panel,",
-        "        entities, fields, relations, enums, members, labels, diff, export,",
-        "        watch, watch_status, stop_watch, checks",
+        *textwrap.wrap(
+            "from d365sync_nb.notebook import " + ", ".join(python_names()),
+            width=88,
+            initial_indent="Python: ",
+            subsequent_indent="        ",
+        ),
         "Config: %config D365Sync  (default_strategy, cache_dir, throttle_interval, display, ...)",
     ]
     return "\n".join(lines)
+
+
+def python_names() -> list[str]:
+    """The Python function of each subcommand, in help order."""
+    names = []
+    for command in COMMANDS.values():
+        function = getattr(command, "function", None) or getattr(command, command.NAME, None)
+        names.append(function.__name__ if function is not None else command.NAME)
+    return names
 
 
 def _one_line(exc: BaseException) -> str:

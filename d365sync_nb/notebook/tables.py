@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from d365sync_nb import diagnostics
 from d365sync_nb.explorer import Diff, Table
 from d365sync_nb.explorer.diff import CHANGES, DIFF_COLUMNS, KIND_NAMES
 from d365sync_nb.models import (
@@ -251,15 +252,12 @@ def requests_frame(
     return frame
 
 
-COMPARE_KEYS = ("status", "seconds", "requests", "retries", "throttled", "items")
-
-
 def compare_frame(rows: Sequence[dict[str, Any]], a: SyncSession, b: SyncSession) -> pd.DataFrame:
     """Two sessions phase by phase (rows of ``diagnostics.compare``): ``a_*`` and ``b_*``
     columns side by side, ``seconds_ratio`` and ``requests_ratio`` (b / a; NaN where a is 0).
     ``attrs``: ``a`` and ``b`` (the session ids)."""
     columns = ["phase"]
-    for key in COMPARE_KEYS:
+    for key in diagnostics.COMPARED:
         columns += [f"a_{key}", f"b_{key}"]
         if key in ("seconds", "requests"):
             columns.append(f"{key}_ratio")

@@ -22,7 +22,7 @@ from d365sync_nb import render
 from d365sync_nb.errors import ConfigurationError, RequestLogUnavailable
 from d365sync_nb.models import PHASES, SyncSession, SyncStatus
 from d365sync_nb.notebook import charts, tables
-from d365sync_nb.notebook.commands.diagnose import NO_LOG, DiagnosisView
+from d365sync_nb.notebook.diagnosis import NO_LOG, DiagnosisView
 from d365sync_nb.notebook.panel import SessionPanel
 from d365sync_nb.notebook.state import state
 
@@ -243,13 +243,13 @@ def test_compare_two_sessions_phase_by_phase(runs: Runs) -> None:
 
 
 def test_compare_bad_input_is_one_line(runs: Runs, capsys) -> None:
-    assert "the following arguments are required: b" in one_line_error(
+    assert "the following arguments are required: B" in one_line_error(
         runs, f"compare {runs.healthy.session_id}", capsys
     )
     assert "No sync session with id 'ffffffff'" in one_line_error(
         runs, f"compare {runs.healthy.session_id} ffffffff", capsys
     )
-    with pytest.raises(ConfigurationError, match="b is missing"):
+    with pytest.raises(ConfigurationError, match="b: a value is required"):
         nb.compare(runs.healthy.session_id, " ")
 
 
@@ -300,7 +300,7 @@ def test_history_bad_input_is_one_line(runs: Runs, capsys) -> None:
     assert "Global version id must be an integer" in one_line_error(
         runs, "history --version latest", capsys
     )
-    assert "--status: invalid choice" in one_line_error(runs, "history --status done", capsys)
+    assert "Unknown status 'done'" in one_line_error(runs, "history --status done", capsys)
     with pytest.raises(ConfigurationError, match="Unknown status 'done'"):
         nb.history(status="done")
 

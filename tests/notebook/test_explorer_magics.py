@@ -70,7 +70,7 @@ def test_explorer_errors_are_one_line(connected: InteractiveShell) -> None:
         connected.run_line_magic("d365sync", "diff")
     with pytest.raises(UsageError, match="No entity 'Nope' in version 1"):
         connected.run_line_magic("d365sync", "fields Nope")
-    with pytest.raises(UsageError, match="invalid choice: 'xlsx'"):
+    with pytest.raises(UsageError, match="--format: one of csv, parquet, not 'xlsx'"):
         connected.run_line_magic("d365sync", "export out --format xlsx")
     with pytest.raises(UsageError, match="No environment 'prod'"):
         connected.run_line_magic("d365sync", "diff --against prod")

@@ -74,7 +74,7 @@ def test_errors_are_one_line(shell: InteractiveShell, capsys, tmp_path) -> None:
     )
     assert "session ids are UUIDs" in run_error(shell, "%d365sync phases x!", capsys)
     assert run_error(shell, "%d365sync timeline", capsys).startswith("No sync session recorded")
-    assert "--status: invalid choice" in run_error(shell, "%d365sync history --status x", capsys)
+    assert "Unknown status 'x'" in run_error(shell, "%d365sync history --status x", capsys)
     with pytest.raises(UsageError, match="Nothing to search"):
         shell.run_line_magic("d365sync", "search ' '")
 

@@ -15,7 +15,7 @@ from .conftest import Kernel, started_kernel
 ACTIONS = "nb.checks()['action'].tolist()"
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")  # the restart test comes last: it ends this kernel's state
 def kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kernel]:
     yield from started_kernel(tmp_path_factory, KernelManager(kernel_name="python3"))
 

@@ -1,9 +1,10 @@
-"""The ``%d365sync`` subcommands, one module each (in help order); the six metadata tables
-share one module (:mod:`.metadata`, one command object each).
+"""The ``%d365sync`` subcommands, in help order.
 
-Each command owns ``NAME``, ``SUMMARY``, ``add_arguments(parser)``, its public Python function
-(re-exported by :mod:`d365sync_nb.notebook`) and ``run(args)``, which calls that function with
-the parsed line. The magics (:mod:`d365sync_nb.notebook.magics`) only route to ``run``.
+Most are operations, declared once in :mod:`d365sync_nb.operations` and turned into a
+subcommand and a Python function by :mod:`d365sync_nb.notebook.operations`. The modules here
+are the notebook's own: the connection and the live displays (connect, start, progress,
+cancel, timeline, watch, panel). Each owns ``NAME``, ``SUMMARY``, ``add_arguments(parser)``, its
+Python function and ``run(args)``.
 """
 
 from __future__ import annotations
@@ -13,43 +14,14 @@ from typing import Any, Protocol
 
 from d365sync_nb.notebook.commands import (
     cancel,
-    compare,
     connect,
-    diagnose,
-    diff,
-    export,
-    history,
-    metadata,
     panel,
-    phases,
     progress,
-    requests,
-    search,
-    sessions,
     start,
     timeline,
     watch,
 )
-
-MODULES = (
-    connect,
-    start,
-    progress,
-    cancel,
-    sessions,
-    history,
-    phases,
-    timeline,
-    requests,
-    diagnose,
-    compare,
-    search,
-    *metadata.COMMANDS,
-    diff,
-    export,
-    watch,
-    panel,
-)
+from d365sync_nb.notebook.operations import COMMANDS as OPERATION_COMMANDS
 
 
 class Command(Protocol):
@@ -62,5 +34,12 @@ class Command(Protocol):
 
     def run(self, args: argparse.Namespace) -> Any: ...
 
+
+_OWN: tuple[Command, ...] = (connect, start, progress, cancel, timeline, watch, panel)  # type: ignore[assignment]
+MODULES: tuple[Command, ...] = (
+    *_OWN[:4],
+    *OPERATION_COMMANDS.values(),
+    *_OWN[4:],
+)
 
 __all__ = ["MODULES", "Command"]

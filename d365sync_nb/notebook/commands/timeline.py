@@ -7,19 +7,20 @@ import argparse
 from matplotlib.figure import Figure
 
 from d365sync_nb.notebook import charts
-from d365sync_nb.notebook.commands import phases
+from d365sync_nb.notebook.operations import FUNCTIONS
+from d365sync_nb.operations.common import SESSION_ID
 
 NAME = "timeline"
 SUMMARY = "phase timeline chart (Gantt) of a session"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    phases.add_arguments(parser)
+    SESSION_ID.add_to(parser)
 
 
 def timeline(session_id: str | None = None) -> Figure:
     """Phase timeline (Gantt) of a session (the latest when no id)."""
-    return charts.phase_timeline(phases.phases(session_id))
+    return charts.phase_timeline(FUNCTIONS["phases"](session_id))
 
 
 def run(args: argparse.Namespace) -> Figure:

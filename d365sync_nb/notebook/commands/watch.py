@@ -18,8 +18,6 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-import pandas as pd
-
 from d365sync_nb.automation import (
     Notice,
     NotifyTarget,
@@ -30,13 +28,12 @@ from d365sync_nb.automation import (
     parse_duration,
     set_jupyter_sink,
 )
-from d365sync_nb.automation.version_check import DEFAULT_STRATEGY
 from d365sync_nb.errors import ConfigurationError
-from d365sync_nb.models import STRATEGY_DESCRIPTIONS, SyncStrategy
-from d365sync_nb.notebook import tables
+from d365sync_nb.models import SyncStrategy
 from d365sync_nb.notebook.frontend import show
 from d365sync_nb.notebook.panel import live_panel
 from d365sync_nb.notebook.state import state
+from d365sync_nb.operations import watch as spec
 from d365sync_nb.store.checks import CheckRecord
 
 NAME = "watch"
@@ -45,24 +42,16 @@ EVENTS_KEPT = 50
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The watch's arguments as declared once (:mod:`d365sync_nb.operations.watch`), plus the
+    notebook's ``--stop`` and ``--status``."""
     when = parser.add_mutually_exclusive_group()
-    when.add_argument("--every", metavar="DURATION", help="check every 30s, 15m, 1h, 1d ...")
-    when.add_argument("--cron", metavar="EXPR", help='check at these times (UTC): "0 2 * * *"')
-    when.add_argument("--once", action="store_true", help="one check (and sync if due) now")
+    for arg in spec.SCHEDULE:
+        arg.add_to(when)
     when.add_argument("--stop", action="store_true", help="stop the watch (cancels its sync)")
-    when.add_argument("--status", action="store_true", help="the status line and recent checks")
-    strategies = ", ".join(s.value for s in STRATEGY_DESCRIPTIONS)
-    parser.add_argument(
-        "--strategy", help=f"default {DEFAULT_STRATEGY.value}; one of: {strategies}"
-    )
-    parser.add_argument(
-        "--notify", action="append", metavar="TARGET",
-        help="jupyter (the default), teams:URL, slack:URL or webhook:URL; repeatable",
-    )  # fmt: skip
-    parser.add_argument(
-        "--retry-after", default="60s", metavar="DURATION",
-        help="wait this long after a failed sync before retrying (doubled after each failure)",
-    )  # fmt: skip
+    when.add_argument("--status", action="store_true", help="the status line and recent events")
+    for arg in spec.OPTIONS:
+        arg.add_to(parser)
+    spec.add_notify(parser)
 
 
 @dataclass(eq=False)
@@ -144,7 +133,7 @@ def watch(
     *,
     strategy: str | None = None,
     notify: list[str] | None = None,
-    retry_after: str = "60s",
+    retry_after: str = spec.RETRY_AFTER.default,
     once: bool = False,
     display: bool = True,
 ) -> NotebookWatch | CheckRecord:
@@ -159,7 +148,7 @@ def watch(
             f"A watch is already running ({current.status_line()}); stop it with "
             "%d365sync watch --stop"
         )
-    parsed = SyncStrategy.parse(strategy or DEFAULT_STRATEGY.value)
+    parsed = SyncStrategy.parse(strategy or spec.STRATEGY.default)
     retry_base = parse_duration(retry_after)
     schedule = Schedule(every=60.0) if once else Schedule.parse(every=every, cron=cron)
     targets = [NotifyTarget.parse(t) for t in (notify if notify is not None else ["jupyter"])]
@@ -205,14 +194,8 @@ def watch_status() -> NotebookWatch | None:
     """The notebook's watch (``str()`` is its status line, notices and last events)."""
     current = _current()
     if current is None:
-        print("No watch started in this kernel; %d365sync history --checks lists past checks.")
+        print("No watch started in this kernel; %d365sync checks lists the recorded checks.")
     return current
-
-
-def checks(limit: int = 20) -> pd.DataFrame:
-    """The recorded version checks of the connected environment, newest first."""
-    manager, _ = state.require()
-    return tables.checks_frame(manager.store.checks.load(limit=limit))
 
 
 def _current() -> NotebookWatch | None:

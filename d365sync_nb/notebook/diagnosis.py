@@ -1,13 +1,12 @@
-"""``%d365sync diagnose``: why a session was slow or failed, in words and in charts.
+"""How ``%d365sync diagnose`` shows why a session was slow or failed, in words and charts.
 
-Returns a :class:`DiagnosisView`: in a notebook it shows the verdict, what to do, the failed
-requests (with the ids support asks for), then the requests-over-time and latency charts; in
-a terminal or a plain text output (nbconvert to text, a CI log) the same report as text.
+A :class:`DiagnosisView`: in a notebook it shows the verdict, what to do, the failed requests
+(with the ids support asks for), then the requests-over-time and latency charts; in a terminal
+or a plain text output (nbconvert to text, a CI log) the same report as text.
 """
 
 from __future__ import annotations
 
-import argparse
 import base64
 import html
 import io
@@ -18,15 +17,13 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
-from d365sync_nb import diagnostics, render
-from d365sync_nb.diagnostics import Diagnosis
-from d365sync_nb.errors import ConfigurationError, RequestLogUnavailable
+from d365sync_nb import render
+from d365sync_nb.diagnostics import Diagnosis, SyncWindows
 from d365sync_nb.models import SyncSession
 from d365sync_nb.notebook import charts, frontend, tables
-from d365sync_nb.notebook.state import state
+from d365sync_nb.operations.checks import SyncWindowsView
+from d365sync_nb.operations.views import DiagnosisResult
 
-NAME = "diagnose"
-SUMMARY = "why a session was slow or failed: verdict, what to do, failed requests, charts"
 NO_LOG = "The request log of this session was pruned (only recent sessions keep one): no charts."
 
 
@@ -142,22 +139,12 @@ def _png(figure: Figure) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "session_id", nargs="?", help="session id or unique prefix (default: the latest)"
-    )
-    parser.add_argument(
-        "--history",
-        action="store_true",
-        help="when syncs of this environment go best, per hour of day, from all sessions",
-    )
-
-
 @dataclass
-class SyncWindowsView:
-    """When syncs go best (``.advice``: per hour, best and worst window) and its chart."""
+class WhenToSyncView:
+    """When syncs go best (``diagnose --history``): ``.advice`` (per hour, the best and the
+    worst window, or why there are too few sessions to tell) and ``.figure`` (its chart)."""
 
-    advice: diagnostics.SyncWindows
+    advice: SyncWindows
 
     @property
     def verdict(self) -> str:
@@ -174,6 +161,7 @@ class SyncWindowsView:
         printer.text(str(self))
 
     def _ipython_display_(self) -> None:
+        """The verdict (HTML and text), then the chart when there are sessions to draw."""
         from IPython.display import display
 
         page = f'<p class="d365sync-when-to-sync"><b>{html.escape(self.verdict)}</b></p>'
@@ -182,40 +170,16 @@ class SyncWindowsView:
             display(self.figure)
 
 
-def when_to_sync(limit: int = 1000) -> SyncWindowsView:
-    """When syncs of the connected environment go best: per hour of day (UTC) the median
-    duration, 429 rate and failure rate, a suggested window, and a chart; honest when there are
-    too few sessions to tell."""
-    manager, _ = state.require()
-    return SyncWindowsView(diagnostics.sync_windows(manager.get_session_history(limit=limit)))
-
-
-def diagnose(
-    session_id: str | None = None, *, history: bool = False
-) -> DiagnosisView | SyncWindowsView:
-    """Why a session (the latest when no id) was slow or failed: a one-line verdict ("throttled
-    8 s (158 x 429, ...)"), what to do, the failed requests with their support ids, and the
-    charts of its requests (``.figures``). ``history``: when syncs go best instead
-    (:func:`when_to_sync`)."""
-    if history:
-        if session_id is not None:
-            raise ConfigurationError("--history reads every session: give no session id")
-        return when_to_sync()
-    manager, _ = state.require()
-    session = manager.get_sync_session(state.resolve_session(session_id))
-    try:
-        log: list[dict[str, Any]] | None = manager.get_request_log(session.session_id)
-    except RequestLogUnavailable:  # pruned: the http record still tells most of it
-        log = None
+def diagnosis_view(result: DiagnosisResult | SyncWindowsView) -> DiagnosisView | WhenToSyncView:
+    """The notebook's view of a diagnosis: the report with the charts of its request log (or,
+    for ``--history``, when syncs go best and its chart)."""
+    if isinstance(result, SyncWindowsView):
+        return WhenToSyncView(result.advice)
     return DiagnosisView(
-        diagnosis=diagnostics.diagnose(session, log),
-        session=session,
-        requests=None if log is None else tables.requests_frame(log, session),
+        diagnosis=result.diagnosis,
+        session=result.session,
+        requests=None if result.log is None else tables.requests_frame(result.log, result.session),
     )
-
-
-def run(args: argparse.Namespace) -> DiagnosisView | SyncWindowsView:
-    return diagnose(args.session_id, history=args.history)
 
 
 def _requests_table(css_class: str, rows: list[dict[str, Any]]) -> str:
