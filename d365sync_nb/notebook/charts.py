@@ -490,7 +490,8 @@ def sync_windows(hours: list[dict[str, Any]], *, title: str | None = None) -> Fi
     by_hour = {h["hour"]: h for h in hours}
     medians = [(by_hour[h]["median_seconds"] or 0) / 60 if h in by_hour else 0 for h in every]
     bars = ax.bar(every, medians, color="#90caf9", label="median duration (min)")
-    bars.set_gid("median-duration")
+    for bar in bars:
+        bar.set_gid("median-duration")
     ax.set_xlabel("hour of day (UTC)")
     ax.set_ylabel("median minutes")
     ax.set_xticks(every[::2])

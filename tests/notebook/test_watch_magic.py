@@ -83,3 +83,27 @@ def test_watch_errors_are_one_line(shell) -> None:
             shell.run_line_magic("d365sync", line)
         assert words in str(info.value) and "\n" not in str(info.value)
     shell.run_line_magic("d365sync", "watch --stop")  # nothing running: says so, no error
+
+
+def test_when_to_sync_in_a_notebook_and_its_chart(connected) -> None:
+    import d365sync_nb.notebook as nb
+    from d365sync_nb.notebook import charts
+
+    view = nb.diagnose(history=True)
+    assert isinstance(view, nb.WhenToSyncView)
+    assert view.verdict.startswith("Too few sessions to tell when syncs go best: 0 finished")
+    assert str(connected.run_line_magic("d365sync", "diagnose --history")) == str(view)
+    hours = [
+        {"hour": 1, "sessions": 3, "median_seconds": 240.0, "throttle_rate": 0.0,
+         "failure_rate": 0.0},
+        {"hour": 9, "sessions": 3, "median_seconds": 600.0, "throttle_rate": 0.03,
+         "failure_rate": 0.33},
+    ]  # fmt: skip
+    figure = charts.sync_windows(hours)
+    ax, rates = figure.axes
+    bars = [p for p in ax.patches if p.get_gid() == "median-duration" and p.get_height() > 0]
+    assert [(round(b.get_x() + b.get_width() / 2), b.get_height()) for b in bars] == [
+        (1, 4.0), (9, 10.0)
+    ]  # fmt: skip
+    lines = {line.get_gid(): list(line.get_ydata()) for line in rates.get_lines()}
+    assert lines == {"429-rate": [0.0, 3.0], "failure-rate": [0.0, 33.0]}
