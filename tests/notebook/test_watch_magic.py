@@ -10,6 +10,8 @@ from collections.abc import Iterator
 import pytest
 from jupyter_client import KernelManager
 
+from d365sync_nb.errors import ConfigurationError
+
 from .conftest import Kernel, started_kernel
 
 ACTIONS = "nb.checks()['action'].tolist()"
@@ -107,3 +109,20 @@ def test_when_to_sync_in_a_notebook_and_its_chart(connected) -> None:
     ]  # fmt: skip
     lines = {line.get_gid(): list(line.get_ydata()) for line in rates.get_lines()}
     assert lines == {"429-rate": [0.0, 3.0], "failure-rate": [0.0, 33.0]}
+
+
+def test_wait_for_check_blocks_a_cell_until_the_watch_checks(connected) -> None:
+    import d365sync_nb.notebook as nb
+
+    watch = nb.watch(every="1s", notify=[], display=False)
+    try:
+        first = watch.wait_for_check()
+        assert first.action.value == "synced" and first.global_version_id == 1
+        nb.get_connection().emulator.next_release()
+        upgraded = watch.wait_for_check(lambda r: r.action.value == "synced", timeout=60)
+        assert upgraded.global_version_id == 2 and upgraded.previous_version_id == 1
+    finally:
+        nb.stop_watch(display=False)
+    assert not watch.running
+    with pytest.raises(ConfigurationError, match="has stopped"):
+        watch.wait_for_check()

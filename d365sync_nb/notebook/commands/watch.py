@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import html
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,6 +65,7 @@ class NotebookWatch:
     events: deque[str] = field(default_factory=lambda: deque(maxlen=EVENTS_KEPT))
     notices: list[str] = field(default_factory=list)
     view: WatchView | None = None
+    _waiters: list[Callable[[CheckRecord], None]] = field(default_factory=list, repr=False)
 
     @property
     def running(self) -> bool:
@@ -72,8 +74,42 @@ class NotebookWatch:
     def status_line(self) -> str:
         return self.target.status_line(watching=self.running)
 
+    def wait_for_check(
+        self, until: Callable[[CheckRecord], bool] | None = None, *, timeout: float = 300.0
+    ) -> CheckRecord:
+        """Block the cell until the watch records its next check (one for which ``until``
+        holds, if given) and return it; the watch and its sync keep running meanwhile."""
+        _, bridge = state.require()
+        return bridge.run(self._next_check(until, timeout))
+
+    async def _next_check(
+        self, until: Callable[[CheckRecord], bool] | None, timeout: float
+    ) -> CheckRecord:
+        loop = asyncio.get_running_loop()
+        found: asyncio.Future[CheckRecord] = loop.create_future()
+
+        def on_check(record: CheckRecord) -> None:
+            if not found.done() and (until is None or until(record)):
+                found.set_result(record)
+
+        self._waiters.append(on_check)
+        try:
+            async with asyncio.timeout(timeout):
+                while not found.done():
+                    if not self.running:
+                        raise ConfigurationError("The watch has stopped: no further check")
+                    await asyncio.wait([found], timeout=0.5)
+            return found.result()
+        except TimeoutError:
+            raise ConfigurationError(f"No such check within {timeout:g} s") from None
+        finally:
+            self._waiters.remove(on_check)
+
     def on_event(self, event: dict[str, Any]) -> None:
         self.events.append(event_text(event))
+        if event["event"] == "check" and self.target.last is not None:
+            for waiter in list(self._waiters):
+                waiter(self.target.last)
         if self.view is not None:
             self.view.on_event(self, event)
 
