@@ -30,6 +30,11 @@ def test_a_watch_runs_on_the_kernel_loop_and_syncs_the_next_release(kernel: Kern
     assert reply.stream("stdout").startswith("Watching http://127.0.0.1:")
     kernel.poll(ACTIONS, lambda v: "'synced'" in v and "'up_to_date'" in v)
     assert kernel.run("x = 1 + 1").status == "ok"  # cells run while it watches
+    # a cell that blocks for the next checks (twice: the watch's sleeps run in the nested loop,
+    # which once killed the kernel with "pop from an empty deque")
+    for _ in range(2):
+        waited = kernel.run("print(nb.watch_status().wait_for_check().action.value)")
+        assert waited.status == "ok" and waited.stream("stdout") == "up_to_date\n"
     status = kernel.run("%d365sync watch --status").of_type("execute_result")[0]["data"]
     status = status["text/plain"]
     assert status.startswith("watching: ") and "last check" in status
@@ -59,6 +64,7 @@ def test_a_kernel_restart_ends_the_watch_and_the_next_connect_says_so(
         ).status
         == "ok"
     )
+    kernel.poll("nb.watch_status().status_line()", lambda v: v.startswith("watching: next"))
     kernel.km.restart_kernel(now=True)
     kernel.kc.wait_for_ready(timeout=60)
     reply = kernel.run(f"%load_ext d365sync_nb\n%d365sync connect --demo --cache-dir {cache}")
