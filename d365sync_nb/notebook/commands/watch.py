@@ -275,7 +275,8 @@ def _toast(notice: Notice, text: str) -> bool:
 
 def run(args: argparse.Namespace) -> Any:
     if args.stop:
-        return stop_watch()
+        stop_watch()  # it says what it stopped
+        return None
     if args.status:
         return watch_status()
     if not (args.once or args.every or args.cron):
