@@ -13,16 +13,13 @@ from pydantic import Field
 
 from d365sync_nb.automation.version_check import DEFAULT_STRATEGY, check_version
 from d365sync_nb.connection import registry
-from d365sync_nb.models import STRATEGY_DESCRIPTIONS, SyncStrategy
+from d365sync_nb.models import SyncStrategy
+from d365sync_nb.operations.check_version import STRATEGY
 from d365sync_nb.tools import Profile, Result, ToolSpec, as_tool
 
+# declared once (operations/check_version.py); the enum kept in the schema for assistants
 CheckStrategy = Annotated[
-    str,
-    Field(
-        description="The strategy a sync would use (decides what data counts as missing): "
-        + "; ".join(f"'{s.value}': {d}" for s, d in STRATEGY_DESCRIPTIONS.items()),
-        json_schema_extra={"enum": [s.value for s in SyncStrategy]},
-    ),
+    str, Field(description=STRATEGY.help, json_schema_extra={"enum": list(STRATEGY.enum or ())})
 ]
 
 

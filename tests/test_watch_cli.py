@@ -191,3 +191,18 @@ async def test_check_version_tool(emulator, tmp_path: Path):
         assert after["message"].startswith("Nothing to do")
         bad = await automation_tools.d365fo_check_version(strategy="everything")
         assert bad["success"] is False and "Unknown strategy" in bad["error"]
+
+
+def test_check_version_command(emulator, tmp_path):
+    where = ("--base-url", emulator.base_url, "--cache-dir", str(tmp_path))
+    before = d365sync("check-version", *where)
+    assert before.returncode == 0, before.stderr
+    assert before.stdout.startswith("Environment: version 1 (10.0.41.2095); cache: nothing")
+    assert "a sync is due: the cache has no complete version yet" in before.stdout
+    assert d365sync("watch", *where, "--once").returncode == 0
+    emulator.next_release()
+    after = json.loads(d365sync("check-version", *where, "--json").stdout)
+    assert after["due"] and after["version_changed"] and after["global_version_id"] == 2
+    assert after["cached_version_id"] == 1 and after["strategy"] == "incremental"
+    bad = d365sync("check-version", *where, "--strategy", "everything")
+    assert bad.returncode == 2 and "Unknown strategy" in bad.stderr

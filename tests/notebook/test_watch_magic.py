@@ -48,6 +48,8 @@ def test_a_watch_runs_on_the_kernel_loop_and_syncs_the_next_release(kernel: Kern
     assert stopped.status == "ok"
     assert stopped.stream("stdout").startswith("Stopped the watch; not watching; last check")
     assert kernel.value("nb.watch_status().running") == "False"
+    # check-version from a cell, while the kernel's loop runs: its requests run on a worker loop
+    assert kernel.value("nb.check_version().status.due") == "False"
     sessions = kernel.value(
         "[s.initiated_by for s in nb.get_connection().manager.get_session_history()]"
     )
@@ -132,3 +134,12 @@ def test_wait_for_check_blocks_a_cell_until_the_watch_checks(connected) -> None:
     assert not watch.running
     with pytest.raises(ConfigurationError, match="has stopped"):
         watch.wait_for_check()
+
+
+def test_check_version_in_a_notebook(connected) -> None:
+    import d365sync_nb.notebook as nb
+
+    view = nb.check_version()
+    assert view.status.due and view.status.cached_version_id is None
+    shown = connected.run_line_magic("d365sync", "check-version --strategy full")
+    assert str(shown).startswith("Environment: version 1 (10.0.41.2095); cache: nothing")
