@@ -53,7 +53,7 @@ class ConnectionInfo:
             lines.append(
                 f"Note: the watch started {w.get('started_at')} ({w.get('schedule')}, "
                 f"by the {w.get('started_by')}, pid {w.get('pid')}) ended when its process "
-                "stopped (a kernel restart?): this cache is not watched now; "
+                "stopped (a kernel restart, or a killed process): this cache is not watched now; "
                 "start it again with %d365sync watch"
             )
         env = self.environment
