@@ -56,6 +56,27 @@ def test_a_watch_runs_on_the_kernel_loop_and_syncs_the_next_release(kernel: Kern
     assert sessions == "['watch', 'watch']"
 
 
+def test_in_widget_mode_the_watch_shows_a_status_line_and_the_live_panel_of_its_sync(
+    kernel: Kernel,
+) -> None:
+    kernel.run("%config D365Sync.display = 'widget'")
+    try:
+        reply = kernel.run("%d365sync watch --every 1s --notify jupyter")
+        assert reply.status == "ok" and reply.of_type("display_data"), reply.outputs
+        kernel.run("nb.get_connection().emulator.configure(version=1)")  # a new version again
+        view = "nb.watch_status().view"
+        kernel.poll(f"len({view}.sessions.children)", lambda v: v == "1")
+        panel_classes = kernel.value(f"{view}.sessions.children[0]._dom_classes")
+        assert "d365sync-panel" in panel_classes
+        status = kernel.poll(f"{view}.status.value", lambda v: "last check" in v)
+        assert status.startswith("<b>watching: ")
+        notices = kernel.poll(f"{view}.notices.value", lambda v: "🔔" in v)
+        assert "synced" in notices or "Sync completed" in notices
+    finally:
+        kernel.run("%d365sync watch --stop")
+        kernel.run("%config D365Sync.display = 'auto'")
+
+
 def test_a_kernel_restart_ends_the_watch_and_the_next_connect_says_so(
     kernel: Kernel, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
