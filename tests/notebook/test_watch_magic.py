@@ -12,7 +12,7 @@ from jupyter_client import KernelManager
 
 from d365sync_nb.errors import ConfigurationError
 
-from .conftest import Kernel, started_kernel
+from .conftest import Kernel, drain_shell_replies, started_kernel
 
 ACTIONS = "nb.checks()['action'].tolist()"
 
@@ -90,6 +90,7 @@ def test_a_kernel_restart_ends_the_watch_and_the_next_connect_says_so(
     kernel.poll("nb.watch_status().status_line()", lambda v: v.startswith("watching: next"))
     kernel.km.restart_kernel(now=True)
     kernel.kc.wait_for_ready(timeout=60)
+    drain_shell_replies(kernel.kc)
     reply = kernel.run(f"%load_ext d365sync_nb\n%d365sync connect --demo --cache-dir {cache}")
     assert reply.status == "ok", reply.outputs
     out = reply.stream("stdout")
