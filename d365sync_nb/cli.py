@@ -1,5 +1,6 @@
-"""The ``d365sync`` command: emulator, sync, history, requests, diagnose, compare, search, demo
-(and mcp); the metadata explorer's commands are in :mod:`d365sync_nb.cli_explorer`.
+"""The ``d365sync`` command: emulator, sync, demo and mcp, plus one subcommand per operation
+of :mod:`d365sync_nb.operations` (history, requests, diagnose, the explorer's tables, ...),
+built from its declaration.
 
 Bad input is one line on stderr and exit code 2 (a usage error: argparse's and the core's
 ConfigurationError alike); an operation that failed (an unknown session, the service) exits 1.
@@ -28,14 +29,14 @@ from d365sync_nb.connection import (
     connect_from_args,
 )
 from d365sync_nb.errors import ConfigurationError, D365SyncError
-from d365sync_nb.models import STRATEGY_DESCRIPTIONS, SyncSession, SyncStatus, SyncStrategy
+from d365sync_nb.models import SyncSession, SyncStatus, SyncStrategy
 from d365sync_nb.operations import BY_NAME, OPERATIONS, Operation
+from d365sync_nb.operations import sync as sync_operation
 from d365sync_nb.operations.views import csv_text
+from d365sync_nb.views.session import SUMMARY_COUNTS
 
 HEARTBEAT_SECONDS = 10.0  # off a terminal (CI logs), a status line at least this often
 EXIT_CODES = {SyncStatus.COMPLETED: 0, SyncStatus.FAILED: 1, SyncStatus.CANCELLED: 130}
-
-
 class _Parser(argparse.ArgumentParser):
     """argparse whose usage errors are one line (``d365sync CMD: error: ...``), exit code 2."""
 
@@ -86,10 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sync = sub.add_parser("sync", help="run one sync session with live progress")
     add_connection_arguments(sync, scale_default="small")
-    strategies = "; ".join(f"{s.value}: {d}" for s, d in STRATEGY_DESCRIPTIONS.items())
-    sync.add_argument("--strategy", default="full", help=f"one of: {strategies}")
-    sync.add_argument("--version", dest="global_version_id", default=None)
-    sync.add_argument("--force", action="store_true", help="sync even when up to date")
+    for arg in sync_operation.ARGS:
+        arg.add_to(sync)
     sync.add_argument("--json", action="store_true", help="end with one JSON line on stdout")
 
     for operation in OPERATIONS:
@@ -145,7 +144,7 @@ def session_json(session: SyncSession) -> dict[str, Any]:
         "strategy": session.strategy.value,
         "global_version_id": session.global_version_id,
         "duration_seconds": session.duration_seconds,
-        "counts": {key: session.counts.get(key, 0) for key, _ in render.SUMMARY_COUNTS},
+        "counts": {key: session.counts.get(key, 0) for key, _ in SUMMARY_COUNTS},
         "phases": {
             p.phase.value: {
                 "status": p.status.value,
@@ -166,7 +165,7 @@ def session_json(session: SyncSession) -> dict[str, Any]:
 async def run_sync(
     conn: Connection,
     strategy: str,
-    version: str | None,
+    version: int | None,
     *,
     force: bool,
     as_json: bool,
@@ -212,16 +211,15 @@ async def run_sync(
 
 
 def _sync(args: argparse.Namespace) -> int:
-    SyncStrategy.parse(args.strategy)  # a typo fails before anything is opened or written
+    strategy = args.strategy or "full"
+    SyncStrategy.parse(strategy)  # a typo fails before anything is opened or written
     conn = connect_from_args(args, repair_cache=True)
     _say_cache_notice(conn)
     thresholds = gc.get_threshold()
     gc.set_threshold(50_000, 20, 100)  # a realistic sync: 13 full collections -> 0, -5% time
     try:
         return asyncio.run(
-            run_sync(
-                conn, args.strategy, args.global_version_id, force=args.force, as_json=args.json
-            )
+            run_sync(conn, strategy, args.version, force=args.force, as_json=args.json)
         )
     finally:
         gc.set_threshold(*thresholds)

@@ -263,6 +263,21 @@ def default_connection(conn: Connection) -> Iterator[Connection]:
         registry.set_default(previous)
 
 
+def check_where(
+    *,
+    base_url: str | None,
+    profile: str | None,
+    demo: bool,
+    scale: str | None = None,
+    latency_ms: float | None = None,
+) -> None:
+    """One place that says which of the connection options go together."""
+    if sum(bool(x) for x in (base_url, profile, demo)) > 1:
+        raise ConfigurationError("Give only one of --profile, --base-url and --demo")
+    if not demo and (scale is not None or latency_ms is not None):
+        raise ConfigurationError("--scale and --latency-ms only apply with --demo")
+
+
 def connect(
     *,
     base_url: str | None = None,
@@ -283,8 +298,7 @@ def connect(
     ``repair_cache`` (surfaces about to sync): a damaged cache file is moved aside and a new
     one started (``manager.cache_notice`` says so); else a damaged file is an error.
     """
-    if sum(bool(x) for x in (base_url, profile, demo)) > 1:
-        raise ConfigurationError("Give only one of a base URL, a profile and the demo emulator")
+    check_where(base_url=base_url, profile=profile, demo=demo)
     emulator = None
     name = None
     if demo:
@@ -354,8 +368,8 @@ def connection_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def connect_from_args(args: argparse.Namespace, **overrides: Any) -> Connection:
     """The connection named by :func:`add_connection_arguments` options (``overrides`` win)."""
-    if not args.demo and (args.latency_ms is not None):
-        raise ConfigurationError("--latency-ms only applies with --demo")
+    check_where(base_url=args.base_url, profile=args.profile, demo=args.demo,
+                latency_ms=args.latency_ms)  # fmt: skip
     options = connection_options(args)
     options["scale"] = options["scale"] or "small"
     options.update(overrides)

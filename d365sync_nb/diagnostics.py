@@ -155,14 +155,20 @@ def diagnose(session: SyncSession, log: list[dict[str, Any]] | None = None) -> D
     )
 
 
-def diagnose_session(manager: SyncSessionManager, session_id: str) -> Diagnosis:
-    """:func:`diagnose` a session of ``manager`` with its request log, if it is still kept."""
+def session_with_log(
+    manager: SyncSessionManager, session_id: str
+) -> tuple[SyncSession, list[dict[str, Any]] | None]:
+    """A session of ``manager`` and its request log (None once pruned)."""
     session = manager.get_sync_session(session_id)
     try:
-        log: list[dict[str, Any]] | None = manager.get_request_log(session.session_id)
+        return session, manager.get_request_log(session.session_id)
     except RequestLogUnavailable:  # pruned: the aggregates still tell most of it
-        log = None
-    return diagnose(session, log)
+        return session, None
+
+
+def diagnose_session(manager: SyncSessionManager, session_id: str) -> Diagnosis:
+    """:func:`diagnose` a session of ``manager`` with its request log, if it is still kept."""
+    return diagnose(*session_with_log(manager, session_id))
 
 
 # The figures compared per phase, in the order every surface shows them.

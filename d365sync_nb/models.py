@@ -287,6 +287,16 @@ class StartResult:
     message: str
     synced_at: str | None = None
 
+    @property
+    def up_to_date_sentence(self) -> str:
+        """``Version 3 is already up to date for 'full' (synced 2026-...Z)``: the one wording
+        every surface starts from (each adds what its user can do next)."""
+        synced = f" (synced {self.synced_at})" if self.synced_at else ""
+        return (
+            f"Version {self.global_version_id} is already up to date for "
+            f"'{self.strategy.value}'{synced}"
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "session_id": self.session_id,

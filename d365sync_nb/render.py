@@ -1,50 +1,24 @@
-"""Plain-text rendering of sessions and tables, shared by the CLI and the notebook fallback.
+"""Plain-text layout of sessions and tables, shared by the CLI and the notebook fallback.
 
-The one place for text output: the counts a summary shows (:data:`SUMMARY_COUNTS`), a session's
-report (:func:`session_report`), its retries and throttling (:func:`http_parts`, shown only when
-nonzero) and the live text progress of a session (:class:`ProgressPrinter`, the CLI's stderr and
-the notebook's text display alike).
+It lays out the view models of :mod:`d365sync_nb.views`: a session's report
+(:func:`session_report`), its live text progress (:class:`ProgressPrinter`, the CLI's stderr
+and the notebook's text display alike), two sessions compared (:func:`compare_text`) and
+tables (:func:`table`).
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
 
 from d365sync_nb import diagnostics
-from d365sync_nb.models import PhaseProgress, PhaseStatus, SyncSession, SyncStatus
+from d365sync_nb.models import PhaseStatus, SyncSession
+from d365sync_nb.views import PhaseView, SessionView, clock, figure
+from d365sync_nb.views.session import summary_counts
 
 BAR_WIDTH = 24
-# The counts a session summary shows, in order: (key of SyncSession.counts, label).
-SUMMARY_COUNTS: tuple[tuple[str, str], ...] = (
-    ("data_entities", "data entities"),
-    ("public_entities", "public entities"),
-    ("actions", "actions"),
-    ("enumerations", "enumerations"),
-    ("labels", "labels"),
-)
-STATUS_MARK = {
-    PhaseStatus.PENDING: " ",
-    PhaseStatus.RUNNING: ">",
-    PhaseStatus.COMPLETED: "✓",
-    PhaseStatus.FAILED: "✗",
-    PhaseStatus.CANCELLED: "■",
-    PhaseStatus.SKIPPED: "-",
-    PhaseStatus.REUSED: "↺",
-}
-_UNDERWAY = frozenset({PhaseStatus.PENDING, PhaseStatus.RUNNING})  # a phase that has not ended
-
-
-def summary_counts(counts: Mapping[str, int]) -> list[tuple[str, int]]:
-    """``(label, value)`` of each :data:`SUMMARY_COUNTS` entry present in ``counts``."""
-    return [(label, counts[key]) for key, label in SUMMARY_COUNTS if key in counts]
-
-
-def counts_text(counts: Mapping[str, int]) -> str:
-    """``100 data entities, 80 public entities, ...`` (the summary counts present)."""
-    return ", ".join(f"{value:,} {label}" for label, value in summary_counts(counts))
 
 
 def bar(percent: float, width: int = BAR_WIDTH) -> str:
@@ -52,102 +26,38 @@ def bar(percent: float, width: int = BAR_WIDTH) -> str:
     return "█" * filled + "░" * (width - filled)
 
 
-def fmt_seconds(seconds: float | None) -> str:
-    if seconds is None:
-        return "–"
-    seconds = max(0, round(seconds))
-    minutes, secs = divmod(seconds, 60)
-    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
-
-
-def wait_text(seconds: float) -> str:
-    """A throttle wait: ``0.4 s``, ``12 s``, ``2m05s``."""
-    if seconds < 10:
-        return f"{seconds:.1f} s"
-    return f"{seconds:.0f} s" if seconds < 60 else fmt_seconds(seconds)
-
-
-def http_parts(session: SyncSession) -> list[str]:
-    """What went wrong on the wire so far, only the nonzero figures: ``12 retries``,
-    ``30 × 429``, ``waits 4.2 s`` (the waits before retries, Retry-After or backoff, summed
-    over the requests that waited: it can exceed the session's time)."""
-    http = session.http
-    parts = []
-    if http.retries:
-        parts.append(f"{http.retries:,} retr{'y' if http.retries == 1 else 'ies'}")
-    if http.throttled:
-        parts.append(f"{http.throttled:,} × 429")
-    if http.throttle_wait_seconds >= 0.05:
-        parts.append(f"waits {wait_text(http.throttle_wait_seconds)}")
-    return parts
-
-
-def http_line(session: SyncSession) -> str | None:
-    """The report's line on retries and throttling, or None when there were none."""
-    parts = http_parts(session)
-    if not parts:
-        return None
-    return f"Requests: {session.http.requests:,}, " + ", ".join(parts)
-
-
 def status_line(session: SyncSession) -> str:
     """One line: overall bar, percent, phase, ETA, rate (and retries, 429s, throttle wait
     when there were any)."""
     phase = session.current_phase.value if session.current_phase else session.status.value
     rate = session.items_per_second
-    eta = session.estimated_remaining_seconds
     parts = [
         f"{bar(session.progress_percent)} {session.progress_percent:5.1f}%",
         f"{phase:<13}",
     ]
     if session.is_running:
-        parts.append(f"ETA {fmt_seconds(eta)}")
+        parts.append(f"ETA {clock(session.estimated_remaining_seconds)}")
         if rate:
             parts.append(f"{rate:,.0f} items/s")
-    parts += http_parts(session)
+    parts += SessionView(session).http_parts
     return "  ".join(parts)
 
 
-def session_sentence(session: SyncSession) -> str:
-    """One sentence on where a session stands (assistants and one-line displays)."""
-    if session.is_running:
-        phase = session.current_phase.value if session.current_phase else "starting"
-        eta = session.estimated_remaining_seconds
-        left = f", about {eta:.{0 if eta >= 10 else 1}f} s left" if eta is not None else ""
-        return f"Running: {session.progress_percent:.0f}% done, phase '{phase}'{left}."
-    took = f"{session.duration_seconds:.1f} s"
-    if session.status == SyncStatus.COMPLETED:
-        return f"Completed in {took}."
-    if session.status == SyncStatus.CANCELLED:
-        return f"Cancelled after {took}."
-    return f"Failed after {took}: {session.error or 'no error recorded'}"
-
-
-def items_text(p: PhaseProgress) -> str:
-    """``899/899``, ``12``, or nothing for a phase that counts no items (initializing, ...)."""
-    if p.items_total is None:
-        return f"{p.items_processed:,}" if p.items_processed else ""
-    return f"{p.items_processed:,}/{p.items_total:,}"
+def phase_line(p: PhaseView) -> str:
+    """`` ✓ entities      ████████████████ completed         100/100     1s  note``"""
+    items, secs = p.items, clock(p.elapsed) if p.elapsed is not None else ""
+    if p.status == PhaseStatus.REUSED:  # fetched nothing: its note says what it reused
+        items = secs = ""
+    line = f" {p.mark} {p.name:<13} {bar(p.percent, 16)} {p.status.value:<9} {items:>15} {secs:>6}"
+    if p.note:
+        line += f"  {p.note}"
+    if p.error:
+        line += f"  {p.error}"
+    return line.rstrip()
 
 
 def phase_lines(session: SyncSession) -> list[str]:
-    lines = []
-    for p in session.phases.values():
-        items = items_text(p)
-        mark = STATUS_MARK[p.status]
-        secs = fmt_seconds(p.seconds) if p.seconds is not None else ""
-        if p.status == PhaseStatus.REUSED:  # fetched nothing: its note says what it reused
-            items = secs = ""
-        line = (
-            f" {mark} {p.phase.value:<13} {bar(p.percent, 16)} {p.status.value:<9}"
-            f" {items:>15} {secs:>6}"
-        )
-        if p.note:
-            line += f"  {p.note}"
-        if p.error:
-            line += f"  {p.error}"
-        lines.append(line.rstrip())
-    return lines
+    return [phase_line(p) for p in SessionView(session).phases]
 
 
 def session_report(session: SyncSession) -> str:
@@ -161,24 +71,22 @@ def outcome_lines(session: SyncSession, *, phase_errors_shown: bool = False) -> 
     """The report without its phase lines: header, note, counts, retries and throttling (when
     any) and error (the error is left out when ``phase_errors_shown`` and a phase line already
     carries it)."""
-    head = (
-        f"Session {session.session_id}  {session.strategy.value}  "
-        f"version {session.global_version_id}  {session.status.value}  "
-        f"{fmt_seconds(session.duration_seconds)}"
-    )
-    lines = [head]
+    view = SessionView(session)
+    lines = [view.headline]
     if session.message:
         lines.append(f"Note: {session.message}")
     counts = summary_counts(session.counts)
     if counts:
         lines.append("Counts: " + ", ".join(f"{label} {value:,}" for label, value in counts))
-    http = http_line(session)
-    if http:
-        lines.append(http)
+    if view.http_line:
+        lines.append(view.http_line)
     in_phase = phase_errors_shown and any(p.error for p in session.phases.values())
     if session.error and not in_phase:
         lines.append(f"Error: {session.error}")
     return lines
+
+
+_UNDERWAY = frozenset({PhaseStatus.PENDING, PhaseStatus.RUNNING})  # a phase that has not ended
 
 
 class ProgressPrinter:
@@ -281,7 +189,7 @@ def compare_text(a: SyncSession, b: SyncSession, rows: list[dict[str, Any]]) -> 
     with the ratio B/A of seconds and requests."""
     heads = [
         f"{name}: {s.session_id}  {s.strategy.value}  {s.status.value}  "
-        f"{fmt_seconds(s.duration_seconds)}  {s.http.requests:,} requests"
+        f"{clock(s.duration_seconds)}  {s.http.requests:,} requests"
         for name, s in (("A", a), ("B", b))
     ]
     cells = [
@@ -319,27 +227,17 @@ def _compare_cells(
     requests_ratio: float | None,
 ) -> dict[str, str]:
     def pair(key: str) -> str:
-        left, right = (_figure(value) for value in pairs[key])
+        left, right = (figure(value) for value in pairs[key])
         return left if left == right and key == "status" else f"{left} → {right}"
 
     return {
         "phase": phase,
         "status A → B": pair("status"),
         "seconds": pair("seconds"),
-        "s B/A": _figure(seconds_ratio),
+        "s B/A": figure(seconds_ratio),
         "items": pair("items"),
         "requests": pair("requests"),
-        "req B/A": _figure(requests_ratio),
+        "req B/A": figure(requests_ratio),
         "retries": pair("retries"),
         "429": pair("throttled"),
     }
-
-
-def _figure(value: Any) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.2f}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)

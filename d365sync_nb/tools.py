@@ -23,7 +23,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from d365sync_nb import diagnostics, render
+from d365sync_nb import diagnostics
 from d365sync_nb.connection import registry
 from d365sync_nb.errors import (
     ConfigurationError,
@@ -38,7 +38,10 @@ from d365sync_nb.models import (
     SyncStrategy,
     iso,
 )
+from d365sync_nb.operations import history as history_operation
+from d365sync_nb.operations.spec import Arg
 from d365sync_nb.redaction import redact
+from d365sync_nb.views import SessionView
 
 log = logging.getLogger(__name__)
 
@@ -74,61 +77,6 @@ GlobalVersionId = Annotated[
         "environment runs now (the usual choice)"
     ),
 ]
-Limit = Annotated[
-    int,
-    Field(
-        description=f"How many recent sessions to return, 1 to {MAX_HISTORY} (out-of-range "
-        "values are clamped)",
-        json_schema_extra={"minimum": 1, "maximum": MAX_HISTORY},
-    ),
-]
-
-DATE_FORMS = (
-    "a date or an ISO 8601 time like 2026-11-30 or 2026-11-30T14:00:00Z (UTC unless it has an "
-    "offset)"
-)
-
-
-def _enum_of_optional(values: list[str]) -> Callable[[dict[str, Any]], None]:
-    """Put ``enum`` on the string branch of an optional argument's JSON schema (the null branch
-    stays valid); values outside it still reach the tool, which answers with the valid ones."""
-
-    def extra(schema: dict[str, Any]) -> None:
-        for branch in schema.get("anyOf", ()):
-            if branch.get("type") == "string":
-                branch["enum"] = values
-
-    return extra
-
-
-def _only(what: str, values: list[str]) -> Any:
-    """An optional filter argument taking one of ``values`` (an enum in the JSON schema)."""
-    return Annotated[
-        str | None,
-        Field(
-            description=f"Only sessions {what}: "
-            + ", ".join(f"'{v}'" for v in values)
-            + "; omit for all",
-            json_schema_extra=_enum_of_optional(values),
-        ),
-    ]
-
-
-StatusFilter = _only("with this outcome", [s.value for s in SyncStatus])
-StrategyFilter = _only("of this strategy", [s.value for s in SyncStrategy])
-Since = Annotated[
-    str | None,
-    Field(description=f"Only sessions started at or after this moment: {DATE_FORMS}"),
-]
-Until = Annotated[
-    str | None,
-    Field(description=f"Only sessions started before this moment (exclusive): {DATE_FORMS}"),
-]
-VersionFilter = Annotated[
-    int | None,
-    Field(description="Only sessions that synced this cached global version id"),
-]
-
 Result = dict[str, Any]
 _FIND_SESSIONS = (
     "d365fo_list_sync_sessions lists the running sessions, d365fo_get_sync_history the "
@@ -203,12 +151,8 @@ async def d365fo_start_sync(
     }
     sid = result.session_id
     if sid is None:
-        synced = f" (synced {result.synced_at})" if result.synced_at else ""
         answer["synced_at"] = result.synced_at
-        answer["message"] = (
-            f"Version {result.global_version_id} is already up to date for "
-            f"'{result.strategy}'{synced}; no session was started."
-        )
+        answer["message"] = f"{result.up_to_date_sentence}; no session was started."
         answer["instructions"] = (
             "Nothing to follow: the cached metadata is current (d365fo_get_sync_history shows "
             "when it was synced). To fetch what this strategy leaves out, start another "
@@ -234,7 +178,7 @@ async def d365fo_get_sync_progress(session_id: SessionId, profile: Profile = Non
         session = await manager.wait(session.session_id)
     answer: Result = {
         "success": True,
-        "message": render.session_sentence(session),
+        "message": SessionView(session).sentence,
         "summary": session.summary(),
         "session": session.to_dict(),
     }
@@ -274,7 +218,7 @@ async def d365fo_list_sync_sessions(profile: Profile = None) -> Result:
     active = conn.manager.get_active_sessions()
     if active:
         text = f"{len(active)} sync session(s) running: " + "; ".join(
-            f"{s.session_id}: {render.session_sentence(s)}" for s in active
+            f"{s.session_id}: {SessionView(s).sentence}" for s in active
         )
     else:
         text = "No sync session is running."
@@ -292,15 +236,30 @@ async def d365fo_list_sync_sessions(profile: Profile = None) -> Result:
     }
 
 
+def _history_parameters(fn: ToolFn) -> ToolFn:
+    """The history tool's arguments are the history operation's (with the tool's bound on
+    ``limit`` and its name ``global_version_id``), plus ``profile``."""
+    fn.__signature__ = history_operation.OPERATION.tool_signature(  # type: ignore[attr-defined]
+        rename={"version": "global_version_id"},
+        replace={"limit": Arg("limit", f"How many recent sessions to return, 1 to {MAX_HISTORY} "
+                              "(out-of-range values are clamped)", kind=int, default=20,
+                              minimum=1, maximum=MAX_HISTORY)},
+        extra=[inspect.Parameter("profile", inspect.Parameter.KEYWORD_ONLY, default=None,
+                                 annotation=Profile)],
+    )  # fmt: skip
+    return fn
+
+
 @as_tool
+@_history_parameters
 async def d365fo_get_sync_history(
-    limit: Limit = 20,
-    profile: Profile = None,
-    status: StatusFilter = None,
-    strategy: StrategyFilter = None,
-    since: Since = None,
-    until: Until = None,
-    global_version_id: VersionFilter = None,
+    limit: int = 20,
+    profile: str | None = None,
+    status: str | None = None,
+    strategy: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    global_version_id: int | None = None,
 ) -> Result:
     """Recent sessions, newest first, with success/failure counts and average duration;
     optionally only those of a status, strategy, global version or time range."""

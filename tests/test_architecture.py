@@ -30,7 +30,7 @@ CORE = (
 )
 # The operations (each declared once) and the view models they return, with the plain-text
 # layout: UI-free, above the core, below every surface.
-OPERATIONS = ("operations", "render")
+OPERATIONS = ("operations", "views", "render")
 SURFACES = (
     "cli", "cli_explorer", "cli_watch", "mcp_server", "tools", "metadata_tools",
     "automation_tools", "notebook", "__main__",

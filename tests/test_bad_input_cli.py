@@ -48,7 +48,7 @@ CASES = [
     Case("huge concurrency", ("sync", "--demo", "--concurrency", "1000000000"), 2, "256"),
     Case("huge version", ("sync", "--demo", "--version", "1" * 30), 2,
          "Global version id must be between 1 and", writes_nothing=False),
-    Case("word version", ("sync", "--demo", "--version", "abc"), 2, "must be an integer",
+    Case("word version", ("sync", "--demo", "--version", "abc"), 2, "expected a whole number",
          writes_nothing=False),
     Case("huge limit", ("history", "--demo", "--limit", "1" + "0" * 20), 2, "between 1 and 1000"),
     Case("negative limit", ("search", "x", "--demo", "--limit", "-1"), 2, "between 1 and 1000"),

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from d365sync_nb.models import PHASES
-from d365sync_nb.render import SUMMARY_COUNTS
+from d365sync_nb.views.session import SUMMARY_COUNTS
 
 
 def d365sync(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -253,7 +253,7 @@ def test_history_filters_select_sessions(synced):
         (["history", "--strategy", "fastest"], "Unknown strategy 'fastest'; choose one of", 2),
         (["history", "--since", "yesterday"], "since must be a date or time", 2),
         (["history", "--until", "2026-13-01"], "until must be a date or time", 2),
-        (["history", "--version", "x"], "Global version id must be an integer", 2),
+        (["history", "--version", "x"], "--version: expected a whole number", 2),
         (["history", "--limit", "0"], "--limit: must be between 1 and 1000, not 0", 2),
         (["requests", "--status", "bogus"], "Unknown status filter 'bogus'", 2),
         (["requests", "--phase", "nope", "--json"], "Unknown phase 'nope'", 2),

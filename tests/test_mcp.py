@@ -109,7 +109,7 @@ async def test_tools_schemas_and_bad_arguments(tmp_path: Path) -> None:
                 {"type": "null"},
             ]
             assert (
-                history[name]["default"] is None and "omit for all" in history[name]["description"]
+                history[name]["default"] is None and "only sessions" in history[name]["description"]
             )
         for name in ("since", "until"):
             assert "2026-11-30" in history[name]["description"]

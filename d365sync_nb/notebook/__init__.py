@@ -8,10 +8,12 @@
     entities("customer"); fields("CustomersV3"); members("NoYes"); diff(); export("out")
     watch(every="15m"); watch_status(); checks(); diagnose(history=True); stop_watch()
 
-Layout: :mod:`.magics` routes ``%d365sync NAME`` to ``commands/NAME.py`` (its options and its
-function, re-exported here); :mod:`.config` is the one ``D365Sync`` config; :mod:`.state` the
-notebook's connection, loop and live panels; :mod:`.panel` and :mod:`.dashboard` the widgets;
-:mod:`.waiting` a cell that waits for a session; text output is :mod:`d365sync_nb.render`.
+Layout: :mod:`.magics` routes ``%d365sync NAME`` to an operation's command
+(:mod:`.operations`, derived from :mod:`d365sync_nb.operations`) or to ``commands/NAME.py``
+(the notebook's own: connect, start, progress, cancel, timeline, panel); :mod:`.config` is the
+one ``D365Sync`` config; :mod:`.state` the notebook's connection, loop and live panels;
+:mod:`.panel` and :mod:`.dashboard` the widgets; :mod:`.waiting` a cell that waits for a
+session; text output is :mod:`d365sync_nb.render`.
 """
 
 from __future__ import annotations

@@ -17,12 +17,12 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
-from d365sync_nb import render
 from d365sync_nb.diagnostics import Diagnosis, SyncWindows
 from d365sync_nb.models import SyncSession
 from d365sync_nb.notebook import charts, frontend, tables
 from d365sync_nb.operations.checks import SyncWindowsView
 from d365sync_nb.operations.views import DiagnosisResult
+from d365sync_nb.views import duration
 
 NO_LOG = "The request log of this session was pruned (only recent sessions keep one): no charts."
 
@@ -60,7 +60,7 @@ class DiagnosisView:
         if http.transport_errors:
             parts.append(f"{http.transport_errors:,} without an answer")
         if http.throttle_wait_seconds:
-            parts.append(f"waits before retries {render.wait_text(http.throttle_wait_seconds)}")
+            parts.append(f"waits before retries {duration(http.throttle_wait_seconds)}")
         text = "Requests: " + ", ".join(parts)
         latency = http.latency_ms or {}
         if latency:

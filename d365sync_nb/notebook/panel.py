@@ -46,6 +46,7 @@ from d365sync_nb.models import (
 )
 from d365sync_nb.notebook.event_loop import LoopBridge, clicks_reach_a_waiting_cell
 from d365sync_nb.sync.manager import SyncSessionManager
+from d365sync_nb.views import PhaseView, SessionView, clock
 
 PHASE_BAR_STYLE = {
     PhaseStatus.PENDING: "",
@@ -72,12 +73,6 @@ ERROR_COLOR = "#c62828"
 THROTTLED_COLOR = "#e65100"  # retries and 429s in the overall text
 STATUS_CLASS_PREFIX = "d365sync-status-"
 MAX_PANELS = 32  # live panels kept per notebook (running ones are never dropped)
-
-
-def fmt_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "–"
-    return f"{seconds:.1f} s" if seconds < 60 else render.fmt_seconds(seconds)
 
 
 def set_status_class(widget: widgets.DOMWidget, status: str) -> None:
@@ -148,17 +143,7 @@ class PhaseRow:
 
     @staticmethod
     def _text(p: PhaseProgress) -> str:
-        parts = [p.status.value]
-        if p.status not in (PhaseStatus.PENDING, PhaseStatus.SKIPPED, PhaseStatus.REUSED):
-            if items := render.items_text(p):
-                parts.append(items)
-            if p.status == PhaseStatus.RUNNING and p.items_per_second:
-                parts.append(f"{p.items_per_second:,.0f}/s")
-            elif p.seconds is not None:
-                parts.append(fmt_duration(p.seconds))
-        if p.note:
-            parts.append(p.note)
-        text = html.escape(" · ".join(parts))
+        text = html.escape(PhaseView.of(p).summary)
         if p.status == PhaseStatus.FAILED:  # the error itself is in the summary (and tooltip)
             text = f'<span style="color:{ERROR_COLOR}">{text}</span>'
         return text
@@ -300,10 +285,10 @@ class SessionPanel:
 
     def _overall_text(self, s: SyncSession) -> str:
         if s.status.is_final:
-            return f"{s.progress_percent:.1f}% · {fmt_duration(s.duration_seconds)}"
+            return SessionView(s).progress
         eta = self._eta.update(s.estimated_remaining_seconds)
         rate = self._rate.update(s.items_per_second, key=s.current_phase)
-        parts = [f"{s.progress_percent:.1f}%", f"ETA {render.fmt_seconds(eta)}"]
+        parts = [f"{s.progress_percent:.1f}%", f"ETA {clock(eta)}"]
         if rate:
             parts.append(f"{rate:,.0f} items/s")
         return " · ".join(parts)
@@ -311,7 +296,7 @@ class SessionPanel:
     @staticmethod
     def _http_text(s: SyncSession) -> str:
         """Retries, 429s and the throttle wait so far, only when nonzero (an HTML span)."""
-        parts = render.http_parts(s)
+        parts = SessionView(s).http_parts
         if not parts:
             return ""
         text = html.escape(" · ".join(parts))
@@ -327,19 +312,10 @@ class SessionPanel:
 
     @staticmethod
     def _summary(s: SyncSession) -> str:
-        took = fmt_duration(s.duration_seconds)
-        if s.status == SyncStatus.COMPLETED:
-            counts = render.counts_text(s.counts)
-            requests = f" ({s.requests:,} requests)" if s.requests else ""
-            return html.escape(f"Completed in {took}: {counts}{requests}")
-        where = f" in phase {s.current_phase.value}" if s.current_phase else ""
-        if s.status == SyncStatus.CANCELLED:
-            return html.escape(f"Cancelled{where} after {took}; the cache keeps its previous build")
-        error = html.escape(s.error or "unknown error")
-        return (
-            f'<span style="color:{ERROR_COLOR}">Failed{html.escape(where)} after '
-            f"{html.escape(took)}: {error}</span>"
-        )
+        outcome = html.escape(SessionView(s).outcome or "")
+        if s.status == SyncStatus.FAILED:
+            return f'<span style="color:{ERROR_COLOR}">{outcome}</span>'
+        return outcome
 
     # -- cancel ----------------------------------------------------------------------------
     @contextlib.contextmanager

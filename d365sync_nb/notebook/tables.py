@@ -252,6 +252,8 @@ def requests_frame(
     return frame
 
 
+
+
 def compare_frame(rows: Sequence[dict[str, Any]], a: SyncSession, b: SyncSession) -> pd.DataFrame:
     """Two sessions phase by phase (rows of ``diagnostics.compare``): ``a_*`` and ``b_*``
     columns side by side, ``seconds_ratio`` and ``requests_ratio`` (b / a; NaN where a is 0).

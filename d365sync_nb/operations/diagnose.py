@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from d365sync_nb import diagnostics
-from d365sync_nb.errors import ConfigurationError, RequestLogUnavailable
+from d365sync_nb.errors import ConfigurationError
 from d365sync_nb.operations.checks import SyncWindowsView
 from d365sync_nb.operations.common import SESSION_ID
 from d365sync_nb.operations.spec import Arg, Operation
@@ -19,12 +19,7 @@ def call(
         if session_id is not None:
             raise ConfigurationError("--history reads every session: give no session id")
         return SyncWindowsView(diagnostics.sync_windows(manager.get_session_history(limit=1000)))
-    session = manager.get_sync_session(manager.find_session_id(session_id))
-    log: list[dict[str, Any]] | None
-    try:
-        log = manager.get_request_log(session.session_id)
-    except RequestLogUnavailable:  # pruned: the http record still tells most of it
-        log = None
+    session, log = diagnostics.session_with_log(manager, manager.find_session_id(session_id))
     return DiagnosisResult(diagnostics.diagnose(session, log), session, log)
 
 

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from d365sync_nb.errors import ConfigurationError
 from d365sync_nb.operations.common import limit
 from d365sync_nb.operations.spec import REQUIRED, Arg, Operation
 from d365sync_nb.operations.views import SearchView
 
 
 def call(manager: Any, text: str, limit: int) -> SearchView:
-    if not text.strip():
-        raise ConfigurationError("Nothing to search for: give some text, e.g. customer")
     return SearchView(manager.search(text, limit=limit))
 
 
@@ -22,7 +19,8 @@ OPERATION = Operation(
     doc="Search cached entities, properties, enumerations and labels (full text, prefix "
     "match), best first.",
     args=(
-        Arg("text", "words to look for", positional=True, default=REQUIRED, words=True),
+        Arg("text", "words to look for", positional=True, default=REQUIRED, words=True,
+            missing="Nothing to search for: give some text, e.g. customer"),
         limit("hits", keyword_only=False),
     ),
     call=call,

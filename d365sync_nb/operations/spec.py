@@ -71,6 +71,7 @@ class Arg:
     words: bool = False
     keyword_only: bool | None = None
     config_default: str | None = None
+    missing: str | None = None  # what a required argument left empty says
 
     @property
     def required(self) -> bool:
@@ -91,7 +92,9 @@ class Arg:
     def add_to(self, parser: argparse.ArgumentParser | Any) -> None:
         """Add this argument to an argparse parser (or mutually exclusive group)."""
         if self.kind is bool:
-            parser.add_argument(self.cli_flag, dest=self.name, action="store_true", help=self.help)
+            parser.add_argument(
+                self.cli_flag, dest=self.name, action="store_true", help=self.help
+            )
             return
         options: dict[str, Any] = {"help": self.help, "type": self.parse_text}
         if self.metavar:
@@ -114,7 +117,7 @@ class Arg:
         """The value, converted and checked; a ConfigurationError naming the argument if not."""
         if value is None or value is REQUIRED:
             if self.required:
-                raise ConfigurationError(f"{self.label}: a value is required")
+                raise ConfigurationError(self.missing or f"{self.label}: a value is required")
             return None
         if self.words and isinstance(value, list | tuple):
             value = " ".join(str(v) for v in value)
@@ -136,7 +139,7 @@ class Arg:
             else:
                 raise ConfigurationError(f"{self.label}: expected text, not {_short(value)}")
         if self.required and isinstance(value, str) and not value.strip():
-            raise ConfigurationError(f"{self.label}: a value is required")
+            raise ConfigurationError(self.missing or f"{self.label}: a value is required")
         if self.choices is not None and value not in self.choices:
             raise ConfigurationError(
                 f"{self.label}: one of {', '.join(self.choices)}, not {_short(value)}"
@@ -163,7 +166,7 @@ class Arg:
         if self.maximum is not None:
             extra["maximum"] = self.maximum
         text = description or self.help
-        if self.required:
+        if self.default is not None:  # required, or a value by default: never null
             return Annotated[base, Field(description=text, json_schema_extra=extra or None)]
         choices = list(self.choices or self.enum or ())
 
@@ -240,6 +243,29 @@ class Operation:
         for arg in self.args:
             lines.append(f"    {arg.name}: {arg.help}")
         return "\n".join(lines)
+
+    def tool_signature(
+        self,
+        *,
+        rename: Mapping[str, str] | None = None,
+        replace: Mapping[str, Arg] | None = None,
+        extra: Sequence[inspect.Parameter] = (),
+    ) -> inspect.Signature:
+        """An assistant tool's signature from this operation's arguments (keyword-only, each
+        annotated with its JSON schema): ``rename`` gives a tool's own argument names,
+        ``replace`` a tool's own bounds, ``extra`` its further parameters (``profile``)."""
+        params = []
+        for original in self.args:
+            arg = (replace or {}).get(original.name, original)
+            params.append(
+                inspect.Parameter(
+                    (rename or {}).get(arg.name, arg.name),
+                    inspect.Parameter.KEYWORD_ONLY,
+                    default=arg.default,
+                    annotation=arg.tool_annotation(),
+                )
+            )
+        return inspect.Signature([*params, *extra])
 
     def run(self, manager: Any, values: Mapping[str, Any]) -> Any:
         """Check the values and call the core."""

@@ -269,18 +269,16 @@ class SyncSessionManager:
         strategy = session.strategy
         version = self.store.builds.get_version(version_id)
         if not force and not needs_sync(strategy, version):
-            synced = version["synced_at"] if version else None
-            return StartResult(
+            result = StartResult(
                 session_id=None,
                 global_version_id=version_id,
                 strategy=strategy,
                 up_to_date=True,
-                synced_at=synced,
-                message=(
-                    f"Version {version_id} ({len(env.modules)} modules) is already up to date "
-                    f"for '{strategy}' (synced {synced}); pass force=True to sync it again"
-                ),
+                synced_at=version["synced_at"] if version else None,
+                message="",
             )
+            result.message = f"{result.up_to_date_sentence}; pass force=True to sync it again"
+            return result
         plan = self._plan(strategy, version_id, version, env)
         session.message = plan.message
         LIVE_SESSIONS.add(session.session_id)

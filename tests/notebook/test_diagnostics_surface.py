@@ -25,6 +25,7 @@ from d365sync_nb.notebook import charts, tables
 from d365sync_nb.notebook.diagnosis import NO_LOG, DiagnosisView
 from d365sync_nb.notebook.panel import SessionPanel
 from d365sync_nb.notebook.state import state
+from d365sync_nb.views import SessionView, duration
 
 from .conftest import reset_notebook, wait_until
 
@@ -297,7 +298,7 @@ def test_history_bad_input_is_one_line(runs: Runs, capsys) -> None:
     assert one_line_error(runs, "history --strategy everything", capsys).startswith(
         "Unknown strategy 'everything'"
     )
-    assert "Global version id must be an integer" in one_line_error(
+    assert "--version: expected a whole number" in one_line_error(
         runs, "history --version latest", capsys
     )
     assert "Unknown status 'done'" in one_line_error(runs, "history --status done", capsys)
@@ -361,14 +362,14 @@ def test_text_report_and_status_line_show_retries_only_when_nonzero(runs: Runs) 
     http = next(line for line in report if line.startswith("Requests: "))
     assert http == (
         f"Requests: {t.http.requests:,}, {t.http.retries:,} retries, {t.http.throttled:,} × 429, "
-        f"waits {render.wait_text(t.http.throttle_wait_seconds)}"
+        f"waits {duration(t.http.throttle_wait_seconds)}"
     )
     assert (
         report.index(http) == report.index(next(x for x in report if x.startswith("Counts:"))) + 1
     )
     assert not any(line.startswith("Requests: ") for line in render.session_report(h).splitlines())
     assert "× 429" in render.status_line(t) and "retr" not in render.status_line(h)
-    faulty = render.http_line(runs.faulty)
+    faulty = SessionView(runs.faulty).http_line
     assert "× 429" not in faulty and re.search(r", waits [\d.]+ s$", faulty), faulty
 
     out = io.StringIO()

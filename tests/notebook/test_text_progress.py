@@ -8,6 +8,7 @@ import re
 
 from d365sync_nb import render
 from d365sync_nb.models import PHASES, PhaseStatus, SyncPhase, SyncSession, SyncStatus, utcnow
+from d365sync_nb.views import session as session_view
 
 
 class Tty(io.StringIO):
@@ -117,9 +118,9 @@ def test_a_terminal_also_gets_one_rewritten_status_line() -> None:
 
 def test_summary_counts_are_listed_once() -> None:
     counts = {"labels": 5, "data_entities": 2, "properties": 9}
-    assert render.summary_counts(counts) == [("data entities", 2), ("labels", 5)]
-    assert render.counts_text(counts) == "2 data entities, 5 labels"
-    assert [key for key, _ in render.SUMMARY_COUNTS] == [
+    assert session_view.summary_counts(counts) == [("data entities", 2), ("labels", 5)]
+    assert session_view.counts_text(counts) == "2 data entities, 5 labels"
+    assert [key for key, _ in session_view.SUMMARY_COUNTS] == [
         "data_entities",
         "public_entities",
         "actions",

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from d365sync_nb import connection, render
+from d365sync_nb import connection
 from d365sync_nb.automation.marker import ended_watch
 from d365sync_nb.config import resolve_settings
 from d365sync_nb.connection import Connection, add_connection_arguments, connection_options
@@ -15,6 +15,7 @@ from d365sync_nb.errors import ConfigurationError, D365Error
 from d365sync_nb.metadata import EnvironmentVersion
 from d365sync_nb.notebook.config import D365Sync
 from d365sync_nb.notebook.state import state
+from d365sync_nb.views.session import counts_text
 
 NAME = "connect"
 SUMMARY = "connect to --profile NAME, --base-url URL, or --demo (the embedded emulator)"
@@ -80,7 +81,7 @@ class ConnectionInfo:
 def _cache_text(cache: dict[str, Any]) -> str:
     parts = [
         f"version {v['global_version_id']} (synced {v['synced_at']}): "
-        + render.counts_text(v.get("counts") or {})
+        + counts_text(v.get("counts") or {})
         for v in cache.get("versions", [])
         if v.get("synced_at")
     ]
@@ -106,10 +107,9 @@ def connect(
     connection is closed before the new one is made (refused while it runs a session; settings
     that cannot work are refused before it is closed).
     """
-    if sum(bool(x) for x in (profile, base_url, demo)) > 1:
-        raise ConfigurationError("Give only one of --profile, --base-url and --demo")
-    if not demo and (scale is not None or latency_ms is not None):
-        raise ConfigurationError("--scale and --latency-ms only apply with --demo")
+    connection.check_where(
+        base_url=base_url, profile=profile, demo=demo, scale=scale, latency_ms=latency_ms
+    )
     cfg = D365Sync.instance()
     old = state.connection
     running = old.manager.get_active_sessions() if old is not None else []

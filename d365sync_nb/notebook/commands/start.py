@@ -10,13 +10,14 @@ import argparse
 import contextlib
 from typing import Any
 
-from d365sync_nb.models import STRATEGY_DESCRIPTIONS, SyncSession, SyncStrategy
+from d365sync_nb.models import SyncSession, SyncStrategy
 from d365sync_nb.notebook.config import D365Sync
 from d365sync_nb.notebook.event_loop import interrupt_calls
 from d365sync_nb.notebook.frontend import show
 from d365sync_nb.notebook.panel import live_panel
 from d365sync_nb.notebook.state import state
 from d365sync_nb.notebook.waiting import SessionInterrupted, follow
+from d365sync_nb.operations import sync as sync_operation
 from d365sync_nb.render import ProgressPrinter
 
 NAME = "start"
@@ -26,10 +27,8 @@ INITIATED_BY = "notebook"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    choices = "; ".join(f"{s.value}: {d}" for s, d in STRATEGY_DESCRIPTIONS.items())
-    parser.add_argument("--strategy", help=f"default D365Sync.default_strategy; one of: {choices}")
-    parser.add_argument("--version", help="global version id (default: detect it)")
-    parser.add_argument("--force", action="store_true", help="sync even when already up to date")
+    for arg in sync_operation.ARGS:
+        arg.add_to(parser)
     parser.add_argument("--wait", action="store_true", help="block until the session ends")
 
 
@@ -67,8 +66,7 @@ def start(
                 raise SessionInterrupted("Interrupted before a session started")
             if display:
                 print(
-                    f"Version {result.global_version_id} is already up to date for "
-                    f"'{result.strategy}' (synced {result.synced_at}); nothing to do. "
+                    f"{result.up_to_date_sentence}; nothing to do. "
                     "Add --force (force=True) to sync it again."
                 )
             return None
