@@ -424,3 +424,16 @@ def test_when_to_sync_says_when_there_are_too_few_sessions(make_manager):
     assert not advice.enough and advice.best is None
     assert advice.verdict.startswith("Too few sessions to tell when syncs go best: 4 finished")
     assert [h["hour"] for h in advice.hours] == [2]
+
+
+async def test_several_environments_with_a_bound_on_parallel_syncs(make_manager, tmp_path):
+    from d365sync_nb.emulator import Emulator
+
+    with Emulator(latency_ms=2) as a_url, Emulator(latency_ms=2) as b_url:
+        a = make_manager(a_url, cache_dir=tmp_path / "a")
+        b = make_manager(b_url, cache_dir=tmp_path / "b")
+        watcher = Watcher([target(a), target(b)], max_parallel=1, **FAST)
+        records = await watcher.run(once=True)
+    assert [r.action for r in records] == [CheckAction.SYNCED, CheckAction.SYNCED]
+    first, second = sorted((m.get_session_history()[0] for m in (a, b)), key=lambda s: s.started_at)
+    assert first.completed_at is not None and second.started_at >= first.completed_at

@@ -206,3 +206,33 @@ def test_check_version_command(emulator, tmp_path):
     assert after["cached_version_id"] == 1 and after["strategy"] == "incremental"
     bad = d365sync("check-version", *where, "--strategy", "everything")
     assert bad.returncode == 2 and "Unknown strategy" in bad.stderr
+
+
+def test_a_fleet_of_profiles_each_on_its_own_schedule(tmp_path):
+    from d365sync_nb.emulator import Emulator
+
+    with Emulator() as a_url, Emulator() as b_url, Receiver() as hooks:
+        profiles = tmp_path / "profiles.toml"
+        profiles.write_text(
+            f'[profiles.a]\nbase_url = "{a_url}"\nschedule = "1s"\n'
+            f'notify = ["webhook:{hooks.url("a")}"]\n'
+            f'[profiles.b]\nbase_url = "{b_url}"\nschedule = "0 3 * * *"\n'
+        )
+        env = {**os.environ, "D365SYNC_PROFILES": str(profiles)}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "d365sync_nb", "watch", "--profile", "a", "--profile", "b",
+             "--cache-dir", str(tmp_path / "cache"), "--json", "--max-parallel", "1"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )  # fmt: skip
+        seen: list[dict] = []
+        try:
+            read_until(proc, "synced", seen)  # a checks at once (every 1s)
+            read_until(proc, "up_to_date", seen)  # and again a second later
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        events = seen + [json.loads(line) for line in out.splitlines()]
+        checked = {e["environment"] for e in events if e["event"] == "check"}
+        assert checked == {a_url}  # b waits for 03:00 UTC (its cron schedule)
+        assert [b["event"] for b in hooks.bodies("a")] == ["sync_completed"]
