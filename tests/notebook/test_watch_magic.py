@@ -72,6 +72,9 @@ def test_in_widget_mode_the_watch_shows_a_status_line_and_the_live_panel_of_its_
         assert status.startswith("<b>watching: ")
         notices = kernel.poll(f"{view}.notices.value", lambda v: "🔔" in v)
         assert "synced" in notices or "Sync completed" in notices
+        assert kernel.run("board = nb.panel()").status == "ok"  # the dashboard shows it too
+        line = kernel.poll("board.watch_line.value", lambda v: "watching: " in v)
+        assert line.startswith("<i>watching: ")
     finally:
         kernel.run("%d365sync watch --stop")
         kernel.run("%config D365Sync.display = 'auto'")

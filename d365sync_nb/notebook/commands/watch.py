@@ -116,6 +116,8 @@ class NotebookWatch:
     def on_status(self, target: WatchTarget) -> None:
         if self.view is not None:
             self.view.repaint(self)
+        if state.dashboard is not None and state.watch is self:  # %d365sync panel shows it too
+            state.dashboard.show_watch(self.status_line())
 
     def notice(self, notice: Notice) -> None:
         """The ``jupyter`` target: a JupyterLab toast, else a line under the status line."""
