@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test test-core test-notebooks lint demo lab bench clean
+.PHONY: venv test test-core test-slow test-notebooks lint demo lab bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,15 +16,20 @@ venv: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 test-core: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# Tests marked slow (the binder build), left out of plain `pytest`.
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
 
 test-notebooks: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env --nbval-cell-timeout 300 \
 		--nbval-sanitize-with notebooks/sanitize.cfg notebooks/
 
-test: lint test-core test-notebooks
+test: lint test-core test-slow test-notebooks
 
 demo: $(STAMP)
 	$(BIN)/d365sync demo

@@ -37,6 +37,8 @@ from d365sync_nb.views.session import SUMMARY_COUNTS
 
 HEARTBEAT_SECONDS = 10.0  # off a terminal (CI logs), a status line at least this often
 EXIT_CODES = {SyncStatus.COMPLETED: 0, SyncStatus.FAILED: 1, SyncStatus.CANCELLED: 130}
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse whose usage errors are one line (``d365sync CMD: error: ...``), exit code 2."""
 
@@ -73,8 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         choices=(1, 2),
-        help="which release of the emulated environment to serve (2: the next release, with "
-        "entities, fields, enumerations and members added, removed and changed)",
+        help="emulator release to serve (2: the environment's next release, with entities, "
+        "fields, enumerations and members added, removed and changed)",
     )
     emu.add_argument(
         "--release-after",
@@ -157,7 +159,7 @@ def session_json(session: SyncSession) -> dict[str, Any]:
         },
         "error": session.error,
         "message": session.message,
-        "requests": session.requests,
+        "requests": session.http.requests,
         "http": session.http.model_dump(mode="json"),
     }
 
@@ -216,7 +218,7 @@ def _sync(args: argparse.Namespace) -> int:
     conn = connect_from_args(args, repair_cache=True)
     _say_cache_notice(conn)
     thresholds = gc.get_threshold()
-    gc.set_threshold(50_000, 20, 100)  # a realistic sync: 13 full collections -> 0, -5% time
+    gc.set_threshold(50_000, 20, 100)  # a realistic sync then runs no full collection
     try:
         return asyncio.run(
             run_sync(conn, strategy, args.version, force=args.force, as_json=args.json)

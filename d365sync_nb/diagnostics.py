@@ -83,7 +83,7 @@ def diagnose(session: SyncSession, log: list[dict[str, Any]] | None = None) -> D
     if http.throttled:
         parts.append(
             f"throttled: {http.throttled} x 429 (Retry-After honoured, "
-            f"{http.throttle_wait_seconds:.0f} s of waits across requests"
+            f"{http.retry_wait_seconds:.0f} s of waits across requests"
             f"{_concurrency_text(concurrency)})"
         )
         findings.append(
@@ -142,7 +142,7 @@ def diagnose(session: SyncSession, log: list[dict[str, Any]] | None = None) -> D
             "requests": http.requests,
             "retries": http.retries,
             "throttled": http.throttled,
-            "throttle_wait_seconds": http.throttle_wait_seconds,
+            "retry_wait_seconds": http.retry_wait_seconds,
             "transport_errors": http.transport_errors,
             "errors_by_kind": dict(errors),
             "latency_ms": latency or None,
@@ -181,16 +181,15 @@ def compare(a: SyncSession, b: SyncSession) -> list[dict[str, Any]]:
     rows = []
     for phase in PHASES:
         pa, pb = a.phases[phase], b.phases[phase]
-        ha = a.http.by_phase.get(phase.value, {})
-        hb = b.http.by_phase.get(phase.value, {})
+        ha, hb = a.http.phase(phase.value), b.http.phase(phase.value)
         row: dict[str, Any] = {"phase": phase.value}
         for key, left, right in (
             ("status", pa.status.value, pb.status.value),
             ("seconds", pa.seconds, pb.seconds),
             ("items", pa.items_processed, pb.items_processed),
-            ("requests", ha.get("requests", 0), hb.get("requests", 0)),
-            ("retries", ha.get("retries", 0), hb.get("retries", 0)),
-            ("throttled", ha.get("throttled", 0), hb.get("throttled", 0)),
+            ("requests", ha.requests, hb.requests),
+            ("retries", ha.retries, hb.retries),
+            ("throttled", ha.throttled, hb.throttled),
         ):
             row[f"a_{key}"], row[f"b_{key}"] = left, right
         row["seconds_ratio"] = ratio(pb.seconds, pa.seconds)
@@ -214,8 +213,8 @@ def _concurrency_text(concurrency: dict[str, Any]) -> str:
         end = f", {concurrency.get('final')} at the end" if adaptive else ""
         return f"; concurrency lowered to {low}{end}"
     if adaptive:
-        top, end = concurrency.get("max"), concurrency.get("final")
-        return f"; adaptive concurrency up to {top}, {end} at the end"
+        top, final = concurrency.get("max"), concurrency.get("final")
+        return f"; adaptive concurrency up to {top}, {final} at the end"
     return ""
 
 

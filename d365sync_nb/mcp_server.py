@@ -36,8 +36,8 @@ INSTRUCTIONS = (
     "d365fo_get_sync_progress with that id until summary.is_running is false; "
     "d365fo_cancel_sync stops it; once it has finished, the progress answer's 'diagnosis' says "
     "in one sentence why it was slow or failed. d365fo_list_sync_sessions shows what runs now "
-    "and d365fo_get_sync_history what ran before (filter by status, strategy, version or start "
-    "time). Once a sync has completed, the cached metadata answers questions without the "
+    "and d365fo_get_sync_history what ran before (filter by status, strategy, global version id or "
+    "start time). Once a sync has completed, the cached metadata answers questions without the "
     "service: d365fo_search_metadata finds entities, fields and enumerations by name or label; "
     "d365fo_describe_entity gives an entity's fields, keys, labels and relations; "
     "d365fo_diff_versions says what changed between two synced versions (e.g. after an "
@@ -103,7 +103,7 @@ def _server_class(mcpserver: Any) -> Any:
 
     specs = {spec.name: spec for spec in SERVED}
 
-    class SyncToolServer(mcpserver.MCPServer):  # type: ignore[misc, name-defined]
+    class SyncToolServer(mcpserver.MCPServer):
         async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
             spec = specs.get(name)
             if spec is None:

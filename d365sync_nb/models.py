@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field, computed_field
+from pydantic import AliasChoices, BaseModel, Field, computed_field
 
 from d365sync_nb.errors import ConfigurationError
 
@@ -155,27 +155,49 @@ class PhaseProgress(BaseModel):
         return round(self.items_processed / seconds, 1)
 
 
+# ``retry_wait_seconds`` was stored as ``throttle_wait_seconds`` before (it counts back-off too).
+_RETRY_WAIT = Field(
+    default=0.0, validation_alias=AliasChoices("retry_wait_seconds", "throttle_wait_seconds")
+)
+
+
+class PhaseHttp(BaseModel):
+    """The attempts of one phase (an entry of ``HttpRecord.by_phase``)."""
+
+    requests: int = 0
+    retries: int = 0
+    throttled: int = 0
+    transport_errors: int = 0
+    retry_wait_seconds: float = _RETRY_WAIT
+    seconds: float | None = None  # the phase's duration, when it ran
+
+
 class HttpRecord(BaseModel):
     """What a session asked of the service (see :mod:`d365sync_nb.d365.stats`): every attempt
     counted once, version detection included; ``by_status`` counts complete answers by code;
     ``transport_errors`` counts attempts without a usable answer (dropped, timed out, garbled);
-    ``throttle_wait_seconds`` sums the waits before retries (Retry-After or backoff) over all
-    requests; ``by_phase`` splits the counts by phase; ``concurrency`` is the limiter's path."""
+    ``retry_wait_seconds`` sums the waits before retries (Retry-After or back-off) over all
+    requests; ``by_phase`` splits the counts by phase name; ``concurrency`` is the limiter's
+    path."""
 
     requests: int = 0
     retries: int = 0
     by_status: dict[str, int] = Field(default_factory=dict)
     transport_errors: int = 0
-    throttle_wait_seconds: float = 0.0
+    retry_wait_seconds: float = _RETRY_WAIT
     bytes_received: int = 0
     latency_ms: dict[str, float] | None = None
-    by_phase: dict[str, dict[str, float | int | None]] = Field(default_factory=dict)
+    by_phase: dict[str, PhaseHttp] = Field(default_factory=dict)
     concurrency: dict[str, Any] | None = None
 
     @property
     def throttled(self) -> int:
         """Answers 429 Too Many Requests."""
         return self.by_status.get("429", 0)
+
+    def phase(self, name: str) -> PhaseHttp:
+        """The attempts of phase ``name`` (all zero when it sent none)."""
+        return self.by_phase.get(name) or PhaseHttp()
 
 
 class SyncSession(BaseModel):
@@ -196,8 +218,13 @@ class SyncSession(BaseModel):
     counts: dict[str, int] = Field(default_factory=dict)
     error: str | None = None
     message: str | None = None
-    requests: int = 0
     http: HttpRecord = Field(default_factory=HttpRecord)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def requests(self) -> int:
+        """Attempts sent (``http.requests``; kept for JSON answers and older readers)."""
+        return self.http.requests
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -247,7 +274,6 @@ class SyncSession(BaseModel):
             progress = self.phases.get(SyncPhase(phase)) if phase in PHASE_NAMES else None
             counts["seconds"] = progress.seconds if progress is not None else None
         self.http = HttpRecord.model_validate({**record, "latency_ms": latency})
-        self.requests = self.http.requests
 
     @property
     def is_running(self) -> bool:

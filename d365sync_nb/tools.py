@@ -385,7 +385,7 @@ def _history_row(session: SyncSession) -> dict[str, Any]:
         **session.summary(),
         "completed_at": iso(session.completed_at),
         "counts": session.counts,
-        "requests": session.requests,
+        "requests": session.http.requests,
         "http": session.http.model_dump(mode="json"),
         "error": session.error,
         "message": session.message,

@@ -14,7 +14,7 @@ from d365sync_nb.errors import (
     SessionNotFoundError,
 )
 from d365sync_nb.models import SyncStatus, SyncStrategy
-from tests.conftest import visible_counts
+from tests.support import visible_counts
 
 
 def one_line(exc: BaseException) -> str:
@@ -215,7 +215,7 @@ async def test_an_html_error_page_is_one_line_never_echoed(html_server, make_man
         ({"latency_ms": float("inf")}, "latency_ms must be a number from 0"),
         ({"page_size": 0}, "page_size must be >= 1"),
         ({"max_concurrency": 0}, "max_concurrency must be >= 1"),
-        ({"version": 3}, "unknown dataset version 3"),
+        ({"version": 3}, "unknown emulator release 3"),
         ({"port": 70000}, "port must be from 0 (any free port) to 65535, not 70000"),
     ],
 )

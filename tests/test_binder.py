@@ -23,7 +23,7 @@ from packaging.specifiers import SpecifierSet
 
 from tests.browser.lab import isolated_env, run_lab
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 REPO = Path(__file__).resolve().parents[1]
 BINDER = REPO / "binder"

@@ -18,7 +18,7 @@ from d365sync_nb.config import resolve_settings
 from d365sync_nb.errors import CacheDamagedError, CacheError, ConfigurationError
 from d365sync_nb.models import SyncStatus
 from d365sync_nb.store import MetadataStore
-from tests.conftest import expected, visible_counts
+from tests.support import expected, visible_counts
 
 NOBODY = 65534
 

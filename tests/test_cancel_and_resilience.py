@@ -15,7 +15,7 @@ import pytest
 from d365sync_nb.errors import D365Error, SessionConflictError
 from d365sync_nb.models import PhaseStatus, SyncPhase, SyncStatus
 from d365sync_nb.store import store_path
-from tests.conftest import expected, visible_counts, wait_for
+from tests.support import apoll, expected, visible_counts
 
 
 async def test_cancel_during_labels_stops_requests_and_keeps_previous_version(
@@ -28,7 +28,7 @@ async def test_cancel_during_labels_stops_requests_and_keeps_previous_version(
     result = await manager.start(strategy="full", force=True)
     sid = result.session_id
     session = manager.get_sync_session(sid)
-    await wait_for(lambda: session.phases[SyncPhase.LABELS].items_processed >= 50)
+    await apoll(lambda: session.phases[SyncPhase.LABELS].items_processed >= 50)
     assert await manager.cancel_sync_session(sid) is True
     returned_at = time.time()
     await asyncio.sleep(1.0)  # observe the silence after cancel returned
@@ -40,7 +40,7 @@ async def test_cancel_during_labels_stops_requests_and_keeps_previous_version(
     assert final.error is None
     assert manager.get_active_sessions() == []
     assert visible_counts(manager, base.global_version_id) == before
-    version = manager.store.builds.get_version(base.global_version_id)
+    version = manager.store.versions.get_version(base.global_version_id)
     assert not version["has_labels"]
     builds = manager.store.db.rows("SELECT id FROM builds")
     assert [b["id"] for b in builds] == [version["current_build_id"]]
@@ -150,7 +150,7 @@ async def test_killed_process_leaves_previous_version_and_marks_session_interrup
     db = store_path(cache, manager.settings.environment_name)
     proc = cli_sync(emulator.base_url, cache, "--force")
     try:
-        await wait_for(lambda: _labels_running(db), timeout=60)
+        await apoll(lambda: _labels_running(db), timeout=60)
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
@@ -162,7 +162,7 @@ async def test_killed_process_leaves_previous_version_and_marks_session_interrup
     assert session.status == SyncStatus.FAILED
     assert "interrupted" in session.error
     assert visible_counts(fresh, base.global_version_id) == before
-    version = fresh.store.builds.get_version(base.global_version_id)
+    version = fresh.store.versions.get_version(base.global_version_id)
     builds = fresh.store.db.rows("SELECT id FROM builds")
     assert [b["id"] for b in builds] == [version["current_build_id"]]
 
@@ -175,7 +175,7 @@ async def test_a_live_process_session_is_left_alone(emulator, make_manager, tmp_
     probe.store.close()
     proc = cli_sync(emulator.base_url, cache)
     try:
-        await wait_for(lambda: _labels_running(db), timeout=60)
+        await apoll(lambda: _labels_running(db), timeout=60)
         other = make_manager(emulator.base_url, cache_dir=cache)
         assert other.interrupted_sessions == []
         with pytest.raises(SessionConflictError, match=f"pid {proc.pid}"):
@@ -205,7 +205,7 @@ async def test_a_second_cancel_during_the_clean_up_still_settles_the_session(
     manager.store.builds.discard = slow_discard  # type: ignore[method-assign]
     result = await manager.start(strategy="full")
     session = manager.get_sync_session(result.session_id)
-    await wait_for(lambda: session.phases[SyncPhase.LABELS].items_processed > 10)
+    await apoll(lambda: session.phases[SyncPhase.LABELS].items_processed > 10)
     first, second = await asyncio.gather(
         manager.cancel_sync_session(result.session_id),
         manager.cancel_sync_session(result.session_id),

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from d365sync_nb.models import PHASES, SyncStatus
-from tests.conftest import expected
+from tests.support import expected
 
 
 async def full_sync(manager):
@@ -25,7 +25,7 @@ def assert_matches_the_service(session, stats, log) -> None:
     assert sum(http.by_status.values()) + http.transport_errors == http.requests
     assert len(log) == http.requests
     assert sum(1 for row in log if row["attempt"] > 1) == http.retries
-    assert sum(http.by_phase[p]["requests"] for p in http.by_phase) == http.requests
+    assert sum(p.requests for p in http.by_phase.values()) == http.requests
     assert sum(1 for row in log if row["status"] == 429) == http.throttled
     assert http.bytes_received == sum(row["bytes"] for row in log) > 0
     assert http.latency_ms is not None and 0 < http.latency_ms["p50"] <= http.latency_ms["max"]
@@ -49,8 +49,8 @@ async def test_the_record_is_exact_under_faults_with_drops(emulator, make_manage
     assert dropped and all(row["status"] is None for row in dropped)
     assert all(row["retry_cause"] == "transport" for row in dropped)
     assert {row["retry_cause"] for row in log if row["status"] == 503} == {"503"}
-    assert session.http.by_phase["version_check"]["requests"] >= 3
-    assert session.http.by_phase["labels"]["seconds"] is not None
+    assert session.http.by_phase["version_check"].requests >= 3
+    assert session.http.by_phase["labels"].seconds is not None
     # filters, and ids support can use
     only_503 = manager.get_request_log(session.session_id, status="503")
     assert len(only_503) == stats["responses_by_status"]["503"]
@@ -74,7 +74,7 @@ async def test_the_record_is_exact_under_a_429_storm(emulator, make_manager):
     log = manager.get_request_log(session.session_id)
     assert stats["responses_by_status"]["429"] > 5  # the limiter learns the level: a few
     assert_matches_the_service(session, stats, log)
-    assert session.http.throttle_wait_seconds >= 0.05 * session.http.throttled * 0.9
+    assert session.http.retry_wait_seconds >= 0.05 * session.http.throttled * 0.9
     concurrency = session.http.concurrency
     assert concurrency is not None and concurrency["start"] == 16
     assert concurrency["min"] < 16 and concurrency["changes"]
@@ -120,6 +120,9 @@ async def test_request_logs_are_kept_for_the_most_recent_sessions_only(emulator,
     assert manager.get_sync_session(first.session_id).http.requests > 800  # aggregates stay
     latest = manager.get_session_history(limit=1)[0]
     assert len(manager.get_request_log(latest.session_id)) == latest.http.requests
+    assert manager.get_request_log(latest.session_id, status="418") == []  # kept, no match
+    assert manager.store.history.request_log_pruned(first.session_id)
+    assert not manager.store.history.request_log_pruned(latest.session_id)
 
 
 async def test_diagnose_names_throttling_drops_latency_and_the_longest_phase(
@@ -152,7 +155,7 @@ async def test_diagnose_names_throttling_drops_latency_and_the_longest_phase(
     rows = compare(healthy, rough)
     assert [r["phase"] for r in rows] == [p.value for p in PHASES]
     labels = next(r for r in rows if r["phase"] == "labels")
-    assert labels["b_throttled"] == http.by_phase["labels"]["throttled"] > 0
+    assert labels["b_throttled"] == http.by_phase["labels"].throttled > 0
     assert labels["a_throttled"] == 0
     assert labels["requests_ratio"] == round(labels["b_requests"] / labels["a_requests"], 2)
 

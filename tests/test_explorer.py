@@ -431,10 +431,10 @@ def crafted(path: Path, releases: list[list[PublicEntity]]) -> MetadataStore:
             modules=[InstalledModule(name="Crafted", version=f"1.{i}")],
             application_version=f"10.0.{40 + i}.1",
         )
-        version_id = store.builds.upsert_version(env)
+        version_id = store.versions.upsert_version(env)
         build_id = store.builds.begin(version_id, f"session-{i}", "full")
-        store.builds.write_public_entities(build_id, entities)
-        store.builds.write_enumerations(
+        store.rows.write_public_entities(build_id, entities)
+        store.rows.write_enumerations(
             build_id, [PublicEnumeration(name="Mode"), PublicEnumeration(name="MODE")]
         )
         store.builds.finalize(version_id, build_id, has_metadata=True, has_labels=False, counts={})

@@ -19,7 +19,7 @@ from mcp.types import CallToolResult
 from d365sync_nb import connect
 from d365sync_nb.emulator import build_dataset
 from d365sync_nb.models import SyncStatus, SyncStrategy
-from tests.conftest import poll
+from tests.support import apoll
 
 FIVE = {
     "d365fo_start_sync",
@@ -181,7 +181,9 @@ async def test_sync_progress_cancel_history(tmp_path: Path) -> None:
         assert started["success"] and started["strategy"] == "full_without_labels"
         first = started["session_id"]
         assert first in started["instructions"]
-        done = await poll(lambda: progress(client, first), lambda a: not a["summary"]["is_running"])
+        done = await apoll(
+            lambda: progress(client, first), lambda a: not a["summary"]["is_running"]
+        )
         assert done["summary"]["status"] == "completed"
         assert done["diagnosis"].startswith("healthy: no throttling")
         assert done["session"]["http"]["requests"] > 0
@@ -196,7 +198,7 @@ async def test_sync_progress_cancel_history(tmp_path: Path) -> None:
         # a 'full' sync, followed while it runs between calls, then cancelled mid-flight
         second = data(await call(client, "d365fo_start_sync", strategy="full"))["session_id"]
         assert second
-        running = await poll(
+        running = await apoll(
             lambda: progress(client, second),
             lambda a: a["session"]["phases"]["labels"]["items_processed"] > 0,
         )
@@ -248,7 +250,7 @@ async def test_metadata_tools_over_stdio(tmp_path: Path) -> None:
         before = await call(client, "d365fo_search_metadata", text="NoYes")
         assert before.is_error and "start a sync with d365fo_start_sync" in data(before)["error"]
         started = data(await call(client, "d365fo_start_sync", strategy="full"))
-        await poll(
+        await apoll(
             lambda: progress(client, started["session_id"]),
             lambda a: not a["summary"]["is_running"],
         )

@@ -11,7 +11,7 @@ import psutil
 
 from d365sync_nb.connection import connect
 from d365sync_nb.models import SyncStatus
-from tests.conftest import wait_for
+from tests.support import apoll
 
 SYNCS = 10
 CANCELS = 3
@@ -35,7 +35,7 @@ async def test_ten_syncs_and_three_cancels_leave_nothing_behind(tmp_path):
             assert result.session_id is not None
             if cancel:
                 session = conn.manager.get_sync_session(result.session_id)
-                await wait_for(lambda: session.phases["labels"].items_processed > 20)
+                await apoll(lambda: session.phases["labels"].items_processed > 20)
                 assert await conn.manager.cancel_sync_session(result.session_id)
             final = await conn.manager.wait(result.session_id)
             assert not conn.manager.get_active_sessions()

@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from d365sync_nb.models import PhaseStatus, SyncPhase, SyncSession, SyncStatus, SyncStrategy
+from d365sync_nb.d365.request_log import REQUEST_COLUMNS, STORED_REQUEST_COLUMNS, RequestRow
+from d365sync_nb.models import (
+    HttpRecord,
+    PhaseStatus,
+    SyncPhase,
+    SyncSession,
+    SyncStatus,
+    SyncStrategy,
+)
 from d365sync_nb.store import MetadataStore
 from d365sync_nb.store.schema import SCHEMA_VERSION
 
@@ -56,11 +64,14 @@ def test_a_version_1_file_opens_migrates_and_round_trips_a_phase_note(tmp_path: 
 
     store = MetadataStore(path)
     try:
-        assert stored_schema_version(path) == SCHEMA_VERSION == 4
+        assert stored_schema_version(path) == SCHEMA_VERSION == 5
         assert "note" in phase_columns(store)
-        assert store.checks.count() == 0  # the checks table of schema 4 exists
+        assert store.checks.count() == 0  # the checks table of schema 5 exists
         session_columns = [r[1] for r in store.db.rows("PRAGMA table_info(sessions)")]
-        assert session_columns[-1] == "http_json"
+        assert session_columns[-2:] == ["http_json", "request_log_pruned"]
+        # it sent a request and kept no log (v1 had none): its log is recorded as pruned
+        assert store.history.request_log_pruned(SESSION_ID)
+        assert not store.history.request_log_pruned(PENDING_ID)  # it sent nothing
 
         session = store.history.get(SESSION_ID)
         assert isinstance(session, SyncSession)
@@ -85,9 +96,10 @@ def test_a_version_1_file_opens_migrates_and_round_trips_a_phase_note(tmp_path: 
     finally:
         store.close()
 
-    reopened = MetadataStore(path)  # a second open finds version 4: nothing to migrate
+    reopened = MetadataStore(path)  # a second open finds version 5: nothing to migrate
     try:
-        assert stored_schema_version(path) == 4
+        assert stored_schema_version(path) == 5
+        assert reopened.history.request_log_pruned(SESSION_ID)  # a save keeps the state
         again = reopened.history.get(SESSION_ID)
         assert again is not None
         labels = again.phases[SyncPhase.LABELS]
@@ -106,6 +118,8 @@ def test_a_new_file_gets_the_current_schema(tmp_path: Path) -> None:
     try:
         assert stored_schema_version(path) == SCHEMA_VERSION
         assert phase_columns(store)[-1] == "note"  # same column order as a migrated file
+        request_columns = tuple(r[1] for r in store.db.rows("PRAGMA table_info(requests)"))
+        assert request_columns == STORED_REQUEST_COLUMNS  # the table is the record's shape
         assert store.history.load() == [] and store.history.latest_id() is None
     finally:
         store.close()
@@ -169,3 +183,61 @@ def test_close_closes_every_threads_reader(tmp_path: Path) -> None:
     assert len(readers) == 1
     with pytest.raises(sqlite3.ProgrammingError):
         readers[0].execute("SELECT 1")
+
+
+def test_a_version_3_file_migrates_its_pruned_state_and_old_http_record(tmp_path: Path) -> None:
+    """A v3 file: a session whose rows were pruned becomes pruned; one that kept its log does
+    not; its ``http_json`` written with ``throttle_wait_seconds`` reads as retry waits."""
+    path = tmp_path / "v3.sqlite3"
+    make_v1_file(path)
+    MetadataStore(path).close()  # now at the current version: take it back to version 3
+    old_http = (
+        '{"requests": 2, "throttle_wait_seconds": 1.5, "by_phase": {"labels": {"requests": 2,'
+        ' "retries": 1, "throttled": 1, "transport_errors": 0, "throttle_wait_seconds": 1.5,'
+        ' "seconds": 0.25}}}'
+    )
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute("ALTER TABLE sessions DROP COLUMN request_log_pruned")
+        conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+        conn.execute(
+            "UPDATE sessions SET requests = 2, http_json = ? WHERE session_id = ?",
+            (old_http, PENDING_ID),
+        )
+        row = RequestRow(1.0, "labels", "Labels", 200, None, 1, 5.0, 10, None, "r1", None)
+        conn.execute(
+            f"INSERT INTO requests VALUES ({', '.join('?' * len(STORED_REQUEST_COLUMNS))})",
+            (PENDING_ID, 1, *row),
+        )
+        conn.commit()
+    finally:
+        conn.close()
+
+    store = MetadataStore(path)
+    try:
+        assert stored_schema_version(path) == 5
+        assert store.history.request_log_pruned(SESSION_ID)
+        assert not store.history.request_log_pruned(PENDING_ID)
+        [logged] = store.history.requests(PENDING_ID)
+        assert tuple(logged) == REQUEST_COLUMNS and logged["request_id"] == "r1"
+        session = store.history.get(PENDING_ID)
+        assert session is not None and session.requests == session.http.requests == 2
+        assert session.http.retry_wait_seconds == 1.5
+        labels = session.http.phase("labels")
+        assert (labels.retries, labels.throttled, labels.retry_wait_seconds) == (1, 1, 1.5)
+        assert labels.seconds == 0.25 and session.http.phase("schemas").requests == 0
+        assert "throttle_wait_seconds" not in session.http.model_dump_json()
+
+        assert store.history.prune_request_logs(keep=0) == 0  # a running session keeps its log
+        assert not store.history.request_log_pruned(PENDING_ID)
+        assert store.history.mark_interrupted("interrupted") == [PENDING_ID]
+        assert store.history.prune_request_logs(keep=0) == 1
+        assert store.history.request_log_pruned(PENDING_ID)
+        assert store.history.requests(PENDING_ID) == []
+    finally:
+        store.close()
+
+
+def test_http_record_reads_both_wait_names() -> None:
+    assert HttpRecord.model_validate({"throttle_wait_seconds": 2.0}).retry_wait_seconds == 2.0
+    assert HttpRecord.model_validate({"retry_wait_seconds": 3.0}).retry_wait_seconds == 3.0

@@ -6,7 +6,7 @@ import pytest
 
 from d365sync_nb.errors import ConfigurationError, SessionConflictError
 from d365sync_nb.models import PhaseStatus, SyncPhase, SyncStatus
-from tests.conftest import expected, visible_counts, wait_for
+from tests.support import apoll, expected, visible_counts
 
 
 async def run(manager, strategy="full", **kw):
@@ -66,7 +66,7 @@ async def test_full_without_labels_skips_labels(emulator, make_manager):
     assert session.phases[SyncPhase.LABELS].status == PhaseStatus.SKIPPED
     assert emulator.stats()["requests_by_endpoint"].get("Labels", 0) == 0
     assert session.counts["public_entities"] == expected(emulator)["public_entities"]
-    version = manager.store.builds.get_version(session.global_version_id)
+    version = manager.store.versions.get_version(session.global_version_id)
     assert version["has_metadata"] and not version["has_labels"]
 
 
@@ -76,7 +76,7 @@ async def test_entities_only_keeps_cached_schemas(emulator, make_manager):
     assert first.phases[SyncPhase.SCHEMAS].status == PhaseStatus.SKIPPED
     assert first.counts["data_entities"] == expected(emulator)["data_entities"]
     assert first.counts["public_entities"] == 0
-    version = manager.store.builds.get_version(first.global_version_id)
+    version = manager.store.versions.get_version(first.global_version_id)
     assert not version["has_metadata"]  # schemas are missing: not up to date for full syncs
     assert (await manager.start(strategy="full_without_labels")).session_id is not None
     await manager.wait(manager.latest_session_id())
@@ -137,7 +137,7 @@ async def test_forced_incremental_with_everything_cached_reuses_every_phase(emul
     emulator.reset_stats()
     session = await run(manager, "incremental", force=True)
     assert session.status == SyncStatus.COMPLETED, session.error
-    assert emulator.stats()["total_requests"] == 3 == session.requests  # the version check
+    assert emulator.stats()["total_requests"] == 3 == session.http.requests  # the version check
     for phase in (SyncPhase.ENTITIES, SyncPhase.SCHEMAS, SyncPhase.ENUMERATIONS):
         assert session.phases[phase].status == PhaseStatus.REUSED, phase
     labels = session.phases[SyncPhase.LABELS]
@@ -191,7 +191,7 @@ async def test_sharing_mode_makes_no_metadata_requests(make_manager, tmp_path):
         await run(make_manager(a_url), "full")
         b = make_manager(b_url)
         session = await run(b, "sharing_mode")
-        assert session.requests == 3  # the version check only
+        assert session.http.requests == 3  # the version check only
         for phase in (SyncPhase.ENTITIES, SyncPhase.SCHEMAS, SyncPhase.ENUMERATIONS):
             shared = session.phases[phase]
             assert shared.status == PhaseStatus.REUSED, phase
@@ -272,7 +272,7 @@ async def test_a_second_manager_in_this_process_leaves_a_running_session_alone(
     first = make_manager(emulator.base_url, cache_dir=tmp_path / "shared")
     sid = (await first.start(strategy="full")).session_id
     session = first.get_sync_session(sid)
-    await wait_for(lambda: session.phases[SyncPhase.LABELS].items_processed > 10)
+    await apoll(lambda: session.phases[SyncPhase.LABELS].items_processed > 10)
     second = make_manager(emulator.base_url, cache_dir=tmp_path / "shared")
     assert second.interrupted_sessions == []
     final = await first.wait(sid)
@@ -298,7 +298,7 @@ async def test_cancel_at_finalize_leaves_a_consistent_cache(emulator, make_manag
     assert cancels
     await cancels[0]
     visible = visible_counts(manager, base.global_version_id)
-    version = manager.store.builds.get_version(base.global_version_id)
+    version = manager.store.versions.get_version(base.global_version_id)
     if final.status == SyncStatus.COMPLETED:  # the cancel came after the commit
         assert visible == expected(emulator) and version["has_labels"]
     else:

@@ -13,7 +13,7 @@ import pytest
 from d365sync_nb import connect, tools
 from d365sync_nb.connection import Connection, default_connection, registry
 from d365sync_nb.models import SyncStrategy
-from tests.conftest import poll
+from tests.support import apoll
 
 Answer = dict[str, Any]
 FIVE = [
@@ -50,7 +50,7 @@ async def demo(tmp_path: Path) -> AsyncIterator[Connection]:
 
 
 async def run_to_end(session_id: str, profile: str | None = None) -> Answer:
-    answer = await poll(
+    answer = await apoll(
         lambda: tools.d365fo_get_sync_progress(session_id, profile=profile),
         lambda a: not a["success"] or not a["summary"]["is_running"],
     )
@@ -64,7 +64,7 @@ async def start_and_reach_labels(conn: Connection, latency_ms: float = 50) -> st
     started = await tools.d365fo_start_sync("full")
     assert started["success"], started
     sid = started["session_id"]
-    await poll(
+    await apoll(
         lambda: tools.d365fo_get_sync_progress(sid),
         lambda a: (
             a["summary"]["current_phase"] == "labels"

@@ -106,7 +106,7 @@ def test_sigterm_mid_sync_cancels_the_session_and_exits_cleanly(emulator, tmp_pa
         session = conn.manager.get_sync_session(started["session_id"])
         assert session.status.value == "cancelled"
         assert conn.manager.store.checks.latest().action.value == "cancelled"
-        assert conn.manager.store.builds.get_version(1)["current_build_id"] is None
+        assert conn.manager.store.versions.get_version(1)["current_build_id"] is None
 
 
 def test_sigterm_during_once_exits_130(emulator, tmp_path):

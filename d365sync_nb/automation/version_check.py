@@ -63,7 +63,7 @@ def current_complete_version(manager: SyncSessionManager) -> dict[str, Any] | No
     """The cache's most recently synced version whose metadata is complete."""
     complete = [
         v
-        for v in manager.store.builds.list_versions()
+        for v in manager.store.versions.list_versions()
         if v["has_metadata"] and v["current_build_id"] is not None and v["synced_at"]
     ]
     return max(complete, key=lambda v: (v["synced_at"], v["id"]), default=None)
@@ -83,7 +83,7 @@ async def check_version(
     strategy = SyncStrategy.parse(strategy)
     before = current_complete_version(manager)
     version_id, env = await manager.detect_version()
-    version = manager.store.builds.get_version(version_id)
+    version = manager.store.versions.get_version(version_id)
     changed = before is None or before["id"] != version_id
     lacks = needs_sync(strategy, version)
     sessions = manager.store.history.load(version=version_id, limit=HISTORY_LOOKBACK)

@@ -417,7 +417,7 @@ class Watcher:
     def _emit(self, event: str, watched: WatchTarget, record: CheckRecord, **extra: Any) -> None:
         if self.on_event is None:
             return
-        data = {
+        data: dict[str, Any] = {
             "event": event,
             "time": iso(utcnow()),
             "environment": watched.environment,

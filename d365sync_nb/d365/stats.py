@@ -14,12 +14,13 @@ import re
 import time
 from array import array
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
+
+from d365sync_nb.d365.request_log import TRANSPORT_ERRORS, RequestRow
 
 # Endpoint classes: the metadata collections, Labels, and the three version actions.
 _COLLECTION = re.compile(r"(?:^|/)Metadata/([A-Za-z]+)")
 _ACTION = re.compile(r"Microsoft\.Dynamics\.DataEntities\.([A-Za-z]+)")
-TRANSPORT_ERRORS = frozenset({"dropped", "timeout", "connect", "garbled"})
 MAX_LIMIT_CHANGES = 1000  # points of the concurrency path kept for the chart
 LIMIT_RESOLUTION = 0.05  # seconds: changes closer than this to the last point replace its value
 
@@ -30,22 +31,6 @@ def endpoint_class(url: str) -> str:
     return found[1] if found else "other"
 
 
-class RequestRow(NamedTuple):
-    """One attempt, as the request log stores it."""
-
-    started_at: float  # seconds since the epoch
-    phase: str | None
-    endpoint: str
-    status: int | None  # None: no complete answer
-    error: str | None  # dropped | timeout | connect | garbled | not_json | cancelled | None
-    attempt: int  # 1 for the first try of a request, 2 for its first retry, ...
-    latency_ms: float
-    bytes: int
-    retry_cause: str | None  # why this attempt was retried (e.g. "429"), None if it was not
-    request_id: str
-    activity_id: str | None
-
-
 @dataclass
 class PhaseCounts:
     """Attempts of one phase."""
@@ -54,7 +39,7 @@ class PhaseCounts:
     retries: int = 0
     throttled: int = 0
     transport_errors: int = 0
-    throttle_wait_seconds: float = 0.0
+    retry_wait_seconds: float = 0.0
 
 
 @dataclass
@@ -65,7 +50,7 @@ class HttpStats:
     requests: int = 0
     retries: int = 0
     transport_errors: int = 0
-    throttle_wait_seconds: float = 0.0
+    retry_wait_seconds: float = 0.0
     bytes_received: int = 0
     by_status: dict[int, int] = field(default_factory=dict)
     by_phase: dict[str, PhaseCounts] = field(default_factory=dict)
@@ -132,8 +117,8 @@ class HttpStats:
 
     def waited(self, seconds: float) -> None:
         """Time spent honouring Retry-After or backing off before a retry."""
-        self.throttle_wait_seconds += seconds
-        self._phase_counts().throttle_wait_seconds += seconds
+        self.retry_wait_seconds += seconds
+        self._phase_counts().retry_wait_seconds += seconds
 
     def limit_changed(self, limit: int, now: float | None = None) -> None:
         """The limiter's limit is now ``limit``. The path keeps one point per
@@ -172,28 +157,10 @@ class HttpStats:
         ``ceiling`` when given."""
         limits = [limit for _, limit in self.limit_changes]
         start = start_limit if start_limit is not None else (limits[0] if limits else None)
-        low, high = self.limit_range or (start, start)
-        return {
-            "requests": self.requests,
-            "retries": self.retries,
-            "by_status": {str(k): v for k, v in sorted(self.by_status.items())},
-            "transport_errors": self.transport_errors,
-            "throttle_wait_seconds": round(self.throttle_wait_seconds, 3),
-            "bytes_received": self.bytes_received,
-            "latency_ms": latency_summary(self.latencies_ms) if percentiles else None,
-            "by_phase": {
-                phase: {
-                    "requests": c.requests,
-                    "retries": c.retries,
-                    "throttled": c.throttled,
-                    "transport_errors": c.transport_errors,
-                    "throttle_wait_seconds": round(c.throttle_wait_seconds, 3),
-                }
-                for phase, c in self.by_phase.items()
-            },
-            "concurrency": None
-            if start is None
-            else {
+        concurrency: dict[str, Any] | None = None
+        if start is not None:
+            low, high = self.limit_range or (start, start)
+            concurrency = {
                 "start": start,
                 "min": min(start, low),
                 "max": max(start, high),
@@ -202,7 +169,26 @@ class HttpStats:
                 **({} if adaptive is None else {"mode": "adaptive" if adaptive else "fixed"}),
                 **({} if ceiling is None else {"ceiling": ceiling}),
                 "change_count": self.limit_change_count,
+            }
+        return {
+            "requests": self.requests,
+            "retries": self.retries,
+            "by_status": {str(k): v for k, v in sorted(self.by_status.items())},
+            "transport_errors": self.transport_errors,
+            "retry_wait_seconds": round(self.retry_wait_seconds, 3),
+            "bytes_received": self.bytes_received,
+            "latency_ms": latency_summary(self.latencies_ms) if percentiles else None,
+            "by_phase": {
+                phase: {
+                    "requests": c.requests,
+                    "retries": c.retries,
+                    "throttled": c.throttled,
+                    "transport_errors": c.transport_errors,
+                    "retry_wait_seconds": round(c.retry_wait_seconds, 3),
+                }
+                for phase, c in self.by_phase.items()
             },
+            "concurrency": concurrency,
         }
 
 

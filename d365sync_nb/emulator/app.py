@@ -12,7 +12,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from .dataset import Dataset, build_dataset
 from .faults import DROP_FILTER, FaultGate
@@ -29,9 +30,6 @@ from .options import LAST_RELEASE, EmulatorOptionError, EmulatorOptions, coerce_
 
 __all__ = ["EmulatorApp", "EmulatorOptions"]
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 COLLECTIONS = ("DataEntities", "PublicEntities", "PublicEnumerations")
 ACTIONS = {

@@ -16,6 +16,7 @@ removed or changed.
 
 from __future__ import annotations
 
+import builtins
 import random
 import re
 from bisect import bisect_left
@@ -792,7 +793,7 @@ class _Builder:
         referenced.discard("")
         self.referenced = referenced
         special = {QUOTE_LABEL_ID, SPACE_LABEL_ID, PERCENT_LABEL_ID, COMPANY_LABEL_ID}
-        candidates = sorted(i for i in referenced if i not in special)
+        candidates = sorted(i for i in referenced if i and i not in special)
         picked = self.rng.sample(candidates, max(2, round(len(candidates) * 0.03)))
         n_missing = max(1, round(len(candidates) * 0.02))
         for i in picked[:n_missing]:
@@ -900,7 +901,7 @@ class _Delta:
         )
 
     # -- data entities / public entities -------------------------------------------------------
-    def entities(self, protected: set[str], new_publics: set[str]) -> None:
+    def entities(self, protected: builtins.set[str], new_publics: builtins.set[str]) -> None:
         """Remove 5 data entities (3 with public entities) and change 3."""
         b, rng = self.b, self.rng
         related = {
@@ -940,9 +941,9 @@ class _Delta:
 
     # -- fields, navigation properties, actions ------------------------------------------------
     @staticmethod
-    def _used_names(pe: dict[str, Any]) -> set[str]:
+    def _used_names(pe: dict[str, Any]) -> builtins.set[str]:
         """Property names other parts of the entity point at (never removed)."""
-        used: set[str] = set()
+        used: builtins.set[str] = set()
         for nav in pe["NavigationProperties"]:
             for c in nav["Constraints"]:
                 used.add(c.get("Property") or c.get("RelatedProperty") or "")
@@ -1065,7 +1066,7 @@ class _Delta:
         self.record("action", pe["Name"], action["Name"], "removed")
 
     # -- enumerations ---------------------------------------------------------------------------
-    def enumerations(self, protected: set[str], new_enums: set[str]) -> None:
+    def enumerations(self, protected: builtins.set[str], new_enums: builtins.set[str]) -> None:
         """Remove 5 unreferenced enumerations; members: 5 added, 2 removed, 2 changed."""
         b, rng = self.b, self.rng
         type_names = {p["TypeName"] for pe in b.public_entities for p in pe["Properties"]}
@@ -1129,7 +1130,7 @@ def _apply_version2(b: _Builder, labels: dict[str, str | None]) -> list[dict[str
     """
     rng = random.Random(f"d365sync-emulator:v2:{b.spec.data_entities}:{b.seed}")
     b.rng = b.labels.rng = rng
-    candidates = sorted(i for i in b.referenced if labels[i] and i != QUOTE_LABEL_ID)
+    candidates = sorted(i for i in b.referenced if i and labels[i] and i != QUOTE_LABEL_ID)
     for i in rng.sample(candidates, 8):
         labels[i] = f"{labels[i]} (revised)"
     b.labels.cap = len(b.labels.ids) + 1_000  # new keys get new ids again

@@ -9,12 +9,13 @@ import asyncio
 import hmac
 import random
 import threading
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from .odata import ODataError
 
 if TYPE_CHECKING:
+    from starlette.types import Receive
+
     from .options import EmulatorOptions
 
 __all__ = ["DROP_FILTER", "FaultGate"]
@@ -87,9 +88,7 @@ class FaultGate:
         return method == "POST" or bool(options.latency_ms)
 
     @staticmethod
-    async def delay(
-        options: EmulatorOptions, method: str, receive: Callable[[], Awaitable[dict[str, Any]]]
-    ) -> None:
+    async def delay(options: EmulatorOptions, method: str, receive: Receive) -> None:
         """Read and discard a POST body, then sleep ``latency_ms``."""
         if method == "POST":
             while True:

@@ -5,6 +5,7 @@ anything the service answers with an OData error body."""
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -24,6 +25,11 @@ _CLAUSE_RE = re.compile(
     re.S,
 )
 _AND_RE = re.compile(r"and\s+")
+
+
+def _equals(item: dict[str, Any], *, field: str, value: Any, negate: bool) -> bool:
+    """``field eq value`` (``ne`` when ``negate``) on one item."""
+    return (item.get(field) == value) != negate
 
 
 class ODataError(Exception):
@@ -71,7 +77,7 @@ def parse_filter(text: str, fields: frozenset[str]) -> Callable[[dict[str, Any]]
             )
         if m["op"]:
             value, neg = _odata_literal(m["value"]), m["op"] == "ne"
-            preds.append(lambda item, n=name, v=value, ng=neg: (item.get(n) == v) != ng)
+            preds.append(functools.partial(_equals, field=name, value=value, negate=neg))
         else:
             value, fn = _odata_literal(m["fvalue"]), m["fn"]
             method = {"startswith": "startswith", "endswith": "endswith"}.get(fn)

@@ -71,7 +71,7 @@ class EmulatorOptions:
                 f"unknown scale {self.scale!r}: expected one of {', '.join(SCALES)}"
             )
         if self.version not in range(1, LAST_RELEASE + 1):
-            raise EmulatorOptionError(f"unknown dataset version {self.version!r}: expected 1 or 2")
+            raise EmulatorOptionError(f"unknown emulator release {self.version!r}: expected 1 or 2")
         _finite("latency_ms", self.latency_ms, 0.0, MAX_LATENCY_MS)
         if self.max_concurrency is not None and self.max_concurrency < 1:
             raise EmulatorOptionError("max_concurrency must be >= 1 or None")
@@ -119,7 +119,7 @@ def coerce_options(changes: dict[str, Any]) -> dict[str, Any]:
             raise EmulatorOptionError(f"option {key} has invalid value {str(value)[:40]!r}")
         if key == "retry_after":
             try:
-                value = float(value)
+                value = float(value)  # type: ignore[arg-type]  # isinstance-checked above
             except ValueError:
                 raise EmulatorOptionError(f"retry_after must be a number, not {value!r}") from None
         out[key] = value

@@ -16,7 +16,7 @@ from typing import Any
 
 from d365sync_nb.errors import ConfigurationError, NotInCacheError
 from d365sync_nb.explorer.table import Column, Table, columns
-from d365sync_nb.store.builds import LABELLED_TABLES
+from d365sync_nb.store.rows import LABELLED_TABLES
 
 Query = Callable[[str, Sequence[Any]], list[sqlite3.Row]]
 

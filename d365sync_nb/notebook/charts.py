@@ -438,8 +438,8 @@ def latency_by_endpoint(requests: pd.DataFrame, *, title: str | None = None) -> 
         ax.set_yscale("log")
     ax.set_ylabel("latency (ms)")
     ax.tick_params(axis="x", labelsize=8, labelrotation=25)
-    for label in ax.get_xticklabels():
-        label.set_horizontalalignment("right")
+    for tick in ax.get_xticklabels():
+        tick.set_horizontalalignment("right")
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
     p50, p95 = np.percentile(latency, [50, 95])
     ax.set_title(f"{heading}: p50 {p50:.0f} ms, p95 {p95:.0f} ms (all attempts)")
@@ -507,7 +507,7 @@ def sync_windows(hours: list[dict[str, Any]], *, title: str | None = None) -> Fi
         line.set_gid(gid)
     rates.set_ylabel("%")
     rates.set_ylim(bottom=0)
-    handles = [bars, *rates.get_lines()]
+    handles: list[Any] = [bars, *rates.get_lines()]
     ax.legend(handles, [h.get_label() for h in handles], loc="upper left", fontsize=8)
     ax.set_title(title or "When syncs go best (by the hour they started)")
     return fig

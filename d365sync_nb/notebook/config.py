@@ -3,15 +3,17 @@
 ``%load_ext d365sync_nb`` registers it with the shell, so ``%config D365Sync`` lists it and
 ``%config D365Sync.default_strategy = "incremental"`` sets it; the Python functions of
 :mod:`d365sync_nb.notebook` read the same instance (``D365Sync.instance()``) with or without
-the magics. ``throttle_interval`` is applied to the connected manager by
-:mod:`~d365sync_nb.notebook.state`, which observes it.
+the magics. ``progress_interval`` is applied to the connected manager by
+:mod:`~d365sync_nb.notebook.state`, which observes it (``throttle_interval``, its old name,
+still sets it, with a DeprecationWarning).
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
-from traitlets import Enum, Float, Int, TraitError, Unicode, validate
+from traitlets import Enum, Float, Int, TraitError, Unicode, observe, validate
 from traitlets.config import SingletonConfigurable
 
 from d365sync_nb.connection import SCALES
@@ -29,8 +31,11 @@ class D365Sync(SingletonConfigurable):
     cache_dir = Unicode(
         None, allow_none=True, help="cache directory used by connect when --cache-dir is not given"
     ).tag(config=True)
-    throttle_interval = Float(
+    progress_interval = Float(
         0.1, help="seconds between progress repaints (phase transitions always repaint)"
+    ).tag(config=True)
+    throttle_interval = Float(
+        0.1, help="deprecated name of progress_interval (it is not about HTTP throttling)"
     ).tag(config=True)
     display = Enum(
         DISPLAY_MODES,
@@ -50,11 +55,25 @@ class D365Sync(SingletonConfigurable):
         except D365SyncError as exc:
             raise TraitError(str(exc)) from None
 
-    @validate("throttle_interval")
-    def _check_throttle(self, proposal: Any) -> float:
+    @validate("progress_interval", "throttle_interval")
+    def _check_progress_interval(self, proposal: Any) -> float:
         if proposal["value"] < 0:
-            raise TraitError("throttle_interval must be 0 or more")
+            raise TraitError(f"{proposal['trait'].name} must be 0 or more")
         return float(proposal["value"])
+
+    @observe("throttle_interval")
+    def _old_progress_interval(self, change: Any) -> None:
+        if change["new"] != self.progress_interval:  # set by a user, not mirrored below
+            warnings.warn(
+                "D365Sync.throttle_interval is deprecated: use D365Sync.progress_interval",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            self.progress_interval = change["new"]
+
+    @observe("progress_interval")
+    def _mirror_progress_interval(self, change: Any) -> None:
+        self.throttle_interval = change["new"]  # old readers see the value in force
 
     @validate("demo_latency_ms")
     def _check_latency(self, proposal: Any) -> float:

@@ -59,8 +59,8 @@ class DiagnosisView:
         parts.append(f"{http.retries:,} retried")
         if http.transport_errors:
             parts.append(f"{http.transport_errors:,} without an answer")
-        if http.throttle_wait_seconds:
-            parts.append(f"waits before retries {duration(http.throttle_wait_seconds)}")
+        if http.retry_wait_seconds:
+            parts.append(f"waits before retries {duration(http.retry_wait_seconds)}")
         text = "Requests: " + ", ".join(parts)
         latency = http.latency_ms or {}
         if latency:

@@ -64,7 +64,7 @@ def help_text() -> str:
             initial_indent="Python: ",
             subsequent_indent="        ",
         ),
-        "Config: %config D365Sync  (default_strategy, cache_dir, throttle_interval, display, ...)",
+        "Config: %config D365Sync  (default_strategy, cache_dir, progress_interval, display, ...)",
     ]
     return "\n".join(lines)
 

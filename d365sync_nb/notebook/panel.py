@@ -21,7 +21,7 @@ Structure and CSS classes (stable; browser tests select on them)::
 
 The widgets are built once; every snapshot received updates them under ``hold_sync`` (one
 message per widget that changed). The manager's progress reporter is the one throttle (at most
-every ``D365Sync.throttle_interval`` seconds within a phase, always on transitions). Snapshots
+every ``D365Sync.progress_interval`` seconds within a phase, always on transitions). Snapshots
 arrive on the manager's loop; the Cancel button's callback may arrive on another thread
 (ipykernel 7 subshells) and hops onto the loop.
 """

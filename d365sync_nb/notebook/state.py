@@ -62,20 +62,20 @@ class NotebookState:
         if conn is not None:
             config = D365Sync.instance()
             if self._watched is not config:
-                config.observe(self._throttle_changed, names="throttle_interval")
+                config.observe(self._progress_interval_changed, names="progress_interval")
                 self._watched = config
-            self.apply_throttle(config.throttle_interval)
+            self.apply_progress_interval(config.progress_interval)
         if old is not None:
             old.close()
 
-    def apply_throttle(self, seconds: float) -> None:
+    def apply_progress_interval(self, seconds: float) -> None:
         """Progress notifications of the connected manager: at most every ``seconds`` within a
         phase (always on phase transitions); every display paints what it is sent."""
         if self.connection is not None:
-            self.connection.manager.notify_interval = seconds
+            self.connection.manager.progress_interval = seconds
 
-    def _throttle_changed(self, change: Any) -> None:
-        self.apply_throttle(change["new"])
+    def _progress_interval_changed(self, change: Any) -> None:
+        self.apply_progress_interval(change["new"])
 
     # -- sessions --------------------------------------------------------------------------
     def resolve_session(self, session_id: str | None, *, running_only: bool = False) -> str:

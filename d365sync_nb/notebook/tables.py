@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from d365sync_nb import diagnostics
+from d365sync_nb.d365.request_log import REQUEST_COLUMNS, REQUEST_ERRORS
 from d365sync_nb.explorer import Diff, Table
 from d365sync_nb.explorer.diff import CHANGES, DIFF_COLUMNS, KIND_NAMES
 from d365sync_nb.models import (
@@ -23,9 +24,6 @@ from d365sync_nb.models import (
     SyncStatus,
     SyncStrategy,
 )
-
-# Attempts without a usable answer, as the request log names them (d365/stats.py).
-REQUEST_ERRORS = ("dropped", "timeout", "connect", "garbled", "not_json", "cancelled")
 
 STATUS_DTYPE = pd.CategoricalDtype([s.value for s in SyncStatus])
 STRATEGY_DTYPE = pd.CategoricalDtype([s.value for s in SyncStrategy])
@@ -44,7 +42,7 @@ HISTORY_COLUMNS = [
     "retries",
     "throttled",
     "transport_errors",
-    "throttle_wait_seconds",
+    "retry_wait_seconds",
     "items",
     "items_per_second",
     "initiated_by",
@@ -65,7 +63,7 @@ def history_frame(sessions: Sequence[SyncSession]) -> pd.DataFrame:
     """One row per session, newest first; ``<phase>_items``/``<phase>_seconds`` per phase.
 
     ``retries``, ``throttled`` (429 answers), ``transport_errors`` (attempts without a usable
-    answer) and ``throttle_wait_seconds`` (waits before retries, summed) come from each
+    answer) and ``retry_wait_seconds`` (waits before retries, summed) come from each
     session's ``http`` record."""
     rows: list[dict[str, Any]] = []
     for s in sessions:
@@ -78,11 +76,11 @@ def history_frame(sessions: Sequence[SyncSession]) -> pd.DataFrame:
             "started_at": s.started_at,
             "completed_at": s.completed_at,
             "duration": s.duration_seconds,
-            "requests": s.requests,
+            "requests": s.http.requests,
             "retries": s.http.retries,
             "throttled": s.http.throttled,
             "transport_errors": s.http.transport_errors,
-            "throttle_wait_seconds": s.http.throttle_wait_seconds,
+            "retry_wait_seconds": s.http.retry_wait_seconds,
             "items": items,
             "items_per_second": round(items / s.duration_seconds, 1)
             if s.duration_seconds
@@ -105,7 +103,7 @@ def history_frame(sessions: Sequence[SyncSession]) -> pd.DataFrame:
     frame["duration"] = _seconds(frame["duration"])
     for column in ("requests", *HTTP_COUNTS, "items", *(f"{p.value}_items" for p in PHASES)):
         frame[column] = frame[column].astype("int64")
-    floats = ("throttle_wait_seconds", "items_per_second", *(f"{p.value}_seconds" for p in PHASES))
+    floats = ("retry_wait_seconds", "items_per_second", *(f"{p.value}_seconds" for p in PHASES))
     for column in floats:
         frame[column] = frame[column].astype("float64")
     return frame
@@ -196,22 +194,6 @@ def search_frame(hits: Sequence[dict[str, Any]]) -> pd.DataFrame:
     return frame
 
 
-REQUEST_COLUMNS = [
-    "seq",
-    "started_at",
-    "phase",
-    "endpoint",
-    "status",
-    "error",
-    "attempt",
-    "latency_ms",
-    "bytes",
-    "retry_cause",
-    "request_id",
-    "activity_id",
-]
-
-
 def requests_frame(
     rows: Sequence[dict[str, Any]], session: SyncSession | None = None
 ) -> pd.DataFrame:
@@ -224,7 +206,7 @@ def requests_frame(
     ``session_started_at`` (the origin of the limiter's concurrency changes) and
     ``concurrency`` (``session.http.concurrency``).
     """
-    frame = pd.DataFrame(list(rows), columns=REQUEST_COLUMNS)
+    frame = pd.DataFrame(list(rows), columns=list(REQUEST_COLUMNS))
     frame["seq"] = frame["seq"].astype("int64")
     frame["started_at"] = pd.Series(
         pd.to_datetime(frame["started_at"], utc=True, format="ISO8601"),
@@ -250,8 +232,6 @@ def requests_frame(
         )
         frame.attrs["concurrency"] = session.http.concurrency
     return frame
-
-
 
 
 def compare_frame(rows: Sequence[dict[str, Any]], a: SyncSession, b: SyncSession) -> pd.DataFrame:

@@ -29,7 +29,7 @@ OPERATION = Operation(
     "version (or from_version) with another environment's (to_version, default its current "
     "one).",
     args=(
-        Arg("from_version", "a global version id or application version (default: the older "
+        Arg("from_version", "a global version id or an application version (default: the older "
             "of the two latest; with --against: this environment's current version)",
             flag="--from", metavar="V", keyword_only=False),
         Arg("to_version", "default: the latest", flag="--to", metavar="V", keyword_only=False),

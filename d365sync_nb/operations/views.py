@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from d365sync_nb import render
+from d365sync_nb.d365.request_log import REQUEST_COLUMNS
 from d365sync_nb.diagnostics import Diagnosis
 from d365sync_nb.explorer import Diff, Table
 from d365sync_nb.explorer.table import write_csv
@@ -55,11 +56,6 @@ class SessionsView:
 
     def to_json(self) -> Any:
         return [s.to_dict() for s in self.sessions]
-
-
-# The request log's columns (``manager.get_request_log``).
-REQUEST_COLUMNS = ("seq", "started_at", "phase", "endpoint", "status", "error", "attempt",
-                   "latency_ms", "bytes", "retry_cause", "request_id", "activity_id")  # fmt: skip
 
 
 @dataclass

@@ -85,7 +85,8 @@ class CheckHistory:
         self, *, limit: int = 20, action: str | None = None, since: datetime | None = None
     ) -> list[CheckRecord]:
         """Recorded checks, newest first, optionally of one action or from a moment on."""
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if action is not None:
             where.append("action = ?")
             params.append(parse_action(action).value)

@@ -8,7 +8,7 @@ import sqlite3
 from datetime import UTC, datetime
 from typing import Any
 
-from d365sync_nb.d365.stats import RequestRow
+from d365sync_nb.d365.request_log import REQUEST_COLUMNS, STORED_REQUEST_COLUMNS, RequestRow
 from d365sync_nb.errors import ConfigurationError
 from d365sync_nb.models import (
     PHASES,
@@ -25,8 +25,19 @@ from d365sync_nb.store.database import Database, now_iso
 from d365sync_nb.store.liveness import HOST, LIVE_SESSIONS, alive_elsewhere
 
 SESSION_COLUMNS = (
-    "session_id, environment, strategy, status, global_version_id, initiated_by, started_at,"
-    " completed_at, error, message, counts_json, requests, pid, host, http_json"
+    "session_id", "environment", "strategy", "status", "global_version_id", "initiated_by",
+    "started_at", "completed_at", "error", "message", "counts_json", "requests", "pid", "host",
+    "http_json",
+)  # fmt: skip
+# A save replaces these and keeps request_log_pruned (the store's own state of the session).
+_SAVE_SESSION = (
+    f"INSERT INTO sessions({', '.join(SESSION_COLUMNS)})"
+    f" VALUES ({', '.join('?' * len(SESSION_COLUMNS))}) ON CONFLICT(session_id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in SESSION_COLUMNS[1:])
+)
+_INSERT_REQUEST = (
+    f"INSERT INTO requests({', '.join(STORED_REQUEST_COLUMNS)})"
+    f" VALUES ({', '.join('?' * len(STORED_REQUEST_COLUMNS))})"
 )
 PHASE_COLUMNS = (
     "session_id, phase, ordinal, status, items_processed, items_total, current_item,"
@@ -44,8 +55,7 @@ class SessionHistory:
         """Upsert a session and its phases, recording this process as the one running it."""
         with self.db.write() as conn:
             conn.execute(
-                f"INSERT OR REPLACE INTO sessions({SESSION_COLUMNS})"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                _SAVE_SESSION,
                 (
                     session.session_id,
                     session.environment,
@@ -58,7 +68,7 @@ class SessionHistory:
                     session.error,
                     session.message,
                     json.dumps(session.counts),
-                    session.requests,
+                    session.http.requests,  # for files read by an older version
                     os.getpid(),
                     HOST,
                     session.http.model_dump_json(),
@@ -193,7 +203,7 @@ class SessionHistory:
                 "SELECT coalesce(max(seq), 0) FROM requests WHERE session_id = ?", (session_id,)
             ).fetchone()[0]
             conn.executemany(
-                "INSERT INTO requests VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                _INSERT_REQUEST,
                 [(session_id, start + i, *row) for i, row in enumerate(rows, 1)],
             )
 
@@ -211,22 +221,33 @@ class SessionHistory:
             where.append(sql)
             params += value
         rows = self.db.rows(
-            f"SELECT * FROM requests WHERE {' AND '.join(where)} ORDER BY seq", params
+            f"SELECT {', '.join(REQUEST_COLUMNS)} FROM requests WHERE {' AND '.join(where)}"
+            " ORDER BY seq",
+            params,
         )
         return [_request_dict(row) for row in rows]
 
-    def has_request_log(self, session_id: str) -> bool:
-        rows = self.db.rows("SELECT 1 FROM requests WHERE session_id = ? LIMIT 1", (session_id,))
-        return bool(rows)
+    def request_log_pruned(self, session_id: str) -> bool:
+        """True once the session's request log was deleted by :meth:`prune_request_logs`."""
+        rows = self.db.rows(
+            "SELECT request_log_pruned FROM sessions WHERE session_id = ?", (session_id,)
+        )
+        return bool(rows and rows[0][0])
 
     def prune_request_logs(self, keep: int) -> int:
-        """Keep the request logs of the ``keep`` most recent sessions; returns rows deleted."""
+        """Keep the request logs of the ``keep`` most recent sessions (and of running ones),
+        marking the others pruned; returns rows deleted."""
+        older = (
+            "SELECT session_id FROM sessions WHERE status != 'running' AND session_id NOT IN"
+            " (SELECT session_id FROM sessions ORDER BY julianday(started_at) DESC LIMIT ?)"
+        )
         with self.db.write() as conn:
-            cursor = conn.execute(
-                "DELETE FROM requests WHERE session_id NOT IN (SELECT session_id FROM sessions"
-                " ORDER BY julianday(started_at) DESC LIMIT ?)",
+            conn.execute(
+                f"UPDATE sessions SET request_log_pruned = 1 WHERE session_id IN ({older})"
+                " AND request_log_pruned = 0",
                 (keep,),
             )
+            cursor = conn.execute(f"DELETE FROM requests WHERE session_id IN ({older})", (keep,))
             return cursor.rowcount
 
     def _session(self, row: sqlite3.Row) -> SyncSession:
@@ -274,7 +295,6 @@ class SessionHistory:
             counts=json.loads(row["counts_json"] or "{}"),
             error=row["error"],
             message=row["message"],
-            requests=row["requests"] or 0,
             http=HttpRecord.model_validate_json(row["http_json"])
             if row["http_json"]
             else HttpRecord(requests=row["requests"] or 0),
@@ -305,6 +325,5 @@ def _status_filter(status: str) -> tuple[str, list[Any]]:
 
 def _request_dict(row: sqlite3.Row) -> dict[str, Any]:
     data = dict(row)
-    del data["session_id"]
     data["started_at"] = iso(datetime.fromtimestamp(data["started_at"], UTC))
     return data

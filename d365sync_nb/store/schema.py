@@ -7,11 +7,32 @@ Labels are a dictionary shared across versions (keyed by id and language); a bui
 the labels it fetches and merges them in at finalize, so they too appear all at once or never.
 
 ``SCHEMA`` is the current schema (new files get it as is); ``MIGRATIONS[v]`` lists the SQL steps
-that bring a file of version ``v - 1`` to ``v``. To add version 5: change ``SCHEMA``, append the
-steps as ``MIGRATIONS[3]`` and set ``SCHEMA_VERSION = 4``.
+that bring a file of version ``v - 1`` to ``v``. To add version 6: change ``SCHEMA``, append the
+steps as ``MIGRATIONS[6]`` and set ``SCHEMA_VERSION = 6``.
 """
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
+
+# One row per attempt sent (the request log), kept for the most recent sessions only; its
+# columns are d365/request_log.py's STORED_REQUEST_COLUMNS.
+REQUESTS_TABLE = """
+CREATE TABLE IF NOT EXISTS requests (
+    session_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    started_at REAL NOT NULL,
+    phase TEXT,
+    endpoint TEXT NOT NULL,
+    status INTEGER,
+    error TEXT,
+    attempt INTEGER NOT NULL,
+    latency_ms REAL NOT NULL,
+    bytes INTEGER NOT NULL,
+    retry_cause TEXT,
+    request_id TEXT NOT NULL,
+    activity_id TEXT,
+    PRIMARY KEY (session_id, seq)
+) WITHOUT ROWID;
+"""
 
 SCHEMA = """
 PRAGMA journal_mode = WAL;
@@ -178,7 +199,9 @@ CREATE TABLE IF NOT EXISTS sessions (
     requests INTEGER,
     pid INTEGER,
     host TEXT,
-    http_json TEXT
+    http_json TEXT,
+    -- 1 once the session's request log was deleted (only the most recent sessions keep one)
+    request_log_pruned INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS sessions_started ON sessions(started_at);
 
@@ -197,26 +220,12 @@ CREATE TABLE IF NOT EXISTS session_phases (
     note TEXT,
     PRIMARY KEY (session_id, phase)
 ) WITHOUT ROWID;
+"""
+SCHEMA += REQUESTS_TABLE
 
--- One row per attempt sent (the request log), kept for the most recent sessions only.
-CREATE TABLE IF NOT EXISTS requests (
-    session_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    started_at REAL NOT NULL,
-    phase TEXT,
-    endpoint TEXT NOT NULL,
-    status INTEGER,
-    error TEXT,
-    attempt INTEGER NOT NULL,
-    latency_ms REAL NOT NULL,
-    bytes INTEGER NOT NULL,
-    retry_cause TEXT,
-    request_id TEXT NOT NULL,
-    activity_id TEXT,
-    PRIMARY KEY (session_id, seq)
-) WITHOUT ROWID;
-
--- One row per version check of a watch (``d365sync watch``): what it saw and what it did.
+# One row per version check of a watch (``d365sync watch``): what it saw and what it did
+# (store/checks.py).
+CHECKS_TABLE = """
 CREATE TABLE IF NOT EXISTS checks (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     checked_at TEXT NOT NULL,
@@ -234,8 +243,9 @@ CREATE TABLE IF NOT EXISTS checks (
     notify_failed INTEGER NOT NULL DEFAULT 0,
     seconds REAL
 );
-CREATE INDEX IF NOT EXISTS checks_time ON checks(checked_at);
 """
+CHECKS_INDEX = "CREATE INDEX IF NOT EXISTS checks_time ON checks(checked_at);"
+SCHEMA += CHECKS_TABLE + CHECKS_INDEX + "\n"
 
 # Steps from version v - 1 to v, run in one transaction (with the version bump) when a file opens.
 MIGRATIONS: dict[int, list[str]] = {
@@ -244,8 +254,14 @@ MIGRATIONS: dict[int, list[str]] = {
         # SyncStatus.PENDING is gone; a 'pending' row was treated as running, so it is one
         "UPDATE sessions SET status = 'running' WHERE status = 'pending'",
     ],
-    3: ["ALTER TABLE sessions ADD COLUMN http_json TEXT"],  # the requests table is new
-    4: [],  # the checks table is new (SCHEMA creates it)
+    3: ["ALTER TABLE sessions ADD COLUMN http_json TEXT", REQUESTS_TABLE],
+    4: [
+        "ALTER TABLE sessions ADD COLUMN request_log_pruned INTEGER NOT NULL DEFAULT 0",
+        # before, a session that sent requests but has no row left was taken as pruned
+        "UPDATE sessions SET request_log_pruned = 1 WHERE coalesce(requests, 0) > 0"
+        " AND session_id NOT IN (SELECT session_id FROM requests)",
+    ],
+    5: [CHECKS_TABLE, CHECKS_INDEX],
 }
 
 # Tables whose rows belong to a build.

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from d365sync_nb.store.builds import Builds
 from d365sync_nb.store.database import Database
+from d365sync_nb.store.versions import Versions
 
 # kind, name column, parent column, table: what a build puts in the index.
 SOURCES = (
@@ -20,9 +20,9 @@ SOURCES = (
 class SearchIndex:
     """Full-text search over entities, properties, enumerations and members, with labels."""
 
-    def __init__(self, db: Database, builds: Builds) -> None:
+    def __init__(self, db: Database, versions: Versions) -> None:
         self.db = db
-        self.builds = builds
+        self.versions = versions
 
     def build(self, build_id: int, language: str = "en-us") -> int:
         """(Re)build the rows of a build: entities, properties, enumerations, members. Returns
@@ -54,8 +54,10 @@ class SearchIndex:
         if not terms:
             return []
         query = " ".join(f'"{t}"*' for t in terms)
-        builds = self.builds
-        version = builds.get_version(version_id) if version_id else builds.latest_synced_version()
+        versions = self.versions
+        version = (
+            versions.get_version(version_id) if version_id else versions.latest_synced_version()
+        )
         if not version or version["current_build_id"] is None:
             return []
         rows = self.db.rows(

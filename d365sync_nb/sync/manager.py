@@ -4,7 +4,9 @@ One manager per cache file serves every surface of a process (the registry in
 :mod:`d365sync_nb.connection` owns it). The manager orchestrates: it checks a start request,
 runs the first two phases (initializing, version check) while the caller waits, then hands the
 session to a :class:`~d365sync_nb.sync.runner.SessionRunner` task on the caller's loop. ``wait``
-and ``cancel_sync_session`` work from any loop; history is persisted in the environment's cache.
+and ``cancel_sync_session`` work from any loop. Persisting a session is the
+:class:`~d365sync_nb.sync.recorder.SessionRecorder`'s job; parsing what a user typed (ids,
+prefixes, dates, statuses) is :mod:`d365sync_nb.sync.lookup`'s; reading history is the store's.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ import asyncio
 import functools
 import logging
 import uuid
+import warnings
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -22,7 +25,6 @@ import httpx
 from d365sync_nb.config import ConnectionSettings
 from d365sync_nb.d365.auth import TokenCredential, TokenProvider, make_credential
 from d365sync_nb.d365.client import D365MetadataClient
-from d365sync_nb.d365.stats import RequestRow
 from d365sync_nb.errors import (
     ConfigurationError,
     RequestLogUnavailable,
@@ -33,22 +35,29 @@ from d365sync_nb.explorer import MetadataExplorer
 from d365sync_nb.metadata import EnvironmentVersion
 from d365sync_nb.models import (
     DEFAULT_PHASE_WEIGHTS,
-    PHASE_NAMES,
     StartResult,
     SyncPhase,
     SyncSession,
-    SyncStatus,
     SyncStrategy,
 )
 from d365sync_nb.store import LIVE_SESSIONS, MetadataStore, find_shared_build, store_path
+from d365sync_nb.sync.lookup import (
+    as_session_id,
+    as_status,
+    as_time,
+    as_version_id,
+    check_phase,
+    session_id_from_prefix,
+)
 from d365sync_nb.sync.plan import SharingSource, SyncPlan, make_plan, needs_sync
 from d365sync_nb.sync.progress import CallbackHub, ProgressCallback, ProgressReporter
+from d365sync_nb.sync.recorder import SessionRecorder
 from d365sync_nb.sync.runner import SessionRunner
 
 log = logging.getLogger(__name__)
 
 INTERRUPTED = "interrupted: the process running this session stopped before it finished"
-MAX_VERSION_ID = 2**63 - 1  # SQLite's largest integer
+_NOTIFY_INTERVAL = "SyncSessionManager.notify_interval is deprecated: use progress_interval"
 VERSION_REQUESTS = 3  # GetInstalledModules, GetApplicationVersion, GetPlatformBuildVersion
 
 
@@ -95,12 +104,9 @@ class SyncSessionManager:
         self.closed = False
         self._close_when_idle = False
         self._running: dict[str, _Running] = {}
-        self._unsaved: dict[str, SyncSession] = {}  # ended, but the cache refused the record
+        self.recorder = SessionRecorder(self.store, settings.request_log_sessions)
         self._hub = CallbackHub()
-        self._saves: set[asyncio.Future[None]] = set()
-        self._save_failures: dict[str, list[BaseException]] = {}
         self._starting: set[int] = set()
-        self.request_log_sessions = settings.request_log_sessions
 
     def __repr__(self) -> str:
         return (
@@ -120,15 +126,35 @@ class SyncSessionManager:
         )
 
     @property
-    def notify_interval(self) -> float:
+    def request_log_sessions(self) -> int:
+        """How many of the most recent sessions keep their request log (0: none)."""
+        return self.recorder.request_log_sessions
+
+    @request_log_sessions.setter
+    def request_log_sessions(self, count: int) -> None:
+        self.recorder.request_log_sessions = int(count)
+
+    @property
+    def progress_interval(self) -> float:
         """Least seconds between two progress snapshots of a session within a phase."""
         return self._hub.interval
 
+    @progress_interval.setter
+    def progress_interval(self, seconds: float) -> None:
+        if not seconds >= 0:
+            raise ConfigurationError(f"progress_interval must be 0 or more seconds, not {seconds}")
+        self._hub.interval = float(seconds)
+
+    @property
+    def notify_interval(self) -> float:
+        """Deprecated name of :attr:`progress_interval`."""
+        warnings.warn(_NOTIFY_INTERVAL, DeprecationWarning, stacklevel=2)
+        return self.progress_interval
+
     @notify_interval.setter
     def notify_interval(self, seconds: float) -> None:
-        if not seconds >= 0:
-            raise ConfigurationError(f"notify_interval must be 0 or more seconds, not {seconds}")
-        self._hub.interval = float(seconds)
+        warnings.warn(_NOTIFY_INTERVAL, DeprecationWarning, stacklevel=2)
+        self.progress_interval = seconds
 
     def new_client(self) -> D365MetadataClient:
         transport: httpx.AsyncBaseTransport | None = (
@@ -143,13 +169,13 @@ class SyncSessionManager:
         """Ask the environment for its modules; return the cached version id for them."""
         async with self.new_client() as client:
             env = await client.get_environment_version()
-        version_id = await self.store.run(self.store.builds.upsert_version, env)
+        version_id = await self.store.run(self.store.versions.upsert_version, env)
         return version_id, env
 
     # -- start -------------------------------------------------------------------------
     async def start(
         self,
-        global_version_id: int | None = None,
+        global_version_id: int | str | None = None,
         strategy: str | SyncStrategy = SyncStrategy.FULL,
         initiated_by: str = "user",
         *,
@@ -157,10 +183,11 @@ class SyncSessionManager:
     ) -> StartResult:
         """Start a session (detecting the version) or say it is already up to date.
 
-        The initializing and version-check phases run while the caller waits; the rest runs
-        as a task. Raises ConfigurationError for bad arguments, SessionConflictError when a
-        session is already running for the version, and D365Error when the environment
-        cannot be reached (no session is recorded then).
+        ``global_version_id`` may be typed text (``"2"``); it must name a cached version, the
+        one the environment runs now. The initializing and version-check phases run while the
+        caller waits; the rest runs as a task. Raises ConfigurationError for bad arguments,
+        SessionConflictError when a session is already running for the version, and D365Error
+        when the environment cannot be reached (no session is recorded then).
         """
         strategy = SyncStrategy.parse(strategy)
         if self.closed:
@@ -200,7 +227,7 @@ class SyncSessionManager:
 
     async def start_sync_session(
         self,
-        global_version_id: int | None = None,
+        global_version_id: int | str | None = None,
         strategy: str | SyncStrategy = SyncStrategy.FULL,
         initiated_by: str = "user",
         *,
@@ -211,9 +238,11 @@ class SyncSessionManager:
         return result.session_id
 
     def _known_version(self, value: Any) -> int:
-        version_id = _as_version_id(value)
-        if self.store.builds.get_version(version_id) is None:
-            known = ", ".join(str(v["id"]) for v in self.store.builds.list_versions()) or "none yet"
+        version_id = as_version_id(value)
+        if self.store.versions.get_version(version_id) is None:
+            known = (
+                ", ".join(str(v["id"]) for v in self.store.versions.list_versions()) or "none yet"
+            )
             raise ConfigurationError(
                 f"Unknown global version {version_id} (known: {known}); "
                 "omit the version to detect it from the environment"
@@ -228,7 +257,7 @@ class SyncSessionManager:
         reporter.begin(phase, total=VERSION_REQUESTS, item="GetInstalledModules")
         env = await client.get_environment_version()
         reporter.advance(phase, VERSION_REQUESTS)
-        version_id = await self.store.run(self.store.builds.upsert_version, env)
+        version_id = await self.store.run(self.store.versions.upsert_version, env)
         reporter.end(
             phase,
             note=f"version {version_id}: {len(env.modules)} modules, application "
@@ -267,7 +296,7 @@ class SyncSessionManager:
         version_id = session.global_version_id
         assert version_id is not None
         strategy = session.strategy
-        version = self.store.builds.get_version(version_id)
+        version = self.store.versions.get_version(version_id)
         if not force and not needs_sync(strategy, version):
             result = StartResult(
                 session_id=None,
@@ -287,7 +316,7 @@ class SyncSessionManager:
         except BaseException:
             LIVE_SESSIONS.discard(session.session_id)
             raise
-        reporter.on_transition = functools.partial(self._persist, client=client)
+        reporter.on_transition = functools.partial(self.recorder.persist, client=client)
         runner = SessionRunner(
             session,
             plan,
@@ -360,7 +389,7 @@ class SyncSessionManager:
         """Record the outcome, close the session's client, and let the session go."""
         session = runner.session
         try:
-            await asyncio.shield(self._final_save(session, runner.client))
+            await asyncio.shield(self.recorder.final_save(session, runner.client))
             await asyncio.shield(runner.client.aclose())  # already closed once it ran
         finally:  # even when a late cancel interrupts the save
             self._running.pop(session.session_id, None)
@@ -370,57 +399,14 @@ class SyncSessionManager:
             if self._close_when_idle and not self._running:
                 self._close_store()
 
-    def _persist(self, session: SyncSession, *, client: D365MetadataClient) -> None:
-        """Save a snapshot and the new request-log rows at a phase transition (in the
-        background; failures are kept)."""
-        snapshot, rows = session.model_copy(deep=True), client.stats.drain()
-        future = asyncio.ensure_future(self.store.run(self._save, snapshot, rows))
-        self._saves.add(future)
-        future.add_done_callback(functools.partial(self._saved, session.session_id))
-
-    def _saved(self, session_id: str, future: asyncio.Future[None]) -> None:
-        self._saves.discard(future)
-        if not future.cancelled() and (exc := future.exception()) is not None:
-            log.error("session %s: a progress snapshot was not saved", session_id, exc_info=exc)
-            self._save_failures.setdefault(session_id, []).append(exc)
-
-    def _save(self, session: SyncSession, rows: list[RequestRow]) -> None:
-        """On the store's writer thread: the session's row, then its new request-log rows
-        (none are written when no session keeps a log)."""
-        self.store.history.save(session)
-        if self.request_log_sessions:
-            self.store.history.write_requests(session.session_id, rows)
-
-    async def _final_save(self, session: SyncSession, client: D365MetadataClient) -> None:
-        """Record the final state and the rest of the request log (keeping the logs of the
-        most recent sessions only); a snapshot or the record that could not be saved is logged
-        and noted on the session (which stays readable from memory)."""
-        await asyncio.gather(*list(self._saves), return_exceptions=True)  # logged by _saved
-        failed = self._save_failures.pop(session.session_id, [])
-        if failed:
-            session.message = _join(
-                session.message,
-                f"{len(failed)} progress snapshot(s) were not saved ({_error_text(failed[0])})",
-            )
-        try:
-            rows = client.stats.drain()
-            await self.store.run(self._save, session.model_copy(deep=True), rows)
-            await self.store.run(self.store.history.prune_request_logs, self.request_log_sessions)
-        except Exception as exc:
-            log.error("session %s: its final state was not saved", session.session_id, exc_info=exc)
-            session.message = _join(
-                session.message, f"its final state was not saved in the cache ({_error_text(exc)})"
-            )
-            self._unsaved[session.session_id] = session
-
     # -- follow ------------------------------------------------------------------------
     def get_sync_session(self, session_id: str) -> SyncSession:
         """A running session (live) or a finished one (from history)."""
-        session_id = _as_session_id(session_id)
+        session_id = as_session_id(session_id)
         running = self._running.get(session_id)
         if running is not None:
             return running.session
-        found = self._unsaved.get(session_id) or self.store.history.get(session_id)
+        found = self.recorder.unsaved(session_id) or self.store.history.get(session_id)
         if found is None:
             raise SessionNotFoundError(f"No sync session with id {session_id!r}")
         return found
@@ -441,19 +427,13 @@ class SyncSessionManager:
         """Recorded sessions, newest first (running ones included, with their live state),
         filtered by status, strategy, global version and start time (``since`` <= started <
         ``until``; dates or ISO times, naive ones meaning UTC)."""
-        if status is not None:
-            try:
-                status = SyncStatus(str(status).strip().lower()).value
-            except ValueError:
-                valid = ", ".join(s.value for s in SyncStatus)
-                raise ConfigurationError(f"Unknown status {status!r}; one of: {valid}") from None
         stored = self.store.history.load(
             limit=max(1, int(limit)),
-            status=status,
+            status=as_status(status),
             strategy=None if strategy is None else SyncStrategy.parse(strategy).value,
-            since=_as_time(since, "since"),
-            until=_as_time(until, "until"),
-            version=None if version is None else _as_version_id(version),
+            since=as_time(since, "since"),
+            until=as_time(until, "until"),
+            version=None if version is None else as_version_id(version),
         )
         return [self._live(s) for s in stored]
 
@@ -466,25 +446,18 @@ class SyncSessionManager:
         RequestLogUnavailable for a session whose log was pruned (the most recent keep one).
         """
         session = self.get_sync_session(session_id)
-        if phase is not None and phase not in PHASE_NAMES:
-            valid = ", ".join(sorted(PHASE_NAMES))
-            raise ConfigurationError(f"Unknown phase {phase!r}; one of: {valid}")
-        rows = self.store.history.requests(session.session_id, status=status, phase=phase)
-        if (
-            not rows
-            and session.http.requests
-            and not self.store.history.has_request_log(session.session_id)
-        ):
+        check_phase(phase)
+        if self.store.history.request_log_pruned(session.session_id):
             raise RequestLogUnavailable(
                 f"The request log of session {session.session_id} was pruned: only the "
                 f"{self.request_log_sessions} most recent sessions keep one (its aggregates "
                 "are in its http record)"
             )
-        return rows
+        return self.store.history.requests(session.session_id, status=status, phase=phase)
 
     def _live(self, stored: SyncSession) -> SyncSession:
         running = self._running.get(stored.session_id)
-        return running.session if running else self._unsaved.get(stored.session_id, stored)
+        return running.session if running else self.recorder.unsaved(stored.session_id) or stored
 
     def find_session_id(self, text: str | None, *, running_only: bool = False) -> str:
         """A full session id from an id, a unique prefix (4+ characters), or None (the latest
@@ -499,26 +472,11 @@ class SyncSessionManager:
             if latest is None:
                 raise SessionNotFoundError("No sync session recorded yet: start one first")
             return latest
-        prefix = str(text).strip().lower()
-        try:
-            return str(uuid.UUID(prefix))
-        except ValueError:
-            pass
-        if len(prefix) < 4 or any(c not in "0123456789abcdef-" for c in prefix):
-            raise SessionNotFoundError(
-                f"No sync session with id {str(text)[:40]!r} (session ids are UUIDs; a unique "
-                "prefix of 4+ characters also works)"
-            )
-        known = {s.session_id for s in self.get_active_sessions()}
-        known |= set(self.store.history.ids_starting_with(prefix))
-        matches = sorted(known)
-        if len(matches) == 1:
-            return matches[0]
-        if not matches:
-            raise SessionNotFoundError(f"No sync session with id {str(text)[:40]!r}")
-        raise SessionNotFoundError(
-            f"Session id prefix {prefix!r} matches {len(matches)} sessions; give more of it"
-        )
+        return session_id_from_prefix(text, self._ids_starting_with)
+
+    def _ids_starting_with(self, prefix: str) -> list[str]:
+        running = [i for i in self._running if i.startswith(prefix)]
+        return running + self.store.history.ids_starting_with(prefix)
 
     def latest_session_id(self) -> str | None:
         if self._running:
@@ -527,7 +485,7 @@ class SyncSessionManager:
 
     async def wait(self, session_id: str) -> SyncSession:
         """Wait until a session ends; return its final state."""
-        running = self._running.get(_as_session_id(session_id))
+        running = self._running.get(as_session_id(session_id))
         if running is not None and running.on_other_loop():
             ended = asyncio.run_coroutine_threadsafe(self.wait(session_id), running.loop)
             return await asyncio.wrap_future(ended)
@@ -541,7 +499,7 @@ class SyncSessionManager:
         self._hub.add(session.session_id, callback)
 
     def remove_progress_callback(self, session_id: str, callback: ProgressCallback) -> None:
-        self._hub.remove(_as_session_id(session_id), callback)
+        self._hub.remove(as_session_id(session_id), callback)
 
     def add_listener(self, callback: ProgressCallback) -> None:
         """Call ``callback(snapshot)`` for every session of this manager."""
@@ -556,7 +514,7 @@ class SyncSessionManager:
 
         When this returns, no further request is sent and the unfinished build is gone.
         """
-        session_id = _as_session_id(session_id)
+        session_id = as_session_id(session_id)
         running = self._running.get(session_id)
         if running is None:
             self.get_sync_session(session_id)  # raises SessionNotFoundError when unknown
@@ -583,20 +541,8 @@ class SyncSessionManager:
         return {
             "environment": self.settings.base_url,
             "cache_file": str(self.store.path),
-            "versions": [
-                {
-                    "global_version_id": v["id"],
-                    "modules": v["module_count"],
-                    "application_version": v["application_version"],
-                    "platform_version": v["platform_version"],
-                    "synced_at": v["synced_at"],
-                    "has_metadata": v["has_metadata"],
-                    "has_labels": v["has_labels"],
-                    "counts": v["counts"],
-                }
-                for v in self.store.builds.list_versions()
-            ],
-            "labels": self.store.builds.label_stats(self.settings.language),
+            "versions": self.store.versions.summaries(),
+            "labels": self.store.rows.label_stats(self.settings.language),
             "sessions_recorded": self.store.history.count(),
         }
 
@@ -630,49 +576,3 @@ class SyncSessionManager:
         for session_id in list(self._running):
             await self.cancel_sync_session(session_id)
         self._close_store()
-
-
-def _as_session_id(value: str) -> str:
-    try:
-        return str(uuid.UUID(str(value).strip()))
-    except ValueError:
-        raise SessionNotFoundError(
-            f"No sync session with id {value!r} (session ids are UUIDs)"
-        ) from None
-
-
-def _as_version_id(value: Any) -> int:
-    try:
-        version = int(value)
-    except (TypeError, ValueError):
-        raise ConfigurationError(f"Global version id must be an integer, not {value!r}") from None
-    if not 1 <= version <= MAX_VERSION_ID:
-        raise ConfigurationError(
-            f"Global version id must be between 1 and {MAX_VERSION_ID}, not {str(version)[:24]}"
-        )
-    return version
-
-
-def _as_time(value: datetime | str | None, name: str) -> datetime | None:
-    """A datetime from a date or ISO time (naive means UTC); ConfigurationError otherwise."""
-    if value is None or isinstance(value, datetime):
-        moment = value
-    else:
-        try:
-            moment = datetime.fromisoformat(str(value).strip())
-        except ValueError:
-            raise ConfigurationError(
-                f"{name} must be a date or time like 2026-11-30 or 2026-11-30T14:00, not "
-                f"{str(value)[:40]!r}"
-            ) from None
-    if moment is not None and moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment
-
-
-def _error_text(exc: BaseException) -> str:
-    return str(exc) or type(exc).__name__
-
-
-def _join(first: str | None, second: str) -> str:
-    return f"{first}; {second}" if first else second

@@ -160,7 +160,7 @@ class SessionRunner:
             assert source is not None
             self.reporter.begin(phase, item=f"cache of {source.environment}")
             copied = await self.store.run(
-                self.store.builds.copy_from_file,
+                self.store.sharing.copy_from_file,
                 source.path,
                 source.build_id,
                 self.build_id,
@@ -179,7 +179,7 @@ class SessionRunner:
         r.begin(phase, item="DataEntities")
         entities = await self.client.get_data_entities()
         r.total(phase, len(entities))
-        await self.store.run(self.store.builds.write_data_entities, self.build_id, entities)
+        await self.store.run(self.store.rows.write_data_entities, self.build_id, entities)
         self._expected_public = len(
             {e.public_entity_name for e in entities if e.public_entity_name}
         )
@@ -195,7 +195,7 @@ class SessionRunner:
             if pending is not None:
                 await pending  # one write in flight while the next chunk downloads
             pending = asyncio.ensure_future(
-                self.store.run(self.store.builds.write_public_entities, self.build_id, chunk)
+                self.store.run(self.store.rows.write_public_entities, self.build_id, chunk)
             )
             seen += len(chunk)
             state = self.session.phases[phase]
@@ -212,13 +212,13 @@ class SessionRunner:
         r.begin(phase, item="PublicEnumerations")
         enums = await self.client.get_enumerations()
         r.total(phase, len(enums))
-        await self.store.run(self.store.builds.write_enumerations, self.build_id, enums)
+        await self.store.run(self.store.rows.write_enumerations, self.build_id, enums)
         r.advance(phase, len(enums), item=enums[-1].name if enums else None)
         r.end(phase)
 
     # -- labels ------------------------------------------------------------------------
     async def _labels_phase(self) -> None:
-        r, phase, builds = self.reporter, SyncPhase.LABELS, self.store.builds
+        r, phase, build_rows = self.reporter, SyncPhase.LABELS, self.store.rows
         action = self.plan.action(phase)
         if action == Action.SKIP:
             r.skip(phase, f"not part of '{self.session.strategy}'")
@@ -227,16 +227,16 @@ class SessionRunner:
             source = self.plan.sharing
             assert source is not None
             r.begin(phase, item=f"cache of {source.environment}")
-            rows = await self.store.run(
-                builds.copy_labels_from_file, source.path, self.build_id, self.language
+            copied = await self.store.run(
+                self.store.sharing.copy_labels_from_file, source.path, self.build_id, self.language
             )
-            r.reuse(phase, f"copied {rows:,} labels from the cache of {source.environment}")
+            r.reuse(phase, f"copied {copied:,} labels from the cache of {source.environment}")
             return
         r.begin(phase, item="collecting label ids")
-        ids = await self.store.run(builds.label_ids, self.build_id)
+        ids = await self.store.run(build_rows.label_ids, self.build_id)
         reused = 0
         if action == Action.FETCH_MISSING:
-            cached = await self.store.run(builds.cached_label_ids, self.language)
+            cached = await self.store.run(build_rows.cached_label_ids, self.language)
             reused = len(ids & cached)
             ids = ids - cached
             if not ids:
@@ -258,7 +258,7 @@ class SessionRunner:
             if batch:
                 writes.append(
                     asyncio.ensure_future(
-                        self.store.run(self.store.builds.write_labels, self.build_id, batch)
+                        self.store.run(self.store.rows.write_labels, self.build_id, batch)
                     )
                 )
                 batch = []
@@ -298,7 +298,7 @@ class SessionRunner:
         r.begin(phase, item="counts")
         build_id = self.build_id
         assert build_id is not None
-        counts = await self.store.run(builds.counts, build_id, self.language)
+        counts = await self.store.run(self.store.rows.counts, build_id, self.language)
         self.session.counts = counts
         finalize = asyncio.ensure_future(
             self.store.run(

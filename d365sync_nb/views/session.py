@@ -132,8 +132,8 @@ class SessionView:
             parts.append(f"{count(http.retries)} retr{'y' if http.retries == 1 else 'ies'}")
         if http.throttled:
             parts.append(f"{count(http.throttled)} × 429")
-        if http.throttle_wait_seconds >= 0.05:
-            parts.append(f"waits {duration(http.throttle_wait_seconds)}")
+        if http.retry_wait_seconds >= 0.05:
+            parts.append(f"waits {duration(http.retry_wait_seconds)}")
         return parts
 
     @property

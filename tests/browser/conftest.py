@@ -12,10 +12,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from tests.browser.lab import LabServer, run_lab
+from tests.browser.lab import ARTIFACTS, FAILED, REPO, LabServer, run_lab
 
-REPO = Path(__file__).resolve().parents[2]
-ARTIFACTS = REPO / "artifacts" / "browser"
 CHROMIUM = Path(os.environ.get("D365SYNC_CHROMIUM", "/usr/bin/chromium"))
 # Debian's chromium as is; `playwright install` (a browser download) cannot work here.
 LAUNCH_ARGS = [
@@ -29,7 +27,6 @@ LAUNCH_ARGS = [
 ]
 VIEWPORT = {"width": 1400, "height": 1000}
 DEFAULT_TIMEOUT_MS = 30_000
-FAILED = pytest.StashKey[bool]()
 
 
 def pytest_configure(config: pytest.Config) -> None:

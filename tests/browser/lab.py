@@ -20,7 +20,11 @@ from pathlib import Path
 
 import httpx
 import psutil
+import pytest
 
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "artifacts" / "browser"  # screenshots and traces of failed browser tests
+FAILED = pytest.StashKey[bool]()  # set on a browser test's item when it failed
 START_TIMEOUT = 90.0
 STOP_TIMEOUT = 15.0
 # JupyterLab asks whether to fetch Jupyter news (a toast, and requests to the internet): off.

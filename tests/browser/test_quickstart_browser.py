@@ -21,8 +21,7 @@ import pytest
 from playwright.sync_api import Locator, Page, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from tests.browser.conftest import ARTIFACTS, FAILED, REPO
-from tests.browser.lab import LabServer
+from tests.browser.lab import ARTIFACTS, FAILED, REPO, LabServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
 

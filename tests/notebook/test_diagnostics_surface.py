@@ -26,8 +26,7 @@ from d365sync_nb.notebook.diagnosis import NO_LOG, DiagnosisView
 from d365sync_nb.notebook.panel import SessionPanel
 from d365sync_nb.notebook.state import state
 from d365sync_nb.views import SessionView, duration
-
-from .conftest import reset_notebook, wait_until
+from tests.support import poll, reset_notebook
 
 
 @dataclass
@@ -90,7 +89,7 @@ def test_requests_is_the_whole_log_with_typed_columns(runs: Runs) -> None:
     s = runs.throttled
     frame = runs.magic(f"requests {s.session_id[:8]}")
     assert isinstance(frame, pd.DataFrame) and len(frame) == s.http.requests
-    assert list(frame.columns) == tables.REQUEST_COLUMNS
+    assert tuple(frame.columns) == tables.REQUEST_COLUMNS
     assert str(frame.started_at.dtype) == "datetime64[us, UTC]"
     assert (frame.started_at >= pd.Timestamp(s.started_at) - timedelta(seconds=1)).all()
     assert frame.seq.is_monotonic_increasing and frame.seq.is_unique
@@ -119,7 +118,7 @@ def test_requests_filters_by_status_and_phase(runs: Runs) -> None:
     assert len(lost) == f.http.transport_errors and lost.status.isna().all()
     assert set(lost.error.dropna()) <= set(tables.REQUEST_ERRORS) and lost.error.notna().all()
     retried = runs.magic(f"requests {f.session_id} --status retried --phase labels")
-    assert len(retried) == f.http.by_phase["labels"]["retries"]
+    assert len(retried) == f.http.by_phase["labels"].retries
     assert (retried.phase == "labels").all() and retried.retry_cause.notna().all()
     version = nb.requests(t.session_id, phase="version_check")
     assert set(version.endpoint) == {
@@ -231,8 +230,8 @@ def test_compare_two_sessions_phase_by_phase(runs: Runs) -> None:
     assert list(frame.phase) == [p.value for p in PHASES]
     assert frame.attrs == {"a": a.session_id, "b": b.session_id}
     labels = frame.set_index("phase").loc["labels"]
-    assert labels.a_throttled == 0 and labels.b_throttled == b.http.by_phase["labels"]["throttled"]
-    assert labels.b_requests == b.http.by_phase["labels"]["requests"]
+    assert labels.a_throttled == 0 and labels.b_throttled == b.http.by_phase["labels"].throttled
+    assert labels.b_requests == b.http.by_phase["labels"].requests
     assert labels.requests_ratio == round(labels.b_requests / labels.a_requests, 2)
     assert frame.a_items.dtype == "int64" and frame.seconds_ratio.dtype == "float64"
     assert isinstance(frame.a_status.dtype, pd.CategoricalDtype)
@@ -265,8 +264,8 @@ def test_history_has_the_http_columns(runs: Runs) -> None:
         row = by_id.loc[s.session_id]
         assert row.retries == s.http.retries and row.throttled == s.http.throttled
         assert row.transport_errors == s.http.transport_errors
-        assert row.throttle_wait_seconds == pytest.approx(s.http.throttle_wait_seconds)
-    assert frame.retries.dtype == "int64" and frame.throttle_wait_seconds.dtype == "float64"
+        assert row.retry_wait_seconds == pytest.approx(s.http.retry_wait_seconds)
+    assert frame.retries.dtype == "int64" and frame.retry_wait_seconds.dtype == "float64"
     assert by_id.loc[runs.healthy.session_id].retries == 0
 
 
@@ -362,7 +361,7 @@ def test_text_report_and_status_line_show_retries_only_when_nonzero(runs: Runs) 
     http = next(line for line in report if line.startswith("Requests: "))
     assert http == (
         f"Requests: {t.http.requests:,}, {t.http.retries:,} retries, {t.http.throttled:,} × 429, "
-        f"waits {duration(t.http.throttle_wait_seconds)}"
+        f"waits {duration(t.http.retry_wait_seconds)}"
     )
     assert (
         report.index(http) == report.index(next(x for x in report if x.startswith("Counts:"))) + 1
@@ -413,12 +412,12 @@ def test_live_panel_shows_429s_as_they_happen(runs: Runs) -> None:
                 seen.append(render.status_line(manager.get_sync_session(session.session_id)))
             return bool(seen) or not manager.get_sync_session(session.session_id).is_running
 
-        wait_until(throttled_while_running, what="a 429 in the running panel")
+        poll(throttled_while_running, what="a 429 in the running panel")
         assert seen, "the session ended before its panel showed a 429"
         assert "× 429" in seen[1]
-        wait_until(lambda: not nb.get_session(session.session_id).is_running, what="the end")
+        poll(lambda: not nb.get_session(session.session_id).is_running, what="the end")
         final = nb.get_session(session.session_id)
-        wait_until(lambda: panel.overall_bar.bar_style == "success", what="the final paint")
+        poll(lambda: panel.overall_bar.bar_style == "success", what="the final paint")
         assert f"{final.http.throttled:,} × 429" in panel.overall_text.value
     finally:
         emulator.configure(max_concurrency=None)

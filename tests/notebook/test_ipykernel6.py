@@ -14,7 +14,7 @@ import pytest
 from jupyter_client import KernelManager
 from jupyter_client.kernelspec import KernelSpecManager
 
-from .conftest import Kernel, started_kernel, watch_cancel_button
+from tests.notebook.kernel import Kernel, started_kernel, watch_cancel_button
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]

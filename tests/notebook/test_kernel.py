@@ -7,7 +7,7 @@ import re
 import time
 from typing import Any
 
-from .conftest import Kernel, watch_cancel_button
+from tests.notebook.kernel import Kernel, watch_cancel_button
 
 STATUS = "nb.get_session().status.value"
 

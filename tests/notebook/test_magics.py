@@ -19,8 +19,7 @@ from d365sync_nb.models import PHASES
 from d365sync_nb.notebook.config import D365Sync
 from d365sync_nb.notebook.magics import COMMANDS
 from d365sync_nb.notebook.state import state
-
-from .conftest import wait_until
+from tests.support import poll
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
@@ -146,21 +145,30 @@ def test_config_traits_drive_the_functions(connected: InteractiveShell, capsys) 
     assert D365Sync.instance().history_limit == 20
 
 
-def test_one_config_object_retunes_the_managers_throttle(connected: InteractiveShell) -> None:
+def test_one_config_object_retunes_the_managers_progress_interval(
+    connected: InteractiveShell,
+) -> None:
     config = D365Sync.instance()
     assert [c for c in connected.configurables if isinstance(c, D365Sync)] == [config]
     manager = state.connection.manager
-    assert manager.notify_interval == config.throttle_interval == 0.1  # set when connecting
+    assert manager.progress_interval == config.progress_interval == 0.1  # set when connecting
     try:
-        connected.run_cell("%config D365Sync.throttle_interval = 0.5")
-        assert config.throttle_interval == 0.5 and manager.notify_interval == 0.5
-        connected.run_cell("%config D365Sync.throttle_interval = -1")  # refused
-        assert config.throttle_interval == 0.5 and manager.notify_interval == 0.5
+        connected.run_cell("%config D365Sync.progress_interval = 0.5")
+        assert config.progress_interval == 0.5 and manager.progress_interval == 0.5
+        connected.run_cell("%config D365Sync.progress_interval = -1")  # refused
+        assert config.progress_interval == 0.5 and manager.progress_interval == 0.5
         connected.run_cell("%config D365Sync.history_limit = 0")
         assert config.history_limit == 20
+        # the old name still works, with a deprecation, and reads the value in force
+        assert config.throttle_interval == 0.5
+        with pytest.warns(DeprecationWarning, match="use D365Sync.progress_interval"):
+            connected.run_cell("%config D365Sync.throttle_interval = 0.25")
+        assert config.progress_interval == 0.25 and manager.progress_interval == 0.25
+        with pytest.warns(DeprecationWarning, match="use progress_interval"):
+            assert manager.notify_interval == 0.25
     finally:
-        connected.run_cell("%config D365Sync.throttle_interval = 0.1")
-    assert manager.notify_interval == 0.1
+        connected.run_cell("%config D365Sync.progress_interval = 0.1")
+    assert manager.progress_interval == 0.1 and config.throttle_interval == 0.1
 
 
 def test_counts_are_range_checked(connected: InteractiveShell, capsys) -> None:
@@ -257,7 +265,7 @@ def test_ctrl_c_during_wait_cancels_the_session(connected: InteractiveShell, cap
             active = manager.get_active_sessions()
             return bool(active) and active[0].current_phase == "labels"
 
-        wait_until(in_labels, what="the labels phase")
+        poll(in_labels, what="the labels phase")
         os.kill(os.getpid(), signal.SIGINT)
 
     handler = signal.getsignal(signal.SIGINT)

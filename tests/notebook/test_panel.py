@@ -11,8 +11,7 @@ from d365sync_nb.models import PhaseStatus, SyncPhase, SyncStatus
 from d365sync_nb.notebook.dashboard import Dashboard
 from d365sync_nb.notebook.panel import REUSED_COLOR, SessionPanel
 from d365sync_nb.notebook.state import state
-
-from .conftest import wait_until
+from tests.support import poll
 
 
 def classes(widget) -> set[str]:
@@ -93,14 +92,14 @@ def test_live_panel_follows_a_running_session(connected: InteractiveShell) -> No
     state.connection.emulator.configure(latency_ms=20)
     session = nb.start(display=False)
     panel = SessionPanel(state.connection.manager, state.bridge, session)
-    wait_until(lambda: panel.bound, what="the panel to bind on the loop thread")
+    poll(lambda: panel.bound, what="the panel to bind on the loop thread")
     seen: set[float] = set()
 
     def finished() -> bool:
         seen.add(panel.overall_bar.value)
         return panel.overall_bar.bar_style == "success"
 
-    wait_until(finished, what="the panel to reach success")
+    poll(finished, what="the panel to reach success")
     assert panel.overall_bar.value == 100 and not panel.bound
     assert any(0 < v < 100 for v in seen), seen  # it moved through intermediate values
     assert panel.cancel_button.disabled
@@ -110,11 +109,11 @@ def test_cancel_button_cancels(connected: InteractiveShell) -> None:
     state.connection.emulator.configure(latency_ms=50)
     session = nb.start(display=False)
     panel = nb.get_panel(session.session_id)
-    wait_until(lambda: panel.bound, what="the panel to bind")
+    poll(lambda: panel.bound, what="the panel to bind")
     panel.cancel_button.click()  # handler hops onto the loop thread
-    wait_until(lambda: not nb.get_session().is_running, what="the session to stop")
+    poll(lambda: not nb.get_session().is_running, what="the session to stop")
     assert nb.get_session().status == SyncStatus.CANCELLED
-    wait_until(lambda: panel.overall_bar.bar_style == "warning", what="the panel to repaint")
+    poll(lambda: panel.overall_bar.bar_style == "warning", what="the panel to repaint")
     assert "d365sync-status-cancelled" in classes(panel.widget)
     assert panel.summary.value.startswith("Cancelled in phase ")
     cancelled = [r for r in panel.rows.values() if r.bar.bar_style == "warning"]
@@ -125,16 +124,16 @@ def test_dashboard_adds_and_retires_sessions(connected: InteractiveShell) -> Non
     manager = state.connection.manager
     nb.start("full_without_labels", wait=True, display=False)
     board = Dashboard(manager, state.bridge, state.panel_for, history_limit=5)
-    wait_until(lambda: board.listening, what="the dashboard to listen")
+    poll(lambda: board.listening, what="the dashboard to listen")
     assert {"d365sync-dashboard"} <= classes(board.widget)
     assert "full_without_labels" in board.history.value and "No session is running" in str(
         board.running.children[0].value
     )
     state.connection.emulator.configure(latency_ms=20)
     session = nb.start("full", force=True, display=False)
-    wait_until(lambda: session.session_id in board.panels, what="the dashboard to add a panel")
+    poll(lambda: session.session_id in board.panels, what="the dashboard to add a panel")
     assert board.running.children[0] is board.panels[session.session_id].widget
-    wait_until(lambda: board.history.value.count("completed") == 2, what="the history to show it")
+    poll(lambda: board.history.value.count("completed") == 2, what="the history to show it")
     assert not board.panels and "No session is running" in board.running.children[0].value
     board.close()
     assert not board.listening

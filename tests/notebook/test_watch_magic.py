@@ -11,8 +11,7 @@ import pytest
 from jupyter_client import KernelManager
 
 from d365sync_nb.errors import ConfigurationError
-
-from .conftest import Kernel, drain_shell_replies, started_kernel
+from tests.notebook.kernel import Kernel, drain_shell_replies, started_kernel
 
 ACTIONS = "nb.checks()['action'].tolist()"
 

@@ -35,7 +35,7 @@ class Command(Protocol):
     def run(self, args: argparse.Namespace) -> Any: ...
 
 
-_OWN: tuple[Command, ...] = (connect, start, progress, cancel, timeline, watch, panel)  # type: ignore[assignment]
+_OWN: tuple[Command, ...] = (connect, start, progress, cancel, timeline, watch, panel)
 MODULES: tuple[Command, ...] = (
     *_OWN[:4],
     *OPERATION_COMMANDS.values(),
