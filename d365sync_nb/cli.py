@@ -205,6 +205,8 @@ async def run_sync(
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
+                if cancel_requested and sig == signal.SIGINT:  # a second Ctrl-C while the
+                    signal.signal(sig, signal.SIG_IGN)  # cancel ends: no traceback at exit
         progress.close()
     progress(session)  # the phases not printed yet, then the outcome
     if as_json:

@@ -21,7 +21,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from d365sync_nb.errors import ConfigurationError
 from d365sync_nb.redaction import redact_url
@@ -56,12 +56,32 @@ class ConnectionSettings(BaseModel):
         le=3600,
         description="seconds without a byte before a read counts as stalled (3 stalls fail)",
     )
+    request_deadline: float = Field(
+        default=600.0,
+        gt=0,
+        le=86400,
+        description="seconds a collection request may take in flight, every attempt included "
+        "(a label or version request: a fifth of it); a service dripping bytes ends then",
+    )
+    max_answer_mb: float = Field(
+        default=256,
+        gt=0,
+        le=65536,
+        description="the largest answer accepted, in MB once decompressed (not retried)",
+    )
     request_log_sessions: int = Field(
         default=DEFAULT_REQUEST_LOG_SESSIONS,
         ge=0,
         le=1000,
         description="sessions whose request log (a row per request) is kept; aggregates stay",
     )
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, value: str) -> str:
+        """Language tags are case-insensitive (the service answers ``en-US`` to ``en-us``): the
+        cache keeps them lower-case."""
+        return value.strip().lower() or "en-us"
 
     @property
     def is_loopback(self) -> bool:

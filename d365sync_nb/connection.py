@@ -389,7 +389,9 @@ def cache_file_of(environment: str, cache_dir: Path) -> Path:
         return Path(text).expanduser()
     elif text in load_profiles():
         settings = resolve_settings(profile=text)
-        path = store_path(settings.resolved_cache_dir(), settings.environment_name)
+        path = store_path(cache_dir, settings.environment_name)  # --cache-dir first
+        if not path.is_file():
+            path = store_path(settings.resolved_cache_dir(), settings.environment_name)
     else:
         path = store_path(cache_dir, text)
         if not path.is_file():

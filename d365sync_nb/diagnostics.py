@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from d365sync_nb.errors import RequestLogUnavailable
-from d365sync_nb.models import PHASES, PhaseStatus, SyncSession, SyncStatus
+from d365sync_nb.models import PHASES, PhaseStatus, SyncPhase, SyncSession, SyncStatus
 
 if TYPE_CHECKING:
     from d365sync_nb.sync.manager import SyncSessionManager
@@ -78,6 +78,14 @@ def diagnose(session: SyncSession, log: list[dict[str, Any]] | None = None) -> D
         parts.append("cancelled")
     elif session.is_running:
         parts.append(f"still running ({session.progress_percent:.0f}%)")
+    labels_failed = session.counts.get("labels_failed", 0)
+    if labels_failed:
+        parts.append(f"{labels_failed:,} labels failed (kept as missing)")
+        note = session.phases[SyncPhase.LABELS].note or ""
+        findings.append(
+            f"The service refused some labels after retries: {note}. The next sync asks for "
+            "them again; give support the activity ids below if it persists"
+        )
     concurrency = http.concurrency or {}
     adaptive = concurrency.get("mode") == "adaptive"
     if http.throttled:
@@ -111,6 +119,9 @@ def diagnose(session: SyncSession, log: list[dict[str, Any]] | None = None) -> D
         ("timeout", "stalled reads"),
         ("connect", "connections refused or reset"),
         ("garbled", "garbled bodies"),
+        ("malformed", "answers that were not HTTP"),
+        ("deadline", "requests past their deadline"),
+        ("too_large", "answers too large"),
     ):
         if errors.get(kind):
             parts.append(f"{errors[kind]} {text}")
@@ -240,6 +251,31 @@ def _failure_advice(error: str) -> str:
         )
     if "expected json" in text or "html" in text:
         return "The answers are not the D365 metadata service: check the base URL"
+    if "request's deadline" in text:
+        return (
+            "An answer did not complete within the request's deadline (a service dripping its "
+            "body, or never ending it): retry later, or raise request_deadline in the profile"
+        )
+    if "still paging" in text or "full chunks" in text:
+        return (
+            "The service kept answering more pages than the collection can hold: its "
+            "@odata.nextLink never ends; report it to support with the activity ids below"
+        )
+    if "larger than" in text and "decoded" in text:
+        return (
+            "An answer was larger than any real one (max_answer_mb): not retried; check the "
+            "base URL, or raise max_answer_mb in the profile if the service really sends that"
+        )
+    if "labels failed" in text or "label requests failed" in text:
+        return (
+            "The service refused too many labels to call the sync complete: see the failed "
+            "requests below; retry later, or give support their activity ids"
+        )
+    if " item " in text and (" must be " in text or " is missing" in text):
+        return (
+            "The service sent an answer of the wrong shape (named above): give support the "
+            "activity ids below"
+        )
     if "no answer" in text or "stopped answering" in text:
         return "The service stopped answering: check that the environment is up, then retry"
     return "Run the sync again; if it fails the same way, give support the activity ids below"

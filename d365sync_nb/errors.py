@@ -16,9 +16,21 @@
 
 from __future__ import annotations
 
+from d365sync_nb.redaction import redact_url
+from d365sync_nb.text import one_line
+
+
+def clean_message(text: object) -> str:
+    """The one place a message is made fit to show: one bounded line, URL passwords masked."""
+    return one_line(redact_url(text if isinstance(text, str) else str(text)))
+
 
 class D365SyncError(Exception):
-    """Base class: every error this package raises on purpose."""
+    """Base class: every error this package raises on purpose. ``str(exc)`` is one line (no
+    control characters, bounded) with URL passwords masked, whatever text went into it."""
+
+    def __str__(self) -> str:
+        return clean_message(super().__str__())
 
 
 class ConfigurationError(D365SyncError, ValueError):
@@ -29,14 +41,14 @@ class SessionNotFoundError(D365SyncError, KeyError):
     """No running or recorded session has this id."""
 
     def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0]) if self.args else "session not found"
+        return clean_message(self.args[0]) if self.args else "session not found"
 
 
 class NotInCacheError(D365SyncError, KeyError):
     """The cache holds no such version, entity or enumeration (the message names close ones)."""
 
     def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0]) if self.args else "not in the cache"
+        return clean_message(self.args[0]) if self.args else "not in the cache"
 
 
 class SessionConflictError(D365SyncError):

@@ -10,7 +10,7 @@ import hashlib
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_pascal
 
 
@@ -50,6 +50,14 @@ class EntityProperty(ServiceModel):
     dimension_type_property: str | None = None
 
 
+# Some versions name the text of a fixed value ``StringValue`` instead of ``ValueStr``.
+_VALUE_STR: Any = Field(
+    default=None,
+    validation_alias=AliasChoices("ValueStr", "StringValue", "value_str"),
+    serialization_alias="ValueStr",
+)
+
+
 class ReferentialConstraint(ServiceModel):
     odata_type: Annotated[str, Field(alias="@odata.type")]
     property: str | None = None
@@ -60,14 +68,14 @@ class FixedConstraint(ServiceModel):
     odata_type: Annotated[str, Field(alias="@odata.type")]
     property: str | None = None
     value: int | str | None = None
-    value_str: str | None = None
+    value_str: str | None = _VALUE_STR
 
 
 class RelatedFixedConstraint(ServiceModel):
     odata_type: Annotated[str, Field(alias="@odata.type")]
     related_property: str | None = None
     value: int | str | None = None
-    value_str: str | None = None
+    value_str: str | None = _VALUE_STR
 
 
 Constraint = ReferentialConstraint | FixedConstraint | RelatedFixedConstraint
@@ -159,19 +167,32 @@ class PublicEnumeration(ServiceModel):
     members: list[EnumerationMember] = Field(default_factory=list)
 
 
-LabelStatus = Literal["found", "empty", "missing"]
+LabelStatus = Literal["found", "empty", "missing", "failed"]
 
 
 class Label(ServiceModel):
+    """One label. ``error``: why the service refused it (after retries); such a label is kept
+    like a missing one, with status ``failed`` (fetched again by the next sync)."""
+
     id: str
     language: str = "en-us"
     value: str | None = None
+    error: str | None = None
+    http_status: int | None = None
 
     @property
     def status(self) -> LabelStatus:
+        if self.error is not None:
+            return "failed"
         if self.value is None:
             return "missing"
         return "found" if self.value else "empty"
+
+
+def is_label_id(text: str) -> bool:
+    """Whether a ``LabelId`` names a label (``@SYS123``, ``@Module:Name``) rather than holding
+    the text itself, as the service does for some fields and entities."""
+    return text.startswith("@") and len(text) > 1
 
 
 _MODULE_FIELD = re.compile(r"\s*(\w+)\s*:\s*(.*?)\s*$")

@@ -16,11 +16,19 @@ from typing import Any
 MASK = "***"
 MIN_SECRET_LENGTH = 4  # shorter strings would mask ordinary words
 SECRET_VARIABLES = ("D365FO_CLIENT_SECRET", "AZURE_CLIENT_SECRET")
-_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/@:\s]*:)(?P<password>[^/@\s]*)@")
+# scheme://user:password@ where the password runs to the *last* '@' before the URL ends (a
+# space, a quote or a parenthesis): a password may itself hold '@', '/' or ':'. A path with an
+# '@' and no parenthesis may be masked too: failing safe.
+_URL_PASSWORD = re.compile(
+    r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/:\s'\"()<>]*:)(?P<password>[^\s'\"()<>]*)@"
+)
 
 
 def redact_url(text: str) -> str:
-    """``https://user:pw@host`` -> ``https://user:***@host`` wherever a URL appears in ``text``."""
+    """``https://user:pw@host`` -> ``https://user:***@host`` wherever a URL appears in ``text``
+    (the one place every message's URL passwords are masked)."""
+    if "://" not in text:
+        return text
     return _URL_PASSWORD.sub(lambda m: f"{m['head']}{MASK}@", text)
 
 

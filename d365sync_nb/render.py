@@ -15,6 +15,7 @@ from typing import Any, TextIO
 
 from d365sync_nb import diagnostics
 from d365sync_nb.models import PhaseStatus, SyncSession
+from d365sync_nb.text import one_line
 from d365sync_nb.views import PhaseView, SessionView, clock, figure
 from d365sync_nb.views.session import summary_counts
 
@@ -181,6 +182,8 @@ def _cell(value: Any) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:,}"
     text = str(value)
+    if not text.isprintable():  # service data with escapes or line breaks: one safe line
+        text = one_line(text)
     return text if len(text) <= 60 else text[:57] + "..."
 
 

@@ -24,6 +24,8 @@ CORE = (
     "metadata",
     "models",
     "redaction",
+    "text",
+    "logs",
     "d365",
     "store",
     "sync",
@@ -32,8 +34,8 @@ CORE = (
 # layout: UI-free, above the core, below every surface.
 OPERATIONS = ("operations", "views", "render")
 SURFACES = (
-    "cli", "cli_explorer", "cli_watch", "mcp_server", "tools", "metadata_tools",
-    "automation_tools", "notebook", "__main__",
+    "cli", "entry", "cli_watch", "mcp_server", "tools", "metadata_tools", "automation_tools",
+    "notebook", "__main__",
 )  # fmt: skip
 EMULATOR = "emulator"
 

@@ -340,7 +340,7 @@ def test_labels(client: httpx.Client, emu: Emulator) -> None:
     assert body == {
         "@odata.context": f"{emu.base_url}/Metadata/$metadata#Labels/$entity",
         "Id": found,
-        "Language": "en-us",
+        "Language": "en-US",  # the service's own casing of the language asked as en-us
         "Value": labels[found],
     }
     for special in (QUOTE_LABEL_ID, SPACE_LABEL_ID, PERCENT_LABEL_ID):
@@ -360,10 +360,35 @@ def test_labels(client: httpx.Client, emu: Emulator) -> None:
     resp = client.get(label_url(empty))
     assert resp.status_code == 200 and resp.json()["Value"] == ""
     assert client.get(label_url(found, "de")).json()["Value"] == labels[found]
-    assert_odata_error(client.get("/Metadata/Labels(Id='@SYS1',Bogus='x')"), 400)
+    bogus = client.get("/Metadata/Labels(Id='@SYS1',Bogus='x')")
+    assert bogus.status_code == 400 and bogus.json()["error"]["innererror"]["message"]
     stats = emu.stats()
     assert stats["requests_by_endpoint"]["Labels"] == 9
     assert stats["responses_by_status"]["404"] == 1
+
+
+def test_answers_shaped_like_the_service(client: httpx.Client, emu: Emulator) -> None:
+    """Where public captures of the real service differ from a naive guess."""
+    # a malformed label key: a generic message, the detail in innererror
+    resp = client.get("/Metadata/Labels(Id=@SYS1)")
+    assert resp.status_code == 400
+    error = resp.json()["error"]
+    assert error["message"] == "The request is invalid."
+    assert "not valid for resource" in error["innererror"]["message"]
+    assert set(error["innererror"]) == {"message", "type", "stacktrace"}
+    # the service document lists the endpoints
+    doc = client.get("/Metadata/").json()
+    assert {e["name"] for e in doc["value"]} == {
+        "DataEntities",
+        "Labels",
+        "PublicEntities",
+        "PublicEnumerations",
+    }
+    # a property that is not a dimension has null Dimension* fields, not ""
+    props = [p for e in emu.dataset.public_entities for p in e["Properties"]]
+    plain = next(p for p in props if not p["IsDimension"])
+    assert plain["DimensionRelation"] is None and plain["DimensionTypeProperty"] is None
+    assert all(p["DimensionRelation"] for p in props if p["IsDimension"])
 
 
 def test_version_endpoints_and_version_switch(client: httpx.Client, emu: Emulator) -> None:

@@ -1,16 +1,18 @@
-"""Async client of the D365 F&O metadata service (OData v4 over httpx).
+"""Async client of the D365 F&O metadata service (OData v4 over httpx): the request path.
 
-Retries 429 (honouring ``Retry-After``), 502/503/504, dropped connections and garbled bodies
-with bounded attempts; adapts its concurrency to the service (:mod:`.limiter`: adaptive by
-default, ``concurrency=N`` for exactly N); refreshes the token once on 401; tags each request
-with ``x-ms-client-request-id``; errors name URL, status and ``ms-dyn-aid``.
+Each request is retried as :mod:`.retry` says (429 as told, 500 a few times, 502/503/504 and
+transport failures with backoff, one token refresh on 401), bounded in time (a total deadline
+per request) and size (the decoded body); concurrency adapts to the service (:mod:`.limiter`).
+Collections are paged and chunked by :mod:`.paging`; items are validated by :mod:`.shapes`.
+Each request is tagged with ``x-ms-client-request-id``; errors are one line naming URL, status
+and ``ms-dyn-aid``, and every transport-level exception of the stack (httpx, aiohttp, the OS)
+is a :class:`~d365sync_nb.errors.D365TransportError`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import re
 import time
 import uuid
@@ -18,12 +20,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Itera
 from typing import Any
 from urllib.parse import quote
 
+import aiohttp
 import httpx
 import orjson
 
 from d365sync_nb.config import ConnectionSettings
+from d365sync_nb.d365 import paging
 from d365sync_nb.d365.auth import TokenCredential, TokenProvider, make_credential
 from d365sync_nb.d365.limiter import AdaptiveLimit, Limiter, Outcome
+from d365sync_nb.d365.retry import Retries, RetryPolicy, Sent, retry_after
+from d365sync_nb.d365.shapes import describe, parse_item, parse_items
 from d365sync_nb.d365.stats import HttpStats, endpoint_class
 from d365sync_nb.errors import (
     D365AuthError,
@@ -40,12 +46,16 @@ from d365sync_nb.metadata import (
     PublicEntity,
     PublicEnumeration,
 )
+from d365sync_nb.text import service_text
 
 log = logging.getLogger(__name__)
 
-RETRY_STATUSES = frozenset({429, 502, 503, 504})
 DEFAULT_READ_TIMEOUT = 30.0  # seconds without a byte before a read counts as stalled
 CONNECT_TIMEOUT = 15.0
+DEFAULT_REQUEST_DEADLINE = 600.0  # seconds in flight for a collection (labels: a fifth)
+# The largest real answer is the whole PublicEntities collection of a big environment, tens of
+# MB (when the service ignores $top); a decoded body past a few times that is refused.
+DEFAULT_MAX_ANSWER_MB = 256
 MODULES_ACTION = "data/SystemNotifications/Microsoft.Dynamics.DataEntities.GetInstalledModules"
 APP_VERSION_ACTION = (
     "data/DataManagementEntities/Microsoft.Dynamics.DataEntities.GetApplicationVersion"
@@ -65,6 +75,31 @@ HEADERS = {
 # entities at the realistic scale) and up to ``window`` chunks are held at once. 100 keeps the
 # sync's peak RSS near 110 MB (250 peaked at 152 MB) at the same phase time.
 PUBLIC_ENTITIES_CHUNK = 100
+REQUEST_ID = "x-ms-client-request-id"
+AGAIN = object()  # an answer that asks for another attempt (after the wait, already waited)
+
+
+class DeadlineExceeded(Exception):
+    """An attempt ran past its request's total deadline (internal: becomes one line)."""
+
+
+class AnswerTooLarge(Exception):
+    """A decoded body past ``max_answer_bytes`` (internal: becomes one line, not retried)."""
+
+
+# Everything the transport stack raises for a failed exchange: httpx's own errors, aiohttp's
+# that httpx_aiohttp does not map (a garbage status line, a 100 KB header), the OS's.
+TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
+    httpx.TransportError,
+    httpx.DecodingError,
+    aiohttp.ClientError,
+    aiohttp.http_exceptions.HttpProcessingError,
+    OSError,
+    EOFError,
+    TimeoutError,
+    DeadlineExceeded,
+    AnswerTooLarge,
+)
 
 
 def default_transport(concurrency: int) -> httpx.AsyncBaseTransport:
@@ -102,29 +137,42 @@ class D365MetadataClient:
         max_throttle_attempts: int = 30,
         read_timeout: float = DEFAULT_READ_TIMEOUT,
         max_stalls: int = 3,
+        max_server_errors: int = 3,
         backoff_base: float = 0.2,
         backoff_cap: float = 10.0,
+        request_deadline: float = DEFAULT_REQUEST_DEADLINE,
+        max_answer_mb: float = DEFAULT_MAX_ANSWER_MB,
+        max_pages: int = paging.MAX_PAGES,
         transport: httpx.AsyncBaseTransport | None = None,
         limit_factory: Callable[[int | None], AdaptiveLimit] | None = None,
     ) -> None:
         """``concurrency``: exactly N requests in flight (lower only while throttled); ``None``:
         adaptive (:mod:`.limiter`). ``limit_factory(concurrency)`` replaces the algorithm
-        (benchmarks compare alternatives with it)."""
+        (benchmarks compare alternatives with it). ``request_deadline``: seconds a collection
+        request may spend in flight, all attempts together (single items get a fifth);
+        ``max_answer_mb``: the largest decoded body accepted; ``max_pages``: pages of one
+        collection when the service gives no ``@odata.count``."""
         self.base_url = base_url.rstrip("/")
         self.concurrency = concurrency
         make_limit = limit_factory or _default_limit
         self.limiter = Limiter(make_limit(concurrency), on_change=self._limit_changed)
-        self.max_attempts = max_attempts
-        self.max_throttle_attempts = max_throttle_attempts
-        self.backoff_base = backoff_base
-        self.backoff_cap = backoff_cap
+        self.policy = RetryPolicy(
+            max_attempts=max_attempts,
+            max_throttle_attempts=max_throttle_attempts,
+            max_stalls=max_stalls,
+            max_server_errors=max_server_errors,
+            backoff_base=backoff_base,
+            backoff_cap=backoff_cap,
+            deadline=request_deadline,
+        )
+        self.max_answer_bytes = int(max_answer_mb * 2**20)
+        self.max_pages = max_pages
         self.stats = HttpStats()
         if token_provider is None and credential is not None:
             token_provider = TokenProvider(credential, self.base_url)
         self._auth = token_provider
         self._transport = transport
         self.read_timeout = read_timeout  # no byte for this long: the read is stalled
-        self.max_stalls = max_stalls  # stalled reads of one request before giving up
         self._live: httpx.AsyncBaseTransport | None = None  # the transport while open
         self._extensions: dict[str, Any] = {}
 
@@ -137,6 +185,8 @@ class D365MetadataClient:
             cred = credential if credential is not None else make_credential(settings)
             kw["credential"] = cred
         kw.setdefault("read_timeout", settings.read_timeout)
+        kw.setdefault("request_deadline", settings.request_deadline)
+        kw.setdefault("max_answer_mb", settings.max_answer_mb)
         return cls(settings.base_url, concurrency=settings.concurrency, **kw)
 
     def __repr__(self) -> str:
@@ -189,139 +239,201 @@ class D365MetadataClient:
         json_body: Any = None,
         not_found_ok: bool = False,
     ) -> Any:
-        """Send one request (retrying what is transient) and return the parsed JSON body.
-
-        With ``not_found_ok`` a 404 returns ``None`` instead of raising.
-        """
+        """Send one request (retrying what is transient, :mod:`.retry`) and return the parsed
+        JSON body. With ``not_found_ok`` a 404 returns ``None`` instead of raising."""
         self._open()
-        full_url = self._url(url)
-        endpoint = endpoint_class(url)
+        full_url, endpoint = self._url(url), endpoint_class(url)
         sample = endpoint == "Labels"  # single items: their latencies compare with each other
-        attempt = 0  # attempts that count against max_attempts
-        tries = 0  # every attempt of this request (the request log's attempt number)
-        throttles = 0
-        stalls = 0
-        refreshed = False
+        retries = Retries(self.policy, self.policy.deadline_for(endpoint))
         while True:
-            attempt += 1
-            tries += 1
-            request_id = str(uuid.uuid4())
-            headers = {**HEADERS, "x-ms-client-request-id": request_id}
+            retries.next_try()
             token = await self._auth.token() if self._auth else None
-            if token:
-                headers["Authorization"] = f"Bearer {token}"
-            context = {"method": method, "url": full_url, "request_id": request_id}
-            sent = Sent(self.stats, endpoint, tries, request_id)
+            request = self._request(method, full_url, params, json_body, token)
+            request_id = request.headers[REQUEST_ID]
+            context: dict[str, Any] = {"method": method, "url": full_url, "request_id": request_id}
+            sent = Sent(self.stats, endpoint, retries.tries, request_id)
             try:
-                request = httpx.Request(
-                    method,
-                    full_url,
-                    params=params,
-                    json=json_body,
-                    headers=headers,
-                    extensions=self._extensions,
-                )
-                response = await self._attempt(sent, sample, request)
-            except (httpx.TransportError, httpx.DecodingError) as exc:
-                kind = _error_kind(exc)
-                stalls += kind == "timeout"
-                last = attempt >= self.max_attempts or stalls >= self.max_stalls
-                sent.failed(kind, retried=not last)
-                if last and kind == "timeout":
-                    raise D365TransportError(
-                        f"the service stopped answering: no data for {self.read_timeout:g} s, "
-                        f"{stalls} times (raise read_timeout to wait longer)",
-                        **context,
-                    ) from None
-                if last:
-                    raise D365TransportError(
-                        f"no answer after {attempt} attempts ({type(exc).__name__}: "
-                        f"{exc or 'connection dropped'})",
-                        **context,
-                    ) from None
-                await self._backoff(attempt)
+                response, body = await self._attempt(sent, sample, request, retries)
+            except TRANSPORT_ERRORS as exc:
+                await self._after_failure(exc, sent, retries, context)
                 continue
             except asyncio.CancelledError:  # cancelled while in flight: the attempt was sent
                 sent.failed("cancelled", retried=False)
                 raise
-            body = response.content
-            context["activity_id"] = response.headers.get("ms-dyn-aid")
-            context["server_timing"] = response.headers.get("server-timing")
-            status = response.status_code
-            sent.answered(status, len(body), context["activity_id"])
-            if status == 429:
-                throttles += 1
-                attempt -= 1  # throttling is the service asking us to wait, not a failure
-                if throttles >= self.max_throttle_attempts:
-                    sent.log()
-                    raise D365HTTPError(
-                        f"429 Too Many Requests: still throttled after {throttles} waits",
-                        status=429,
-                        **context,
-                    )
-                sent.log(retry_cause="429")
-                await self._wait_retry_after(response, throttles)
-                continue
-            if status == 401 and self._auth and not refreshed:
-                refreshed = True
-                attempt -= 1
-                sent.log(retry_cause="401")
-                await self._auth.token(force_refresh=True, stale=token)
-                continue
-            if status in RETRY_STATUSES and attempt < self.max_attempts:
-                sent.log(retry_cause=str(status))
-                await self._backoff(attempt, response)
-                continue
-            if status == 404 and not_found_ok:
-                sent.log()
-                return None
-            if status >= 400:
-                sent.log()
-                raise self._http_error(response, **context)
-            try:
-                data = self._parse(response, body)
-            except D365ResponseError as exc:
-                # HTML or another non-JSON answer means a wrong URL, not a glitch: no retry
-                retry = attempt < self.max_attempts and exc.transient
-                sent.log(
-                    error="garbled" if exc.transient else "not_json",
-                    retry_cause="garbled" if retry else None,
-                )
-                if not retry:
-                    raise D365ResponseError(exc.detail, **context) from None
-                await self._backoff(attempt)
-                continue
-            sent.log()
-            return data
+            context["activity_id"] = _header(response, "ms-dyn-aid")
+            context["server_timing"] = _header(response, "server-timing")
+            sent.answered(response.status_code, len(body), context["activity_id"])
+            result = await self._after_answer(
+                response, body, sent, retries, context, token=token, not_found_ok=not_found_ok
+            )
+            if result is not AGAIN:
+                return result
 
-    async def _attempt(self, sent: Sent, sample: bool, request: httpx.Request) -> httpx.Response:
-        """One attempt holding a limiter slot, its body read; the answer's status tells the
-        limiter how the service copes (``sample``: its latency compares with other samples: the
-        service's own ``Server-Timing`` when it sends one, else the round trip)."""
+    def _request(
+        self,
+        method: str,
+        url: str,
+        params: dict[str, str] | None,
+        json_body: Any,
+        token: str | None,
+    ) -> httpx.Request:
+        """One attempt's request, tagged with a new ``x-ms-client-request-id``."""
+        headers = {**HEADERS, REQUEST_ID: str(uuid.uuid4())}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return httpx.Request(
+            method, url, params=params, json=json_body, headers=headers,
+            extensions=self._extensions,
+        )  # fmt: skip
+
+    async def _after_failure(
+        self, exc: BaseException, sent: Sent, retries: Retries, context: dict[str, Any]
+    ) -> None:
+        """An attempt without a usable answer: wait before the next, or raise the one line."""
+        kind = _error_kind(exc)
+        again = retries.transport_error(kind)
+        sent.failed(kind, retried=again)
+        if not again:
+            raise self._transport_error(exc, kind, retries, context) from None
+        await self._wait(self.policy.backoff(retries.attempt))
+
+    async def _after_answer(
+        self,
+        response: httpx.Response,
+        body: bytearray,
+        sent: Sent,
+        retries: Retries,
+        context: dict[str, Any],
+        *,
+        token: str | None,
+        not_found_ok: bool,
+    ) -> Any:
+        """The parsed body of a complete answer, :data:`AGAIN` after waiting for a retry, or
+        the error it means."""
+        status = response.status_code
+        if status == 429:
+            if not retries.throttled():
+                sent.log()
+                raise D365HTTPError(
+                    f"429 Too Many Requests: still throttled after {retries.throttles} waits",
+                    status=429,
+                    **context,
+                )
+            sent.log(retry_cause="429")
+            await self._wait(self.policy.throttle_wait(retries.throttles, retry_after(response)))
+            return AGAIN
+        if status == 401 and self._auth and retries.refresh_token():
+            sent.log(retry_cause="401")
+            await self._auth.token(force_refresh=True, stale=token)
+            return AGAIN
+        if retries.status_retried(status):
+            sent.log(retry_cause=str(status))
+            await self._wait(self.policy.backoff(retries.attempt, retry_after(response)))
+            return AGAIN
+        if status == 404 and not_found_ok:
+            sent.log()
+            return None
+        if status >= 400:
+            sent.log()
+            raise self._http_error(response, body, **context)
+        try:
+            data = self._parse(response, body)
+        except D365ResponseError as exc:
+            # HTML or another non-JSON answer means a wrong URL, not a glitch: no retry
+            again = exc.transient and retries.garbled_retried()
+            sent.log(
+                error="garbled" if exc.transient else "not_json",
+                retry_cause="garbled" if again else None,
+            )
+            if not again:
+                raise D365ResponseError(exc.detail, transient=False, **context) from None
+            await self._wait(self.policy.backoff(retries.attempt))
+            return AGAIN
+        sent.log()
+        return data
+
+    async def _attempt(
+        self, sent: Sent, sample: bool, request: httpx.Request, retries: Retries
+    ) -> tuple[httpx.Response, bytearray]:
+        """One attempt holding a limiter slot, its body read (bounded in size and, with the
+        request's other attempts, in time); the answer's status tells the limiter how the
+        service copes (``sample``: its latency compares with other samples: the service's own
+        ``Server-Timing`` when it sends one, else the round trip)."""
         transport = self._open()
         ticket = await self.limiter.acquire()
         outcome, served = Outcome.OTHER, None
+        started = time.monotonic()
         try:
             sent.start()
-            response = await transport.handle_async_request(request)
+            budget = retries.remaining()
+            if budget <= 0:
+                raise DeadlineExceeded()
+            deadline = asyncio.timeout(budget)
             try:
-                await response.aread()
-            except BaseException:
-                await response.aclose()
+                async with deadline:
+                    response = await transport.handle_async_request(request)
+                    try:
+                        body = await self._read(response)
+                    finally:
+                        await response.aclose()
+            except TimeoutError:
+                if deadline.expired():
+                    raise DeadlineExceeded() from None
                 raise
             outcome = _outcome(response.status_code)
             if sample and outcome is Outcome.OK:
                 served = _served_seconds(response)
-            return response
+            return response, body
         finally:
+            retries.in_flight += time.monotonic() - started
             sample = sample and outcome is Outcome.OK
             self.limiter.release(ticket, outcome, sample=sample, latency=served)
 
+    async def _read(self, response: httpx.Response) -> bytearray:
+        """The decoded body, refused past ``max_answer_bytes`` (a gzip bomb is never inflated
+        whole)."""
+        body = bytearray()  # orjson parses it as is: no second copy of a large answer
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) > self.max_answer_bytes:
+                raise AnswerTooLarge()
+        return body
+
+    def _transport_error(
+        self, exc: BaseException, kind: str, retries: Retries, context: dict[str, Any]
+    ) -> D365Error:
+        """The one line that ends a request without a usable answer."""
+        if kind == "deadline":
+            return D365TransportError(
+                f"no complete answer within {retries.deadline:g} s, the request's deadline "
+                "(raise request_deadline in the profile to wait longer)",
+                **context,
+            )
+        if kind == "too_large":
+            mb = self.max_answer_bytes / 2**20
+            return D365ResponseError(
+                f"the answer is larger than {mb:g} MB decoded; not retried (raise "
+                "max_answer_mb in the profile if the service really sends this much)",
+                transient=False,
+                **context,
+            )
+        if kind == "timeout":
+            return D365TransportError(
+                f"the service stopped answering: no data for {self.read_timeout:g} s, "
+                f"{retries.stalls} times (raise read_timeout to wait longer)",
+                **context,
+            )
+        reason = service_text(exc, 200) or "connection dropped"
+        return D365TransportError(
+            f"no answer after {retries.attempt} attempts ({type(exc).__name__}: {reason})",
+            **context,
+        )
+
     @staticmethod
-    def _parse(response: httpx.Response, body: bytes) -> Any:
+    def _parse(response: httpx.Response, body: bytes | bytearray) -> Any:
         ctype = response.headers.get("content-type", "")
         if "json" not in ctype.lower():
-            raise D365ResponseError(_not_odata(response), transient=False)
+            raise D365ResponseError(_not_odata(response, body), transient=False)
         try:
             return orjson.loads(body)
         except orjson.JSONDecodeError as exc:
@@ -329,15 +441,21 @@ class D365MetadataClient:
                 f"the JSON body is invalid or truncated ({len(body)} bytes: {exc})"
             ) from None
 
-    def _http_error(self, response: httpx.Response, **context: Any) -> D365HTTPError:
+    def _http_error(
+        self, response: httpx.Response, body: bytes | bytearray, **context: Any
+    ) -> D365HTTPError:
         status = response.status_code
         message = ""
         try:
-            err = orjson.loads(response.content).get("error", {})
+            err = orjson.loads(body).get("error", {})
             message = str(err.get("message") or err.get("code") or "")
+            inner = err.get("innererror")  # the detail behind a generic message
+            if isinstance(inner, dict) and inner.get("message"):
+                message = f"{message} ({inner['message']})" if message else str(inner["message"])
         except (orjson.JSONDecodeError, AttributeError):
-            message = _not_odata(response)
-        phrase = f"{status} {response.reason_phrase}".strip()
+            message = _not_odata(response, body)
+        message = service_text(message)
+        phrase = service_text(f"{status} {response.reason_phrase}", 80)
         text = f"{phrase}: {message}" if message else phrase
         if status in (401, 403):
             hint = (
@@ -348,18 +466,6 @@ class D365MetadataClient:
             )
             return D365AuthError(f"{text} ({hint})", status=status, **context)
         return D365HTTPError(text, status=status, **context)
-
-    async def _backoff(self, attempt: int, response: httpx.Response | None = None) -> None:
-        delay = min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1))
-        if response is not None:
-            delay = max(delay, _retry_after(response) or 0)
-        await self._wait(delay * (0.5 + random.random() / 2))
-
-    async def _wait_retry_after(self, response: httpx.Response, throttles: int) -> None:
-        delay = _retry_after(response)
-        if delay is None:
-            delay = min(self.backoff_cap, self.backoff_base * 2 ** min(throttles, 6))
-        await self._wait(delay)
 
     async def _wait(self, seconds: float) -> None:
         """Sleep before a retry; the time spent is recorded (even when cut short)."""
@@ -382,15 +488,16 @@ class D365MetadataClient:
     # -- version ---------------------------------------------------------------------------
     async def get_installed_modules(self) -> list[InstalledModule]:
         data = await self.request_json("POST", MODULES_ACTION, json_body={})
-        return [InstalledModule.parse(str(line)) for line in _value(data, MODULES_ACTION)]
+        lines = paging.collection_value(data, "GetInstalledModules")
+        return [InstalledModule.parse(service_text(line, 1000)) for line in lines]
 
     async def get_application_version(self) -> str | None:
         data = await self.request_json("POST", APP_VERSION_ACTION, json_body={})
-        return _optional_str(data)
+        return _optional_str(data, "GetApplicationVersion")
 
     async def get_platform_version(self) -> str | None:
         data = await self.request_json("POST", PLATFORM_VERSION_ACTION, json_body={})
-        return _optional_str(data)
+        return _optional_str(data, "GetPlatformBuildVersion")
 
     async def get_environment_version(self) -> EnvironmentVersion:
         modules, app, platform = await gather_or_first_error(
@@ -402,120 +509,47 @@ class D365MetadataClient:
             modules=modules, application_version=app, platform_version=platform
         )
 
-    # -- collections -----------------------------------------------------------------------
-    async def iter_pages(
+    # -- collections (paging.py) -------------------------------------------------------------
+    def iter_pages(
         self, collection: str, params: dict[str, str] | None = None
-    ) -> AsyncIterator[list[dict[str, Any]]]:
-        """Pages of ``/Metadata/<collection>``, following ``@odata.nextLink`` to the end."""
-        url: str | None = f"Metadata/{collection}"
-        seen: set[str] = set()
-        while url is not None:
-            data = await self.request_json("GET", url, params=params)
-            yield _value(data, url)
-            next_link = data.get("@odata.nextLink") if isinstance(data, dict) else None
-            if next_link is not None:
-                if not str(http_url := httpx.URL(self.base_url).join(next_link)).startswith(
-                    self.base_url + "/"
-                ):
-                    raise D365ResponseError(
-                        f"@odata.nextLink points outside the environment ({http_url.host}); "
-                        "not following it with this environment's token"
-                    )
-                if next_link in seen:
-                    raise D365ResponseError(f"@odata.nextLink loops back to {next_link}")
-                seen.add(next_link)
-                params = None  # the link carries the query
-            url = next_link
+    ) -> AsyncIterator[list[Any]]:
+        """Pages of ``/Metadata/<collection>``, following ``@odata.nextLink`` (bounded)."""
+        return paging.iter_pages(self, collection, params)
 
-    async def get_collection(self, collection: str) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
+    async def get_collection(self, collection: str) -> list[Any]:
+        items: list[Any] = []
         async for page in self.iter_pages(collection):
             items.extend(page)
         return items
 
-    async def iter_chunks(
+    def iter_chunks(
         self,
         collection: str,
         chunk_size: int = 500,
         window: int = 4,
         expected: int | None = None,
     ) -> AsyncIterator[list[dict[str, Any]]]:
-        """The collection in ``$top``/``$skip`` chunks, up to ``window`` fetched at once.
-
-        Bounds memory for the large PublicEntities body. ``expected`` (the item count the
-        caller expects, e.g. from DataEntities) keeps the window from asking past the end;
-        without it the first chunk is asked alone. A request once sent is always awaited, never
-        abandoned, so the service and the http record agree. Falls back to one plain request
-        when the service ignores ``$top`` or ``$skip``.
-        """
-
-        async def fetch(index: int) -> list[dict[str, Any]]:
-            params = {"$top": str(chunk_size), "$skip": str(index * chunk_size)}
-            items: list[dict[str, Any]] = []
-            async for page in self.iter_pages(collection, params):
-                items.extend(page)
-            return items
-
-        pending: dict[int, asyncio.Task[list[dict[str, Any]]]] = {}
-        next_index = 0
-        limit = 1 if expected is None else max(1, -(-expected // chunk_size))
-        ended = False
-        overran = False  # asked past the expected count already
-        first_name: object = None
-        try:
-            while True:
-                while not ended and len(pending) < window and next_index < limit:
-                    pending[next_index] = asyncio.ensure_future(fetch(next_index))
-                    next_index += 1
-                if not pending:
-                    if ended:
-                        return
-                    # as many as expected, and the last chunk was full: one more chunk (usually
-                    # empty), then a whole window at a time
-                    limit = next_index + (window if overran else 1)
-                    overran = True
-                    continue
-                index = min(pending)
-                items = await pending.pop(index)
-                if len(items) > chunk_size or (
-                    index > 0 and items and items[0].get("Name") == first_name
-                ):
-                    # $top or $skip ignored: read it whole, minus the chunks already yielded
-                    await _settle(pending)
-                    if index == 0:
-                        yield items
-                        return
-                    already = index * chunk_size
-                    async for page in self.iter_pages(collection):
-                        page, already = page[already:], max(0, already - len(page))
-                        if page:
-                            yield page
-                    return
-                if index == 0 and items:
-                    first_name = items[0].get("Name")
-                if len(items) < chunk_size:
-                    ended = True
-                    await _settle(pending)  # chunks past the end: empty answers
-                if items:
-                    yield items
-        finally:
-            for task in pending.values():  # only when failing or cancelled
-                task.cancel()
-            if pending:
-                await asyncio.gather(*pending.values(), return_exceptions=True)
+        """The collection in ``$top``/``$skip`` chunks (see :func:`.paging.iter_chunks`)."""
+        return paging.iter_chunks(self, collection, chunk_size, window, expected)
 
     async def get_data_entities(self) -> list[DataEntity]:
-        return [DataEntity.model_validate(d) for d in await self.get_collection("DataEntities")]
+        items = await self.get_collection("DataEntities")
+        return parse_items("DataEntities", items, DataEntity.model_validate)
 
     async def get_enumerations(self) -> list[PublicEnumeration]:
         items = await self.get_collection("PublicEnumerations")
-        return [PublicEnumeration.model_validate(d) for d in items]
+        return parse_items("PublicEnumerations", items, PublicEnumeration.model_validate)
 
     async def iter_public_entities(
         self, chunk_size: int = PUBLIC_ENTITIES_CHUNK, expected: int | None = None
     ) -> AsyncIterator[list[PublicEntity]]:
+        seen = 0
         async for chunk in self.iter_chunks("PublicEntities", chunk_size, expected=expected):
-            yield [PublicEntity.from_service(d) for d in chunk]
+            yield [
+                parse_item("PublicEntities", seen + i, d, PublicEntity.from_service)
+                for i, d in enumerate(chunk)
+            ]
+            seen += len(chunk)
 
     # -- labels ----------------------------------------------------------------------------
     async def get_label(self, label_id: str, language: str = "en-us") -> Label:
@@ -523,7 +557,19 @@ class D365MetadataClient:
         data = await self.request_json("GET", label_path(label_id, language), not_found_ok=True)
         if data is None:
             return Label(id=label_id, language=language, value=None)
-        value = data.get("Value") if isinstance(data, dict) else None
+        if not isinstance(data, dict):
+            raise D365ResponseError(
+                f"Labels item {service_text(label_id, 80)!r}: must be an object, got "
+                f"{describe(data)}",
+                transient=False,
+            )
+        value = data.get("Value")
+        if value is not None and not isinstance(value, str):
+            raise D365ResponseError(
+                f"Labels item {service_text(label_id, 80)!r}: Value must be a string, got "
+                f"{describe(value)}",
+                transient=False,
+            )
         return Label(id=label_id, language=language, value=value if value is not None else "")
 
     async def fetch_labels(
@@ -535,18 +581,34 @@ class D365MetadataClient:
         """Fetch labels, as many in flight as the limiter allows; call ``on_label`` each.
 
         One worker per slot of the limiter's ceiling: a worker waiting out a ``Retry-After``
-        leaves its slot to another. The first error cancels the remaining work and is raised.
+        leaves its slot to another. A label the service refuses (after retries: a 4xx other
+        than 401/429, a 5xx, an answer of the wrong shape) is passed on as a failed label
+        (:attr:`Label.error`); anything else (401, throttled to the end, no answer) cancels the
+        remaining work and is raised.
         """
         ids = iter(label_ids)
 
         async def worker() -> None:
             for label_id in ids:
-                label = await self.get_label(label_id, language)
+                try:
+                    label = await self.get_label(label_id, language)
+                except (D365HTTPError, D365ResponseError) as exc:
+                    if not label_refused(exc):
+                        raise
+                    label = Label(id=label_id, language=language, value=None, error=str(exc))
+                    label.http_status = getattr(exc, "status", None)
                 result = on_label(label)
                 if result is not None:
                     await result
 
         await gather_or_first_error(*(worker() for _ in range(self.limiter.ceiling)))
+
+
+def label_refused(exc: D365Error) -> bool:
+    """Whether a label request's error is that label's alone (the sync goes on without it)."""
+    if isinstance(exc, D365HTTPError):
+        return exc.status not in (401, 429)
+    return isinstance(exc, D365ResponseError)
 
 
 async def gather_or_first_error(*coros: Coroutine[Any, Any, Any]) -> list[Any]:
@@ -560,12 +622,6 @@ async def gather_or_first_error(*coros: Coroutine[Any, Any, Any]) -> list[Any]:
     return [t.result() for t in tasks]
 
 
-async def _settle(pending: dict[int, asyncio.Task[Any]]) -> None:
-    """Await requests already sent whose answers are no longer needed (never abandon one)."""
-    await asyncio.gather(*pending.values(), return_exceptions=True)
-    pending.clear()
-
-
 def _first_error(error: BaseException) -> BaseException:
     while isinstance(error, BaseExceptionGroup):
         real = [e for e in error.exceptions if not isinstance(e, asyncio.CancelledError)]
@@ -573,17 +629,22 @@ def _first_error(error: BaseException) -> BaseException:
     return error
 
 
-def _value(data: Any, where: str) -> list[Any]:
-    if not isinstance(data, dict) or not isinstance(data.get("value"), list):
-        raise D365ResponseError(f"{where}: expected an OData collection with a 'value' list")
-    return data["value"]
+def _optional_str(data: Any, action: str) -> str | None:
+    """A version action's answer: ``{"value": "..."}`` or, from some versions, a bare JSON
+    string."""
+    value = data.get("value") if isinstance(data, dict) else data
+    if value is None:
+        return None
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        raise D365ResponseError(
+            f"{action}: the version must be a string, got {describe(value)}", transient=False
+        )
+    return service_text(value, 200)
 
 
-def _optional_str(data: Any) -> str | None:
-    if isinstance(data, dict):
-        value = data.get("value")
-        return None if value is None else str(value)
-    return None
+def _header(response: httpx.Response, name: str) -> str | None:
+    value = response.headers.get(name)
+    return service_text(value, 200) if value else None
 
 
 __all__ = ["D365Error", "D365MetadataClient", "label_path"]
@@ -597,8 +658,8 @@ def _served_seconds(response: httpx.Response) -> float | None:
     header, or None. The limiter prefers it to the round trip, which also counts this
     process's own delays (a busy event loop is not a slow service)."""
     value = response.headers.get("server-timing")
-    durations = _DURATION.findall(value) if value else ()
-    return max(map(float, durations)) / 1000 if durations else None
+    durations = [d for d in map(float, _DURATION.findall(value) if value else ()) if d < 3.6e6]
+    return max(durations) / 1000 if durations else None  # (more than an hour: not a timing)
 
 
 def _default_limit(concurrency: int | None) -> AdaptiveLimit:
@@ -616,76 +677,38 @@ def _outcome(status: int) -> Outcome:
     return Outcome.OTHER
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta seconds; HTTP dates are rare here)."""
-    raw = response.headers.get("retry-after")
-    if not raw:
-        return None
-    try:
-        return max(0.0, min(float(raw), 120.0))
-    except ValueError:
-        return None
-
-
-def _not_odata(response: httpx.Response) -> str:
+def _not_odata(response: httpx.Response, body: bytes | bytearray) -> str:
     """One line about an answer that is not the service's JSON (never the page itself)."""
-    ctype = response.headers.get("content-type", "").split(";")[0].strip() or "no content type"
-    body = response.content.lstrip()[:200].lower()
-    kind = "an HTML page" if b"<html" in body or b"<!doctype" in body else ctype
+    if 300 <= response.status_code < 400:
+        where = response.headers.get("location")
+        to = f" to {service_text(where, 120)}" if where else ""
+        return (
+            f"the service redirected{to} ({response.status_code}); redirects are not followed "
+            "(check the base URL)"
+        )
+    raw_type = response.headers.get("content-type", "").split(";")[0]
+    ctype = service_text(raw_type, 60) or "no content type"
+    head = body.lstrip()[:200].lower()
+    kind = "an HTML page" if b"<html" in head or b"<!doctype" in head else ctype
     return (
         f"the answer is {kind}, not JSON: this does not look like the D365 metadata service "
         "(check the base URL)"
     )
 
 
-def _error_kind(exc: httpx.TransportError | httpx.DecodingError) -> str:
-    """What went wrong on the wire: timeout, connect (no connection), garbled (a body that
-    cannot be decoded) or dropped."""
+def _error_kind(exc: BaseException) -> str:
+    """What went wrong on the wire: timeout (a stalled read), connect (no connection), garbled
+    (a body that cannot be decoded), malformed (not HTTP), deadline, too_large or dropped."""
+    if isinstance(exc, DeadlineExceeded):
+        return "deadline"
+    if isinstance(exc, AnswerTooLarge):
+        return "too_large"
     if isinstance(exc, httpx.DecodingError):
         return "garbled"
     if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):  # aiohttp: refused = timeout
         return "connect"
-    if isinstance(exc, httpx.TimeoutException):
+    if isinstance(exc, httpx.TimeoutException | TimeoutError):
         return "timeout"
+    if isinstance(exc, aiohttp.ClientResponseError | aiohttp.http_exceptions.HttpProcessingError):
+        return "malformed"
     return "dropped"
-
-
-class Sent:
-    """One attempt on its way: timed from the moment it holds a concurrency slot."""
-
-    __slots__ = ("activity_id", "attempt", "endpoint", "request_id", "size", "started",
-                 "started_at", "stats", "status")  # fmt: skip
-
-    def __init__(self, stats: HttpStats, endpoint: str, attempt: int, request_id: str) -> None:
-        self.stats, self.endpoint, self.attempt, self.request_id = (
-            stats, endpoint, attempt, request_id
-        )  # fmt: skip
-        self.started = self.started_at = 0.0
-        self.status: int | None = None
-        self.size = 0
-        self.activity_id: str | None = None
-
-    def start(self) -> None:
-        self.started_at, self.started = time.time(), time.perf_counter()
-
-    def answered(self, status: int, size: int, activity_id: str | None) -> None:
-        self.status, self.size, self.activity_id = status, size, activity_id
-
-    def failed(self, error: str, *, retried: bool) -> None:
-        self.log(error=error, retry_cause="transport" if retried else None)
-
-    def log(self, *, error: str | None = None, retry_cause: str | None = None) -> None:
-        if not self.started:  # never got a slot (cancelled while waiting): not sent
-            return
-        self.stats.attempt(
-            started_at=self.started_at,
-            endpoint=self.endpoint,
-            status=self.status,
-            error=error,
-            attempt=self.attempt,
-            latency_ms=(time.perf_counter() - self.started) * 1000,
-            size=self.size,
-            retry_cause=retry_cause,
-            request_id=self.request_id,
-            activity_id=self.activity_id,
-        )

@@ -282,6 +282,8 @@ class EmulatorApp:
                     await self._item(req, served, match[1], match[2])
             elif action:
                 await self._action(req, served, action)
+            elif path.rstrip("/") == "/Metadata":
+                await self._service_document(req)
             else:
                 raise ODataError(
                     404,
@@ -289,7 +291,7 @@ class EmulatorApp:
                     f"No HTTP resource was found that matches the request URI '{req.base}{path}'.",
                 )
         except ODataError as err:
-            body = orjson.dumps({"error": {"code": err.code, "message": err.message}})
+            body = orjson.dumps(err.body())
             await self._send(req, err.status, [body], extra=err.headers)
         finally:
             self._release(req)
@@ -405,11 +407,20 @@ class EmulatorApp:
                 "BadRequest",
                 "Labels can only be read one at a time: Labels(Id='...',Language='...').",
             )
-        key = parse_key(key_text)
+        try:
+            key = parse_key(key_text)
+        except ODataError:
+            key = None
         if not isinstance(key, dict) or "Id" not in key or set(key) - {"Id", "Language"}:
-            raise ODataError(400, "BadRequest", f"Bad key segment: {key_text!r}")
+            raise ODataError(  # the service's shape: a generic message, the detail inside
+                400,
+                "",
+                "The request is invalid.",
+                inner=f"The key in the request URI is not valid for resource "
+                f"'Microsoft.Dynamics.Metadata.Label'. Key segment: {key_text}",
+            )
         label_id = key["Id"]
-        language = key.get("Language", "en-us")
+        language = _language_casing(str(key.get("Language", "en-us")))
         text = served.labels.get(label_id)
         if text is None:
             raise ODataError(
@@ -429,6 +440,17 @@ class EmulatorApp:
             )
         )
         await self._send(req, 200, [body])
+
+    async def _service_document(self, req: _Request) -> None:
+        """``GET /Metadata/``: the service document, the endpoints the service offers."""
+        if req.method != "GET":
+            raise _method_not_allowed("GET")
+        names = ("DataEntities", "Labels", "PublicEntities", "PublicEnumerations")
+        body = {
+            "@odata.context": f"{req.base}/Metadata/$metadata",
+            "value": [{"name": n, "kind": "EntitySet", "url": n} for n in names],
+        }
+        await self._send(req, 200, [orjson.dumps(body)])
 
     async def _action(self, req: _Request, served: ServedDataset, action: str) -> None:
         if req.method != "POST":
@@ -489,3 +511,9 @@ def _method_not_allowed(allowed: str) -> ODataError:
         f"The requested resource does not support this HTTP method; use {allowed}.",
         [(b"allow", allowed.encode())],
     )
+
+
+def _language_casing(language: str) -> str:
+    """The service answers a language in its own casing: ``en-us`` asked, ``en-US`` answered."""
+    head, sep, region = language.partition("-")
+    return f"{head.lower()}{sep}{region.upper() if len(region) == 2 else region}"

@@ -614,11 +614,11 @@ class _Builder:
             "ConfigurationEnabled": rng.random() > 0.03,
             "AllowEdit": not key and rng.random() > 0.1,
             "AllowEditOnCreate": rng.random() > 0.02,
-            "IsDimension": False,
-            "DimensionRelation": "",
+            "IsDimension": False,  # the service: null, not "", for a plain property
+            "DimensionRelation": None,
             "IsDynamicDimension": False,
-            "DimensionLegalEntityProperty": "",
-            "DimensionTypeProperty": "",
+            "DimensionLegalEntityProperty": None,
+            "DimensionTypeProperty": None,
         }
 
     def _dimension_prop(self, public: str) -> dict[str, Any]:

@@ -36,10 +36,27 @@ class ODataError(Exception):
     """An error the service answers with an OData error body."""
 
     def __init__(
-        self, status: int, code: str, message: str, headers: Iterable[tuple[bytes, bytes]] = ()
+        self,
+        status: int,
+        code: str,
+        message: str,
+        headers: Iterable[tuple[bytes, bytes]] = (),
+        inner: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.headers = status, code, message, list(headers)
+        self.inner = inner  # the service's ``innererror.message``: the detail behind a message
+
+    def body(self) -> dict[str, Any]:
+        """The OData error body, with ``innererror`` as the service shapes it when there is one."""
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.inner is not None:
+            error["innererror"] = {
+                "message": self.inner,
+                "type": "Microsoft.OData.ODataException",
+                "stacktrace": "",
+            }
+        return {"error": error}
 
 
 def context_url(base: str, fragment: str) -> str:

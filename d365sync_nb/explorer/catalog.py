@@ -35,7 +35,7 @@ ACTION_COLUMNS = columns(
 ENUM_COLUMNS = columns("name label_id label members:Int64")
 MEMBER_COLUMNS = columns("name value:Int64 label_id label configuration_enabled:boolean")
 LABEL_COLUMNS = columns("label_id language text status")
-LABEL_STATUSES = ("found", "empty", "missing", "not_synced")  # not_synced: no text fetched yet
+LABEL_STATUSES = ("found", "empty", "missing", "failed", "not_synced")  # not_synced: no text yet
 ENUM_PREFIX = "Microsoft.Dynamics.DataEntities."
 
 _LABEL = "(SELECT l.value FROM labels l WHERE l.label_id = {t}.label_id AND l.language = ?)"
@@ -324,8 +324,10 @@ def close_matches(text: str, names: Sequence[str], n: int = 5) -> str:
 
 
 def enum_of(data_type: str | None, type_name: str | None) -> str | None:
-    """The enumeration of an Enum property (its type name without the namespace)."""
-    if data_type != "Enum" or not type_name:
+    """The enumeration of an Enum property (its type name without the namespace). A primitive
+    type (``Edm.Boolean`` with ``DataType`` ``Enum``, as the service sends for NoYes-like
+    fields) is not an enumeration."""
+    if data_type != "Enum" or not type_name or type_name.startswith("Edm."):
         return None
     return type_name.rsplit(".", 1)[-1]
 

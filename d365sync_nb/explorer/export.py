@@ -1,13 +1,18 @@
 """Export one version's tables to a directory: one CSV or Parquet file per table.
 
 Parquet needs pyarrow (``pip install 'd365sync_nb[parquet]'``); without it the export stops
-with that instruction before writing anything. Each file is written beside its final name and
-renamed into place, so a failed export never leaves a half-written file under the real name.
+with that instruction before writing anything. Each file is written to a new temporary file in
+the directory (``tempfile``: created exclusively, never through a link planted there) and
+renamed into place (replacing a link, never writing through it), so a failed export never leaves
+a half-written file under the real name. Each entry says whether it replaced an existing file.
+CSV cells that a spreadsheet would run as formulas are prefixed with ``'`` (``table.csv_cell``).
 """
 
 from __future__ import annotations
 
+import io
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +39,10 @@ def export_tables(catalog: Catalog) -> list[Table]:
 
 def export(catalog: Catalog, directory: str | Path, fmt: str = "csv") -> list[dict[str, Any]]:
     """Write the tables of ``catalog`` to ``directory`` (created when missing); returns one
-    ``{"table", "path", "rows"}`` per file."""
+    ``{"table", "path", "rows", "replaced"}`` per file (``replaced``: a file of that name was
+    there before)."""
+    if not str(directory).strip():
+        raise ConfigurationError("The export directory is empty: give a directory path")
     fmt = (fmt or "").strip().lower()
     if fmt not in FORMATS:
         raise ConfigurationError(f"Unknown export format {fmt!r}: use csv or parquet")
@@ -47,21 +55,30 @@ def export(catalog: Catalog, directory: str | Path, fmt: str = "csv") -> list[di
     written = []
     for table in export_tables(catalog):
         path = target / f"{table.name}.{fmt}"
-        partial = path.with_name(f".{path.name}.partial")
+        replaced = os.path.lexists(path)
+        partial: str | None = None
         try:
-            writer(table, partial)
+            fd, partial = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=target)
+            os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide the export from other readers
+            with os.fdopen(fd, "wb") as stream:
+                writer(table, stream)
             os.replace(partial, path)
         except Exception as exc:  # OSError, or pyarrow's own errors
-            partial.unlink(missing_ok=True)
-            reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+            if partial is not None:
+                Path(partial).unlink(missing_ok=True)
+            reason = getattr(exc, "strerror", None) or (str(exc).splitlines() or [""])[0]
             raise CacheError(f"Cannot write {path}: {reason}") from None
-        written.append({"table": table.name, "path": str(path), "rows": len(table)})
+        written.append(
+            {"table": table.name, "path": str(path), "rows": len(table), "replaced": replaced}
+        )
     return written
 
 
-def _write_csv(table: Table, path: Path) -> None:
-    with open(path, "w", encoding="utf-8", newline="") as stream:
-        write_csv(stream, table.column_names, table.rows)
+def _write_csv(table: Table, stream: Any) -> None:
+    text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
+    write_csv(text, table.column_names, table.rows)
+    text.flush()
+    text.detach()
 
 
 def _parquet_writer() -> Any:
@@ -73,7 +90,7 @@ def _parquet_writer() -> Any:
     types = {"string": pa.string(), "boolean": pa.bool_(), "Int64": pa.int64(),
              "Float64": pa.float64()}  # fmt: skip
 
-    def write(table: Table, path: Path) -> None:
+    def write(table: Table, path: Any) -> None:
         schema = pa.schema([(c.name, types[c.dtype]) for c in table.columns])
         data = {c.name: [row[i] for row in table.rows] for i, c in enumerate(table.columns)}
         pq.write_table(pa.Table.from_pydict(data, schema=schema), path)

@@ -22,6 +22,7 @@ from d365sync_nb.explorer.diff import (
 )
 from d365sync_nb.explorer.table import Table
 from d365sync_nb.store.files import read_only_uri
+from d365sync_nb.store.schema import SCHEMA_VERSION
 
 if TYPE_CHECKING:
     from d365sync_nb.store import MetadataStore
@@ -278,6 +279,13 @@ def read_only(path: Path, *, attach: Path | None = None) -> Iterator[Query]:
             conn.execute("ATTACH DATABASE ? AS other", (read_only_uri(attach),))
     except sqlite3.Error as exc:
         raise CacheError(f"Cannot open the cache file {attach or path}: {exc}") from None
+    try:
+        _check_schema(conn, "main", path)
+        if attach is not None:
+            _check_schema(conn, "other", attach)
+    except BaseException:
+        conn.close()
+        raise
     conn.row_factory = sqlite3.Row
 
     def query(sql: str, params: Sequence[Any]) -> list[sqlite3.Row]:
@@ -290,6 +298,21 @@ def read_only(path: Path, *, attach: Path | None = None) -> Iterator[Query]:
         yield query
     finally:
         conn.close()
+
+
+def _check_schema(conn: sqlite3.Connection, schema: str, path: Path) -> None:
+    """Refuse a cache written by a newer package, as opening it for writing does."""
+    try:
+        row = conn.execute(
+            f"SELECT value FROM {schema}.meta WHERE key = 'schema_version'"
+        ).fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise CacheError(f"{path} is not a usable d365sync cache ({exc})") from None
+    if row is not None and str(row[0]).isdigit() and int(row[0]) > SCHEMA_VERSION:
+        raise CacheError(
+            f"The cache file {path} has schema version {row[0]}, newer than this package knows "
+            f"({SCHEMA_VERSION}); upgrade d365sync_nb to read it"
+        )
 
 
 def _recency(v: dict[str, Any]) -> tuple[str, str, int]:

@@ -75,17 +75,27 @@ class Table:
         return cls(name, cols, out, title)
 
 
+# A spreadsheet reads a cell starting with one of these as a formula (OWASP, CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def write_csv(stream: Any, names: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    """CSV with a header row; booleans as ``true``/``false``, missing values empty."""
+    """CSV with a header row; booleans as ``true``/``false``, missing values empty, and a text
+    that a spreadsheet would run as a formula prefixed with ``'`` (:func:`csv_cell`)."""
     writer = csv.writer(stream, lineterminator="\n")
-    writer.writerow(names)
+    writer.writerow([csv_cell(n) for n in names])
     for row in rows:
-        writer.writerow([_csv_value(v) for v in row])
+        writer.writerow([csv_cell(v) for v in row])
 
 
-def _csv_value(value: Any) -> Any:
+def csv_cell(value: Any) -> Any:
+    """One CSV cell: booleans as ``true``/``false``, None empty, and text beginning with ``=``,
+    ``+``, ``-``, ``@``, TAB or CR prefixed with ``'`` so a spreadsheet shows it instead of
+    running it (every CSV the package writes; Parquet and JSON keep the text as it is)."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
     return value

@@ -92,9 +92,7 @@ class Arg:
     def add_to(self, parser: argparse.ArgumentParser | Any) -> None:
         """Add this argument to an argparse parser (or mutually exclusive group)."""
         if self.kind is bool:
-            parser.add_argument(
-                self.cli_flag, dest=self.name, action="store_true", help=self.help
-            )
+            parser.add_argument(self.cli_flag, dest=self.name, action="store_true", help=self.help)
             return
         options: dict[str, Any] = {"help": self.help, "type": self.parse_text}
         if self.metavar:

@@ -250,13 +250,15 @@ class ExportView:
 
     written: list[dict[str, Any]]
     title = None
-    columns = ("table", "rows", "path")
+    columns = ("table", "rows", "path", "replaced")  # replaced: a file of that name was there
 
     def rows(self) -> list[dict[str, Any]]:
         return self.written
 
     def text(self) -> str:
-        return render.table(self.written, self.columns)
+        replaced = sum(1 for w in self.written if w.get("replaced"))
+        said = f"\nreplaced {replaced} existing file(s)" if replaced else ""
+        return render.table(self.written, self.columns) + said
 
     def to_json(self) -> Any:
         return self.written

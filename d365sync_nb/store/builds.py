@@ -85,7 +85,13 @@ class Builds:
             conn.execute("UPDATE builds SET status = 'complete' WHERE id = ?", (build_id,))
             conn.execute(
                 "INSERT OR REPLACE INTO labels SELECT label_id, language, value, status,"
-                " fetched_at FROM staged_labels WHERE build_id = ?",
+                " fetched_at FROM staged_labels WHERE build_id = ?1 AND status != 'failed'",
+                (build_id,),
+            )
+            # a label the service refused this time keeps a text it gave before
+            conn.execute(
+                "INSERT OR IGNORE INTO labels SELECT label_id, language, value, status,"
+                " fetched_at FROM staged_labels WHERE build_id = ?1 AND status = 'failed'",
                 (build_id,),
             )
             conn.execute("DELETE FROM staged_labels WHERE build_id = ?", (build_id,))

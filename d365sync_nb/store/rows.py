@@ -187,10 +187,12 @@ class BuildRows:
         return {r[0] for r in rows}
 
     def cached_label_ids(self, language: str) -> set[str]:
-        """Ids of the labels of ``language`` already in the cache (any status)."""
+        """Ids of the labels of ``language`` already in the cache (any status but ``failed``:
+        a label the service refused is asked again)."""
         with self.db.locked() as conn:
             rows = conn.execute(
-                "SELECT label_id FROM labels WHERE language = ?", (language,)
+                "SELECT label_id FROM labels WHERE language = ? AND status != 'failed'",
+                (language,),
             ).fetchall()
         return {r[0] for r in rows}
 
@@ -232,6 +234,8 @@ class BuildRows:
         counts["labels"] = by_status.get("found", 0)
         counts["labels_empty"] = by_status.get("empty", 0)
         counts["labels_missing"] = by_status.get("missing", 0)
+        if by_status.get("failed"):
+            counts["labels_failed"] = by_status["failed"]
         return counts
 
     def label_stats(self, language: str = "en-us") -> dict[str, int]:

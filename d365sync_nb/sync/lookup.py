@@ -52,7 +52,24 @@ def as_time(value: datetime | str | None, name: str) -> datetime | None:
             ) from None
     if moment is not None and moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
+    if moment is not None:
+        try:
+            moment = moment.astimezone(UTC)
+        except OverflowError:  # year 1 or 9999 with an offset: not a moment in UTC
+            raise ConfigurationError(
+                f"{name} is out of range: {str(value)[:40]!r} is not a time in UTC"
+            ) from None
     return moment
+
+
+def as_limit(value: Any) -> int:
+    """A history limit from Python or text: a whole number (at least 1), else one line."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ConfigurationError(f"limit must be an integer, not {value!r:.40}")
+    try:
+        return max(1, int(value))
+    except ValueError:
+        raise ConfigurationError(f"limit must be an integer, not {value!r:.40}") from None
 
 
 def as_status(value: str | None) -> str | None:

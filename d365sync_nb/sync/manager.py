@@ -42,6 +42,7 @@ from d365sync_nb.models import (
 )
 from d365sync_nb.store import LIVE_SESSIONS, MetadataStore, find_shared_build, store_path
 from d365sync_nb.sync.lookup import (
+    as_limit,
     as_session_id,
     as_status,
     as_time,
@@ -428,7 +429,7 @@ class SyncSessionManager:
         filtered by status, strategy, global version and start time (``since`` <= started <
         ``until``; dates or ISO times, naive ones meaning UTC)."""
         stored = self.store.history.load(
-            limit=max(1, int(limit)),
+            limit=as_limit(limit),
             status=as_status(status),
             strategy=None if strategy is None else SyncStrategy.parse(strategy).value,
             since=as_time(since, "since"),

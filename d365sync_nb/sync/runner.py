@@ -12,10 +12,12 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
+from collections.abc import Iterable
 
 from d365sync_nb.d365.client import D365MetadataClient
-from d365sync_nb.errors import D365SyncError
-from d365sync_nb.metadata import Label
+from d365sync_nb.errors import D365Error, D365SyncError, clean_message
+from d365sync_nb.metadata import Label, is_label_id
 from d365sync_nb.models import PhaseStatus, SyncPhase, SyncSession, SyncStatus, utcnow
 from d365sync_nb.store import MetadataStore
 from d365sync_nb.store.schema import ENUM_TABLES, SCHEMA_TABLES
@@ -25,6 +27,11 @@ from d365sync_nb.sync.progress import ProgressReporter
 log = logging.getLogger(__name__)
 
 LABEL_BATCH = 1000
+# Labels the service may refuse (kept as failed, the sync completes) before the sync fails:
+# past this share a "completed" sync would hold a hollow label dictionary.
+LABEL_FAILURE_SHARE = 0.05
+LABEL_FAILURE_STREAK = 100  # refused in a row (no label between answered): the sync fails
+LABELS_NAMED = 10  # failed labels a note names
 LABEL_FLUSH_SECONDS = 0.5
 PHASE_TABLES = {
     SyncPhase.ENTITIES: ("data_entities",),
@@ -65,6 +72,7 @@ class SessionRunner:
         self.build_id: int | None = None
         self.finalized = False
         self._expected_public: int | None = None
+        self.failed_labels: list[Label] = []
 
     async def execute(self) -> None:
         """Run the plan and settle the outcome; a failure or cancel discards the new build.
@@ -91,9 +99,14 @@ class SessionRunner:
                 self._settle(SyncStatus.CANCELLED)
                 r.fail(phase, "cancelled", PhaseStatus.CANCELLED)
         except Exception as exc:
-            error = str(exc) if isinstance(exc, D365SyncError) else f"{type(exc).__name__}: {exc}"
-            if not isinstance(exc, D365SyncError):
-                log.error("sync session %s failed", session.session_id, exc_info=exc)
+            error = (
+                str(exc)
+                if isinstance(exc, D365SyncError)
+                else clean_message(f"{type(exc).__name__}: {exc}")
+            )
+            if not isinstance(exc, D365SyncError):  # a bug: its traceback only with --debug
+                log.error("sync session %s failed: %s", session.session_id, error)
+                log.debug("sync session %s failed", session.session_id, exc_info=exc)
             await self._discard_despite_cancels()
             phase = session.current_phase
             self._settle(SyncStatus.FAILED, error)
@@ -184,14 +197,16 @@ class SessionRunner:
             {e.public_entity_name for e in entities if e.public_entity_name}
         )
         r.advance(phase, len(entities), item=entities[-1].name if entities else None)
-        r.end(phase)
+        r.end(phase, note=duplicates_note((e.name for e in entities), "data entity"))
 
     async def _fetch_schemas(self) -> None:
         r, phase = self.reporter, SyncPhase.SCHEMAS
         r.begin(phase, total=self._expected_public, item="PublicEntities")
         pending: asyncio.Future[None] | None = None
         seen = 0
+        names: list[str] = []
         async for chunk in self.client.iter_public_entities(expected=self._expected_public):
+            names.extend(e.name for e in chunk)
             if pending is not None:
                 await pending  # one write in flight while the next chunk downloads
             pending = asyncio.ensure_future(
@@ -205,7 +220,7 @@ class SessionRunner:
         if pending is not None:
             await pending
         self.session.phases[phase].items_total = seen
-        r.end(phase)
+        r.end(phase, note=duplicates_note(names, "public entity"))
 
     async def _fetch_enumerations(self) -> None:
         r, phase = self.reporter, SyncPhase.ENUMERATIONS
@@ -214,7 +229,7 @@ class SessionRunner:
         r.total(phase, len(enums))
         await self.store.run(self.store.rows.write_enumerations, self.build_id, enums)
         r.advance(phase, len(enums), item=enums[-1].name if enums else None)
-        r.end(phase)
+        r.end(phase, note=duplicates_note((e.name for e in enums), "enumeration"))
 
     # -- labels ------------------------------------------------------------------------
     async def _labels_phase(self) -> None:
@@ -234,6 +249,12 @@ class SessionRunner:
             return
         r.begin(phase, item="collecting label ids")
         ids = await self.store.run(build_rows.label_ids, self.build_id)
+        # a LabelId that is not of the label form holds the text itself: nothing to fetch
+        texts = [i for i in ids if not is_label_id(i)]
+        if texts:
+            own = [Label(id=t, language=self.language, value=t) for t in texts]
+            await self.store.run(build_rows.write_labels, self.build_id, own)
+            ids = ids - set(texts)
         reused = 0
         if action == Action.FETCH_MISSING:
             cached = await self.store.run(build_rows.cached_label_ids, self.language)
@@ -245,7 +266,10 @@ class SessionRunner:
         ordered = sorted(ids)
         r.total(phase, len(ordered))
         await self._fetch_labels(ordered)
-        r.end(phase, note=f"{reused:,} cached labels reused" if reused else None)
+        notes = [f"{reused:,} cached labels reused"] if reused else []
+        if self.failed_labels:
+            notes.append(failed_labels_note(self.failed_labels))
+        r.end(phase, note="; ".join(notes) or None)
 
     async def _fetch_labels(self, ordered: list[str]) -> None:
         r, phase = self.reporter, SyncPhase.LABELS
@@ -272,7 +296,25 @@ class SessionRunner:
                 )
             last_flush = time.monotonic()
 
+        allowed = int(LABEL_FAILURE_SHARE * len(ordered))
+        streak = 0  # refused labels in a row: a service refusing every label is not one label
+
         def on_label(label: Label) -> None:
+            nonlocal streak
+            streak = streak + 1 if label.error is not None else 0
+            if label.error is not None:
+                self.failed_labels.append(label)
+                if len(self.failed_labels) > allowed or streak >= LABEL_FAILURE_STREAK:
+                    share = f"{LABEL_FAILURE_SHARE:.0%} of {len(ordered):,}"
+                    how = (
+                        f"more than {share}"
+                        if len(self.failed_labels) > allowed
+                        else f"{streak} in a row (of {len(ordered):,})"
+                    )
+                    raise D365Error(
+                        f"labels: {how} label requests failed "
+                        f"({failed_labels_note(self.failed_labels, 3, kept=False)})"
+                    )
             batch.append(label)
             r.advance(phase, item=label.id)
             if len(batch) >= LABEL_BATCH or time.monotonic() - last_flush > LABEL_FLUSH_SECONDS:
@@ -319,3 +361,30 @@ class SessionRunner:
             raise
         self.finalized = True
         r.end(phase, note=f"version {self.version_id} now shows build {build_id}")
+
+
+def failed_labels_note(labels: list[Label], named: int = LABELS_NAMED, *, kept: bool = True) -> str:
+    """``3 labels failed, kept as missing (HTTP 500 x1, 403 x2): @A (500), ...`` (one line)."""
+    causes = Counter(f"HTTP {lb.http_status}" if lb.http_status else "wrong shape" for lb in labels)
+    why = ", ".join(f"{cause} x{n}" for cause, n in causes.most_common())
+    names = ", ".join(f"{lb.id} ({lb.http_status or 'shape'})" for lb in labels[:named])
+    more = f" and {len(labels) - named:,} more" if len(labels) > named else ""
+    first = labels[0].error or ""
+    return clean_message(
+        f"{len(labels):,} labels failed{', kept as missing' if kept else ''} ({why}): "
+        f"{names}{more}; "
+        f"first error: {first}"
+    )
+
+
+def duplicates_note(names: Iterable[str], kind: str) -> str | None:
+    """``2 duplicated data entity names, the last of each kept: A (x2), B (x3)``, or None."""
+    repeated = [(n, c) for n, c in Counter(names).items() if c > 1]
+    if not repeated:
+        return None
+    shown = ", ".join(f"{n} (x{c})" for n, c in repeated[:LABELS_NAMED])
+    more = f" and {len(repeated) - LABELS_NAMED:,} more" if len(repeated) > LABELS_NAMED else ""
+    return clean_message(
+        f"the service sent {len(repeated):,} duplicated {kind} name(s); the last of each is "
+        f"kept: {shown}{more}"
+    )
