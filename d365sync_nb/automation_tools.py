@@ -7,7 +7,7 @@ assistant can check as often as it likes and decide when to call ``d365fo_start_
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field
 
@@ -15,12 +15,36 @@ from d365sync_nb.automation.version_check import DEFAULT_STRATEGY, check_version
 from d365sync_nb.connection import registry
 from d365sync_nb.models import SyncStrategy
 from d365sync_nb.operations.check_version import STRATEGY
+from d365sync_nb.tool_results import ToolAnswer
 from d365sync_nb.tools import Profile, Result, ToolSpec, as_tool
 
 # declared once (operations/check_version.py); the enum kept in the schema for assistants
 CheckStrategy = Annotated[
     str, Field(description=STRATEGY.help, json_schema_extra={"enum": list(STRATEGY.enum or ())})
 ]
+
+
+class CheckVersionAnswer(ToolAnswer):
+    """What d365fo_check_version answers (VersionStatus's fields, and the last watch check)."""
+
+    global_version_id: int | None = Field(None, description="The version the environment runs")
+    application_version: str | None = None
+    platform_version: str | None = None
+    modules: int | None = None
+    cached_version_id: int | None = Field(
+        None, description="The cache's current complete version (null: none yet)"
+    )
+    cached_application_version: str | None = None
+    version_changed: bool | None = None
+    due: bool | None = Field(None, description="True when a sync should start now")
+    reason: str | None = Field(None, description="Why a sync is due, or not")
+    strategy: str | None = None
+    failures: int | None = Field(None, description="Consecutive failed sessions of the version")
+    retry_at: str | None = Field(None, description="When a failed sync may be retried")
+    running_session_id: str | None = None
+    last_watch_check: dict[str, Any] | None = Field(
+        None, description="The last check a watch recorded (time, action, version, session)"
+    )
 
 
 @as_tool
@@ -66,6 +90,7 @@ TOOLS: tuple[ToolSpec, ...] = (
         "d365fo_start_sync when due is true.",
         d365fo_check_version,
         read_only=True,
+        result=CheckVersionAnswer,
     ),
 )
 

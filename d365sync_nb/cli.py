@@ -104,8 +104,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--cache-dir")
     demo.add_argument("--strategy", default="full")
 
-    mcp = sub.add_parser("mcp", help="serve the sync and metadata tools over MCP (stdio)")
+    mcp = sub.add_parser(
+        "mcp",
+        help="serve the sync and metadata tools over MCP (stdio; --http for Streamable HTTP)",
+    )
     add_connection_arguments(mcp, scale_default="small")
+    mcp.add_argument("--http", action="store_true",
+                     help="serve Streamable HTTP at http://HOST:PORT/mcp instead of stdio")
+    mcp.add_argument("--host", default="127.0.0.1",
+                     help="with --http: the address to bind (default 127.0.0.1; any other than "
+                     "loopback requires a bearer token: $D365SYNC_MCP_TOKEN, or one generated "
+                     "and printed once)")
+    mcp.add_argument("--port", type=bounded_int(0, 65535), default=8765,
+                     help="with --http: the port (default 8765; 0: any free port)")  # fmt: skip
     return parser
 
 
@@ -325,7 +336,10 @@ def _mcp(args: argparse.Namespace) -> int:
     conn = connect_from_args(args, repair_cache=True)
     _say_cache_notice(conn)
     try:
-        mcp_server.serve_stdio(conn, debug=args.debug)
+        if args.http:
+            mcp_server.serve_http(conn, host=args.host, port=args.port, debug=args.debug)
+        else:
+            mcp_server.serve_stdio(conn, debug=args.debug)
     finally:
         conn.close()
     return 0

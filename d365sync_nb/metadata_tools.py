@@ -8,25 +8,24 @@ so a sync running on the same loop keeps going. The MCP server serves both sets.
 from __future__ import annotations
 
 import asyncio
+import inspect
 from typing import Annotated, Any
 
 from pydantic import Field
 
+from d365sync_nb import tool_results as results
 from d365sync_nb.connection import registry
 from d365sync_nb.errors import ConfigurationError, NotInCacheError
 from d365sync_nb.explorer import describe_version
-from d365sync_nb.tools import Profile, Result, ToolSpec, as_tool, integer_argument
+from d365sync_nb.operations import diff as diff_operation
+from d365sync_nb.operations import search as search_operation
+from d365sync_nb.operations.spec import REQUIRED, Arg
+from d365sync_nb.tools import Profile, Result, ToolFn, ToolSpec, as_tool, integer_argument
 
 MAX_HITS = 100
 MAX_CHANGES = 500
 MAX_ITEMS = 300  # fields, relations and actions of one entity
 
-Text = Annotated[str, Field(description="Words to look for in names and label texts")]
-Hits = Annotated[
-    int,
-    Field(description=f"Most hits to return, 1 to {MAX_HITS} (clamped)",
-          json_schema_extra={"minimum": 1, "maximum": MAX_HITS}),
-]  # fmt: skip
 EntityName = Annotated[
     str,
     Field(description="A data entity, public entity or collection (entity set) name, any case"),
@@ -41,6 +40,8 @@ Changes = Annotated[
     Field(description=f"Most changes to list, 1 to {MAX_CHANGES} (clamped); the summary "
           "always counts all of them", json_schema_extra={"minimum": 1, "maximum": MAX_CHANGES}),
 ]  # fmt: skip
+_PROFILE = inspect.Parameter("profile", inspect.Parameter.KEYWORD_ONLY, default=None,
+                             annotation=Profile)  # fmt: skip
 NOTHING_SYNCED = (
     "No metadata is cached for this environment yet: start a sync with d365fo_start_sync "
     "(strategy 'full'), then ask again"
@@ -60,8 +61,23 @@ def _explorer(profile: str | None) -> Any:
     return conn, explorer
 
 
+def _search_parameters(fn: ToolFn) -> ToolFn:
+    """The search operation's arguments (the tool's own bound on ``limit``), plus ``profile``."""
+    fn.__signature__ = search_operation.OPERATION.tool_signature(  # type: ignore[attr-defined]
+        replace={
+            "text": Arg("text", "Words to look for in names and label texts", default=REQUIRED,
+                        positional=True),
+            "limit": Arg("limit", f"Most hits to return, 1 to {MAX_HITS} (clamped)", kind=int,
+                         default=20, minimum=1, maximum=MAX_HITS, keyword_only=False),
+        },
+        extra=[_PROFILE],
+    )  # fmt: skip
+    return fn
+
+
 @as_tool
-async def d365fo_search_metadata(text: Text, limit: Hits = 20, profile: Profile = None) -> Result:
+@_search_parameters
+async def d365fo_search_metadata(text: str, limit: int = 20, profile: str | None = None) -> Result:
     """Search the cached entities, fields, enumerations and members by name and label."""
     if not isinstance(text, str) or not text.strip():
         raise ConfigurationError("text must be some words to look for, e.g. 'customer'")
@@ -113,17 +129,39 @@ async def d365fo_describe_entity(
     return answer
 
 
+def _diff_parameters(fn: ToolFn) -> ToolFn:
+    """The diff operation's arguments (versions as ids or application versions), plus the
+    tool's ``limit`` and ``profile``."""
+    fn.__signature__ = diff_operation.OPERATION.tool_signature(  # type: ignore[attr-defined]
+        annotate={"from_version": VersionRef, "to_version": VersionRef},
+        replace={"against": Arg("against", "Compare with another environment's cache instead: "
+                                "a profile, base URL, cache file or cache name; from_version "
+                                "is then this environment's, to_version the other's")},
+        extra=[
+            inspect.Parameter("limit", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=50,
+                              annotation=Changes),
+            _PROFILE,
+        ],
+    )  # fmt: skip
+    return fn
+
+
 @as_tool
+@_diff_parameters
 async def d365fo_diff_versions(
-    from_version: VersionRef = None,
-    to_version: VersionRef = None,
-    limit: Changes = 50,
-    profile: Profile = None,
+    from_version: str | int | None = None,
+    to_version: str | int | None = None,
+    limit: int = 50,
+    against: str | None = None,
+    profile: str | None = None,
 ) -> Result:
     """What changed between two cached versions: a summary and the first changes."""
     requested, used = _clamp(limit, "limit", MAX_CHANGES)
-    conn, explorer = _explorer(profile)
-    diff = await asyncio.to_thread(explorer.diff, from_version, to_version)
+    conn, _ = _explorer(profile)
+    values = diff_operation.OPERATION.bind(
+        {"from_version": from_version, "to_version": to_version, "against": against}
+    )
+    diff = (await asyncio.to_thread(diff_operation.call, conn.manager, **values)).diff
     answer: Result = {
         "success": True,
         "environment": conn.settings.base_url,
@@ -146,6 +184,7 @@ TOOLS: tuple[ToolSpec, ...] = (
         "or enumeration a field or member belongs to). Needs a completed sync.",
         d365fo_search_metadata,
         read_only=True,
+        result=results.SearchAnswer,
     ),
     ToolSpec(
         "d365fo_describe_entity",
@@ -157,6 +196,7 @@ TOOLS: tuple[ToolSpec, ...] = (
         "An unknown name fails with close matches.",
         d365fo_describe_entity,
         read_only=True,
+        result=results.DescribeAnswer,
     ),
     ToolSpec(
         "d365fo_diff_versions",
@@ -165,9 +205,11 @@ TOOLS: tuple[ToolSpec, ...] = (
         "latest synced ones, e.g. before and after an upgrade): a summary per kind (entity, "
         "data_entity, field, navigation, action, enumeration, member: added, removed, changed) "
         "and the first `limit` changes, each with kind, parent, name, change, and for a change "
-        "the attribute with its before and after values.",
+        "the attribute with its before and after values. With against, the same between this "
+        "environment's cache and another's.",
         d365fo_diff_versions,
         read_only=True,
+        result=results.DiffAnswer,
     ),
 )
 

@@ -34,8 +34,8 @@ CORE = (
 # layout: UI-free, above the core, below every surface.
 OPERATIONS = ("operations", "views", "render")
 SURFACES = (
-    "cli", "entry", "cli_watch", "mcp_server", "tools", "metadata_tools", "automation_tools",
-    "notebook", "__main__",
+    "cli", "entry", "mcp_server", "mcp_resources", "tools", "tool_results", "metadata_tools",
+    "automation_tools", "cli_watch", "notebook", "__main__",
 )  # fmt: skip
 EMULATOR = "emulator"
 

@@ -248,22 +248,30 @@ class Operation:
         rename: Mapping[str, str] | None = None,
         replace: Mapping[str, Arg] | None = None,
         extra: Sequence[inspect.Parameter] = (),
+        annotate: Mapping[str, Any] | None = None,
     ) -> inspect.Signature:
-        """An assistant tool's signature from this operation's arguments (keyword-only, each
-        annotated with its JSON schema): ``rename`` gives a tool's own argument names,
-        ``replace`` a tool's own bounds, ``extra`` its further parameters (``profile``)."""
+        """An assistant tool's signature from this operation's arguments (positional or
+        keyword-only as in :meth:`signature`, each annotated with its JSON schema; positional
+        ones first): ``rename`` gives a tool's own argument names,
+        ``replace`` a tool's own bounds, ``annotate`` a tool's own annotation of an argument
+        (e.g. a version that may be a number or a text), ``extra`` its further parameters
+        (``profile``)."""
         params = []
         for original in self.args:
             arg = (replace or {}).get(original.name, original)
+            annotation = (annotate or {}).get(arg.name) or arg.tool_annotation()
+            keyword_only = (not arg.positional) if arg.keyword_only is None else arg.keyword_only
             params.append(
                 inspect.Parameter(
                     (rename or {}).get(arg.name, arg.name),
-                    inspect.Parameter.KEYWORD_ONLY,
+                    inspect.Parameter.KEYWORD_ONLY
+                    if keyword_only
+                    else inspect.Parameter.POSITIONAL_OR_KEYWORD,
                     default=arg.default,
-                    annotation=arg.tool_annotation(),
+                    annotation=annotation,
                 )
             )
-        return inspect.Signature([*params, *extra])
+        return inspect.Signature(_ordered([*params, *extra]))
 
     def run(self, manager: Any, values: Mapping[str, Any]) -> Any:
         """Check the values and call the core."""

@@ -181,6 +181,22 @@ class SessionView:
         return f"Failed{self.where} after {took}: {s.error or 'unknown error'}"
 
     @property
+    def progress_message(self) -> str:
+        """``labels 12,345/27,118, ETA 40 s`` while running (a progress notification's message);
+        the outcome once ended."""
+        s = self.session
+        if s.status.is_final:
+            return self.outcome or self.sentence
+        phase = s.phases[s.current_phase] if s.current_phase else None
+        where = "starting"
+        if phase is not None:
+            items = PhaseView.of(phase).items
+            where = f"{phase.phase.value} {items}" if items else phase.phase.value
+        eta = s.estimated_remaining_seconds
+        left = "" if eta is None else f", ETA {duration(eta) if eta >= 60 else f'{eta:.0f} s'}"
+        return f"{where}{left}"
+
+    @property
     def progress(self) -> str:
         """``42.0% · ETA 12s`` while running, ``100.0% · 3.2 s`` once ended."""
         s = self.session
