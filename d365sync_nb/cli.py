@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from d365sync_nb import render
+from d365sync_nb import cli_watch, render
 from d365sync_nb.arguments import bounded_int, non_negative_float, probability
 from d365sync_nb.connection import (
     Connection,
@@ -78,6 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="emulator release to serve (2: the environment's next release, with entities, "
         "fields, enumerations and members added, removed and changed)",
     )
+    emu.add_argument(
+        "--release-after",
+        type=non_negative_float,
+        metavar="SECONDS",
+        default=None,
+        help="move to the next release this many seconds after starting (an upgrade while it "
+        "runs; POST /_emulator/release does it at once)",
+    )
 
     sync = sub.add_parser("sync", help="run one sync session with live progress")
     add_connection_arguments(sync, scale_default="small")
@@ -88,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     for operation in OPERATIONS:
         if operation.cli:
             add_operation(sub, operation)
+    cli_watch.add_commands(sub)
 
     demo = sub.add_parser("demo", help="emulator + full sync + summary")
     demo.add_argument("--scale", default="small", choices=["small", "realistic"])
@@ -317,6 +326,7 @@ def _serve_emulator(args: argparse.Namespace) -> int:
         retry_after=args.retry_after,
         fault_rate=args.fault_rate,
         page_size=args.page_size,
+        release_after=args.release_after,
     )
 
     def ready(url: str) -> None:
@@ -349,6 +359,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "emulator": _emulator,
     "sync": _sync,
     "demo": _demo,
+    **cli_watch.COMMANDS,
     "mcp": _mcp,
 }
 

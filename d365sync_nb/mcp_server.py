@@ -32,7 +32,7 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
-from d365sync_nb import metadata_tools, tools
+from d365sync_nb import automation_tools, metadata_tools, tools
 from d365sync_nb.connection import Connection, registry
 from d365sync_nb.errors import ConfigurationError
 
@@ -61,10 +61,11 @@ INSTRUCTIONS = (
     "d365fo_diff_versions says what changed between two synced versions (e.g. after an "
     "upgrade). Resources: d365sync://sessions, d365sync://sessions/{id}, "
     "d365sync://sessions/{id}/requests, d365sync://entities/{name}, d365sync://versions. "
-    "Every tool answer has 'success'; when it is false, 'error' says what went wrong and "
-    "what to do."
+    "d365fo_check_version says, with 3 cheap requests, whether the environment moved to a "
+    "new version and a sync is due. Every tool answer has 'success'; when it is false, "
+    "'error' says what went wrong and what to do."
 )
-SERVED = (*tools.TOOLS, *metadata_tools.TOOLS)
+SERVED = (*tools.TOOLS, *metadata_tools.TOOLS, *automation_tools.TOOLS)
 MISSING_SDK = "The MCP server needs the 'mcp' package (version 2): pip install 'd365sync_nb[mcp]'"
 
 

@@ -110,6 +110,10 @@ class HistoryAnswer(ToolAnswer):
     recorded_count: int | None = None
     summary: HistorySummary | None = None
     filters: dict[str, Any] | None = None
+    when_to_sync: str | None = Field(
+        None, description="When syncs of this environment go best (hours of day, UTC), or why "
+        "there are too few sessions to tell"
+    )
 
 
 class SearchHit(BaseModel):

@@ -53,6 +53,7 @@ MAX_HISTORY = 100
 MAX_WAIT_SECONDS = 300
 DEFAULT_WAIT_SECONDS = 60
 PROGRESS_INTERVAL = 0.25  # least seconds between two progress notifications of one wait
+ADVICE_SESSIONS = 500  # recent sessions the history's "when_to_sync" advice reads
 DEFAULT_STRATEGY = SyncStrategy.FULL_WITHOUT_LABELS.value
 INITIATED_BY = "assistant"
 
@@ -419,6 +420,9 @@ async def d365fo_get_sync_history(
         "total_count": len(history),
         "recorded_count": conn.manager.store.history.count(),
         "summary": _history_summary(history),
+        "when_to_sync": diagnostics.sync_windows(
+            conn.manager.get_session_history(limit=ADVICE_SESSIONS)
+        ).verdict,
     }
     if filters:  # as given; total_count and summary cover the matching sessions only
         answer["filters"] = filters
@@ -520,7 +524,9 @@ TOOLS: tuple[ToolSpec, ...] = (
         "when the last successful sync ended. Optional filters: status, strategy, "
         "global_version_id, and a start-time range (since inclusive, until exclusive; dates or "
         "ISO times, UTC unless an offset is given); the summary then covers the matching "
-        "sessions and 'filters' echoes the filters used.",
+        "sessions and 'filters' echoes the filters used. 'when_to_sync' says which hours of "
+        "the day (UTC) syncs of this environment go best (fewest 429s and failures, shortest), "
+        "or that there are too few sessions to tell.",
         d365fo_get_sync_history,
         read_only=True,
         result=results.HistoryAnswer,

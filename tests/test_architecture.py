@@ -15,6 +15,7 @@ PACKAGE = "d365sync_nb"
 ROOT = Path(__file__).resolve().parent.parent / PACKAGE
 CORE = (
     "arguments",
+    "automation",
     "config",
     "connection",
     "diagnostics",
@@ -34,7 +35,7 @@ CORE = (
 OPERATIONS = ("operations", "views", "render")
 SURFACES = (
     "cli", "entry", "mcp_server", "mcp_resources", "tools", "tool_results", "metadata_tools",
-    "notebook", "__main__",
+    "automation_tools", "cli_watch", "notebook", "__main__",
 )  # fmt: skip
 EMULATOR = "emulator"
 

@@ -897,3 +897,29 @@ def test_version2_is_deterministic() -> None:
 def test_version1_records_no_changes() -> None:
     assert build_dataset("small", 1).changes == []
     assert build_dataset("small").changes == []
+
+
+# ------------------------------------------------------------------------------------------------
+# Releases while running (a watch finds the upgrade)
+# ------------------------------------------------------------------------------------------------
+def test_release_after_moves_to_the_next_release_at_the_first_request_due() -> None:
+    with Emulator(scale="small", release_after=0) as base_url, httpx.Client(base_url=base_url) as c:
+        assert c.post(APP_VERSION, json={}).json()["value"].startswith("10.0.42")
+        assert c.get("/_emulator/config").json()["version"] == 2
+
+
+def test_release_after_is_a_runtime_option_and_waits_its_time() -> None:
+    with Emulator(scale="small") as base_url, httpx.Client(base_url=base_url) as c:
+        assert c.post("/_emulator/config", json={"release_after": 3600}).status_code == 200
+        assert c.post(APP_VERSION, json={}).json()["value"].startswith("10.0.41")
+        bad = c.post("/_emulator/config", json={"release_after": -1})
+        assert bad.status_code == 400 and "release_after" in bad.json()["error"]["message"]
+
+
+def test_the_release_endpoint_upgrades_at_once_then_refuses_at_the_last_release() -> None:
+    with Emulator(scale="small") as base_url, httpx.Client(base_url=base_url) as c:
+        moved = c.post("/_emulator/release")
+        assert moved.status_code == 200 and moved.json()["version"] == 2
+        assert c.post(APP_VERSION, json={}).json()["value"].startswith("10.0.42")
+        last = c.post("/_emulator/release")
+        assert last.status_code == 409 and "last release" in last.json()["error"]["message"]

@@ -30,6 +30,7 @@ SYNC_TOOLS = {
     "d365fo_get_sync_history",
 }
 METADATA_TOOLS = {"d365fo_search_metadata", "d365fo_describe_entity", "d365fo_diff_versions"}
+AUTOMATION_TOOLS = {"d365fo_check_version"}
 UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
 
 
@@ -71,7 +72,7 @@ async def test_tools_schemas_and_bad_arguments(tmp_path: Path) -> None:
         assert "d365fo_start_sync" in (client.instructions or "")
         listed = (await client.list_tools()).tools
         tools = {t.name: t for t in listed}
-        assert set(tools) == SYNC_TOOLS | METADATA_TOOLS
+        assert set(tools) == SYNC_TOOLS | METADATA_TOOLS | AUTOMATION_TOOLS
         assert "d365fo_describe_entity" in (client.instructions or "")
         for name in METADATA_TOOLS:
             assert tools[name].annotations.read_only_hint is True

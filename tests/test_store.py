@@ -64,8 +64,9 @@ def test_a_version_1_file_opens_migrates_and_round_trips_a_phase_note(tmp_path: 
 
     store = MetadataStore(path)
     try:
-        assert stored_schema_version(path) == SCHEMA_VERSION == 5
+        assert stored_schema_version(path) == SCHEMA_VERSION == 6
         assert "note" in phase_columns(store)
+        assert store.checks.count() == 0  # the checks table of schema 6 exists
         session_columns = [r[1] for r in store.db.rows("PRAGMA table_info(sessions)")]
         assert session_columns[-2:] == ["http_json", "request_log_pruned"]
         # it sent a request and kept no log (v1 had none): its log is recorded as pruned

@@ -6,6 +6,7 @@
     connect(demo=True); start(wait=True); history()
     requests(status="429"); diagnose(); compare(first_id, second_id)
     entities("customer"); fields("CustomersV3"); members("NoYes"); diff(); export("out")
+    watch(every="15m"); watch_status(); checks(); diagnose(history=True); stop_watch()
 
 Layout: :mod:`.magics` routes ``%d365sync NAME`` to an operation's command
 (:mod:`.operations`, derived from :mod:`d365sync_nb.operations`) or to ``commands/NAME.py``
@@ -24,8 +25,9 @@ from d365sync_nb.notebook.commands.panel import panel
 from d365sync_nb.notebook.commands.progress import progress
 from d365sync_nb.notebook.commands.start import start
 from d365sync_nb.notebook.commands.timeline import timeline
+from d365sync_nb.notebook.commands.watch import stop_watch, watch, watch_status
 from d365sync_nb.notebook.config import D365Sync
-from d365sync_nb.notebook.diagnosis import DiagnosisView
+from d365sync_nb.notebook.diagnosis import DiagnosisView, WhenToSyncView
 from d365sync_nb.notebook.extension import load_ipython_extension, unload_ipython_extension
 from d365sync_nb.notebook.operations import FUNCTIONS
 from d365sync_nb.notebook.state import get_connection, get_panel, get_session
@@ -43,6 +45,7 @@ __all__ = [
     "ConnectionInfo",
     "D365Sync",
     "DiagnosisView",
+    "WhenToSyncView",
     *FUNCTIONS,
     "SessionInterrupted",
     "cancel",
@@ -55,7 +58,10 @@ __all__ = [
     "panel",
     "progress",
     "start",
+    "stop_watch",
     "tables",
     "timeline",
     "unload_ipython_extension",
+    "watch",
+    "watch_status",
 ]

@@ -4,6 +4,7 @@ Widget structure and CSS classes::
 
     VBox  .d365sync-dashboard
       HTML  .d365sync-dashboard-title
+      HTML  .d365sync-dashboard-watch       the watch's status line (empty without a watch)
       VBox  .d365sync-dashboard-running     one SessionPanel (.d365sync-panel) per running session
       HTML  .d365sync-dashboard-history     recent sessions as a table
 
@@ -66,13 +67,14 @@ class Dashboard:
         self.title = widgets.HTML(
             f"<b>D365 metadata sync</b> · {html.escape(manager.settings.base_url)}"
         ).add_class("d365sync-dashboard-title")
+        self.watch_line = widgets.HTML().add_class("d365sync-dashboard-watch")
         self.running = widgets.VBox([widgets.HTML(NO_RUNNING)]).add_class(
             "d365sync-dashboard-running"
         )
         self.history = widgets.HTML().add_class("d365sync-dashboard-history")
-        self.widget = widgets.VBox([self.title, self.running, self.history]).add_class(
-            "d365sync-dashboard"
-        )
+        self.widget = widgets.VBox(
+            [self.title, self.watch_line, self.running, self.history]
+        ).add_class("d365sync-dashboard")
         self.listening = False
         self.output = LiveOutput("dashboard", self._repr_mimebundle_)
         if bridge.on_loop_thread():
@@ -105,6 +107,10 @@ class Dashboard:
             self._layout()
             self.refresh_history()
         self.output.refresh(tuple(status_key(p.session) for p in self.panels.values()))
+
+    def show_watch(self, line: str | None) -> None:
+        """The watch's status line ("watching: next check 14:00 UTC; ..."), or none."""
+        self.watch_line.value = f"<i>{html.escape(line)}</i>" if line else ""
 
     def refresh_history(self) -> None:
         self.history.value = "<b>Recent sessions</b>" + history_table(

@@ -38,6 +38,8 @@ class ReportDisplay:
 # How the notebook lays out each operation's view (others: a DataFrame of its rows).
 PRESENTERS: dict[str, Callable[[Any], Any]] = {
     "history": lambda v: tables.history_frame(v.sessions),
+    "checks": lambda v: tables.checks_frame(v.checks),
+    "check-version": lambda v: v,  # a report: the versions and the verdict
     "sessions": lambda v: tables.sessions_frame(v.sessions),
     "phases": lambda v: tables.phases_frame(v.session),
     "requests": lambda v: tables.requests_frame(v.log, v.session),

@@ -10,11 +10,11 @@ A finalized build also records which text of each label (per language) it was sy
 revisions of a label), so two versions with the same texts share them.
 
 ``SCHEMA`` is the current schema (new files get it as is); ``MIGRATIONS[v]`` lists the SQL steps
-that bring a file of version ``v - 1`` to ``v``. To add version 5: change ``SCHEMA``, append the
-steps as ``MIGRATIONS[5]`` and set ``SCHEMA_VERSION = 5``.
+that bring a file of version ``v - 1`` to ``v``. To add version 7: change ``SCHEMA``, append the
+steps as ``MIGRATIONS[7]`` and set ``SCHEMA_VERSION = 7``.
 """
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # One row per attempt sent (the request log), kept for the most recent sessions only; its
 # columns are d365/request_log.py's STORED_REQUEST_COLUMNS.
@@ -251,6 +251,30 @@ CREATE TABLE IF NOT EXISTS session_phases (
 """
 SCHEMA += REQUESTS_TABLE + LABEL_VERSION_TABLES
 
+# One row per version check of a watch (``d365sync watch``): what it saw and what it did
+# (store/checks.py).
+CHECKS_TABLE = """
+CREATE TABLE IF NOT EXISTS checks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    checked_at TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    action TEXT NOT NULL,
+    global_version_id INTEGER,
+    application_version TEXT,
+    platform_version TEXT,
+    previous_version_id INTEGER,
+    reason TEXT,
+    strategy TEXT,
+    session_id TEXT,
+    error TEXT,
+    notified INTEGER NOT NULL DEFAULT 0,
+    notify_failed INTEGER NOT NULL DEFAULT 0,
+    seconds REAL
+);
+"""
+CHECKS_INDEX = "CREATE INDEX IF NOT EXISTS checks_time ON checks(checked_at);"
+SCHEMA += CHECKS_TABLE + CHECKS_INDEX + "\n"
+
 # Steps from version v - 1 to v, run in one transaction (with the version bump) when a file opens.
 MIGRATIONS: dict[int, list[str]] = {
     2: [
@@ -283,6 +307,8 @@ MIGRATIONS: dict[int, list[str]] = {
         )
         + ")",
     ],
+    # issue 18: one row per version check of a watch
+    6: [CHECKS_TABLE, CHECKS_INDEX],
 }
 
 # Tables whose rows belong to a build.

@@ -512,3 +512,36 @@ def label_coverage(coverage: pd.DataFrame, *, title: str | None = None) -> Figur
         ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
     ax.set_title(title or coverage.attrs.get("title") or "label coverage", fontsize=10)
     return fig
+
+
+def sync_windows(hours: list[dict[str, Any]], *, title: str | None = None) -> Figure:
+    """When syncs go best: per hour of day (UTC), the median duration (bars, ``gid``
+    ``median-duration``) and the 429 and failure rates (lines, ``429-rate`` and
+    ``failure-rate``), from :func:`d365sync_nb.diagnostics.sync_windows`'s ``hours``."""
+    fig = new_figure(9, 3.2)
+    ax = fig.add_subplot()
+    every = np.arange(24)
+    by_hour = {h["hour"]: h for h in hours}
+    medians = [(by_hour[h]["median_seconds"] or 0) / 60 if h in by_hour else 0 for h in every]
+    bars = ax.bar(every, medians, color="#90caf9", label="median duration (min)")
+    for bar in bars:
+        bar.set_gid("median-duration")
+    ax.set_xlabel("hour of day (UTC)")
+    ax.set_ylabel("median minutes")
+    ax.set_xticks(every[::2])
+    rates = ax.twinx()
+    for key, color, gid, label in (
+        ("throttle_rate", "#ef6c00", "429-rate", "429 answers (%)"),
+        ("failure_rate", "#c62828", "failure-rate", "failed sessions (%)"),
+    ):
+        xs = [h["hour"] for h in hours]
+        (line,) = rates.plot(
+            xs, [h[key] * 100 for h in hours], "o-", color=color, label=label, markersize=4
+        )
+        line.set_gid(gid)
+    rates.set_ylabel("%")
+    rates.set_ylim(bottom=0)
+    handles: list[Any] = [bars, *rates.get_lines()]
+    ax.legend(handles, [h.get_label() for h in handles], loc="upper left", fontsize=8)
+    ax.set_title(title or "When syncs go best (by the hour they started)")
+    return fig
