@@ -62,6 +62,9 @@ def test_in_widget_mode_the_watch_shows_a_status_line_and_the_live_panel_of_its_
     try:
         reply = kernel.run("%d365sync watch --every 1s --notify jupyter")
         assert reply.status == "ok" and reply.of_type("display_data"), reply.outputs
+        shown = reply.of_type("display_data")[0]
+        assert "watching" in shown["data"]["text/html"]  # a static rendering beside the widget
+        assert shown["transient"]["display_id"].startswith("d365sync-watch-")
         kernel.run("nb.get_connection().emulator.configure(version=1)")  # a new version again
         view = "nb.watch_status().view"
         kernel.poll(f"len({view}.sessions.children)", lambda v: v == "1")
@@ -71,6 +74,10 @@ def test_in_widget_mode_the_watch_shows_a_status_line_and_the_live_panel_of_its_
         assert status.startswith("<b>watching: ")
         notices = kernel.poll(f"{view}.notices.value", lambda v: "🔔" in v)
         assert "synced" in notices or "Sync completed" in notices
+        # what a saved notebook keeps: the watch's state and its sync's final card
+        kernel.poll(f"{view}._repr_mimebundle_()['text/plain']", lambda v: "completed" in v)
+        card = kernel.value(f"{view}._repr_mimebundle_()['text/html']")
+        assert "completed" in card and "running" not in card
         assert kernel.run("board = nb.panel()").status == "ok"  # the dashboard shows it too
         line = kernel.poll("board.watch_line.value", lambda v: "watching: " in v)
         assert line.startswith("<i>watching: ")

@@ -32,7 +32,8 @@ from d365sync_nb.automation import (
 from d365sync_nb.errors import ConfigurationError
 from d365sync_nb.models import SyncStrategy
 from d365sync_nb.notebook.frontend import show
-from d365sync_nb.notebook.panel import live_panel
+from d365sync_nb.notebook.live_output import LiveOutput
+from d365sync_nb.notebook.panel import SessionPanel, live_panel
 from d365sync_nb.notebook.state import state
 from d365sync_nb.operations import watch as spec
 from d365sync_nb.store.checks import CheckRecord
@@ -135,11 +136,18 @@ class NotebookWatch:
 
 
 class WatchView:
-    """The widget: the status line, notices, and the live panel of a sync the watch started."""
+    """The widget: the status line, notices, and the live panel of a sync the watch started.
+
+    Shown with a display id (:class:`LiveOutput`), its mimebundle also carries a ``text/plain``
+    and ``text/html`` rendering of the watch's state and the last sync's card, republished on
+    each of the watch's events, so a saved notebook shows where the watch was left."""
 
     def __init__(self, watch: NotebookWatch) -> None:
         import ipywidgets as widgets
 
+        self.watch = watch
+        self.panel: SessionPanel | None = None
+        self.output = LiveOutput("watch", self._repr_mimebundle_)
         self.status = widgets.HTML().add_class("d365sync-watch-status")
         self.notices = widgets.HTML().add_class("d365sync-watch-notices")
         self.sessions = widgets.VBox().add_class("d365sync-watch-sessions")
@@ -153,16 +161,33 @@ class WatchView:
         self.notices.value = "".join(
             f"<div>🔔 {html.escape(text)}</div>" for text in watch.notices[-3:]
         )
+        self.output.refresh(key=(watch.status_line(), len(watch.notices), len(watch.events)))
 
     def on_event(self, watch: NotebookWatch, event: dict[str, Any]) -> None:
         if event["event"] == "sync_started" and event.get("session_id"):
             manager, bridge = state.require()
-            panel = live_panel(state.panels, manager, bridge, event["session_id"])
-            self.sessions.children = (panel.widget,)
+            self.panel = live_panel(state.panels, manager, bridge, event["session_id"])
+            self.sessions.children = (self.panel.widget,)
         self.repaint(watch)
 
+    def _ipython_display_(self) -> None:
+        self.output.show()
+
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kwargs)
+        data = self.widget._repr_mimebundle_(**kwargs) or {}
+        text = str(self.watch)
+        card = ""
+        if self.panel is not None:
+            text += "\n" + self.panel.text()
+            card = self.panel.html()
+        notices = "".join(
+            f"<div>🔔 {html.escape(n)}</div>" for n in self.watch.notices[-3:]
+        )
+        data["text/plain"] = text
+        data["text/html"] = (
+            f"<div><b>{html.escape(self.watch.status_line())}</b>{notices}{card}</div>"
+        )
+        return data
 
 
 def watch(
