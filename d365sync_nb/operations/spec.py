@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import inspect
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Protocol
 
@@ -222,7 +222,6 @@ class Operation:
     csv: bool = False
     json_help: str = "the result as JSON"
     python_name: str | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def function_name(self) -> str:
