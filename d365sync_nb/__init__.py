@@ -7,38 +7,70 @@ Core (UI-free): ``SyncSessionManager`` and its models, the ``D365MetadataClient`
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from d365sync_nb import logs
-from d365sync_nb.config import ConnectionSettings, resolve_settings
-from d365sync_nb.connection import (
-    Connection,
-    connect,
-    default_connection,
-    registry,
-    set_default_connection,
-)
-from d365sync_nb.errors import (
-    ConfigurationError,
-    D365AuthError,
-    D365Error,
-    D365HTTPError,
-    D365ResponseError,
-    D365SyncError,
-    D365TransportError,
-    SessionConflictError,
-    SessionNotFoundError,
-)
-from d365sync_nb.models import (
-    PhaseProgress,
-    PhaseStatus,
-    StartResult,
-    SyncPhase,
-    SyncSession,
-    SyncStatus,
-    SyncStrategy,
-)
-from d365sync_nb.sync import SyncSessionManager
+
+if TYPE_CHECKING:  # the names below are loaded when first used (PEP 562): an interrupt while
+    # the command starts is one line, and `import d365sync_nb` stays light
+    from d365sync_nb.config import ConnectionSettings, resolve_settings
+    from d365sync_nb.connection import (
+        Connection,
+        connect,
+        default_connection,
+        registry,
+        set_default_connection,
+    )
+    from d365sync_nb.errors import (
+        ConfigurationError,
+        D365AuthError,
+        D365Error,
+        D365HTTPError,
+        D365ResponseError,
+        D365SyncError,
+        D365TransportError,
+        SessionConflictError,
+        SessionNotFoundError,
+    )
+    from d365sync_nb.models import (
+        PhaseProgress,
+        PhaseStatus,
+        StartResult,
+        SyncPhase,
+        SyncSession,
+        SyncStatus,
+        SyncStrategy,
+    )
+    from d365sync_nb.sync import SyncSessionManager
+
+_LAZY = {
+    **dict.fromkeys(("ConnectionSettings", "resolve_settings"), "d365sync_nb.config"),
+    **dict.fromkeys(
+        ("Connection", "connect", "default_connection", "registry", "set_default_connection"),
+        "d365sync_nb.connection",
+    ),
+    **dict.fromkeys(
+        ("ConfigurationError", "D365AuthError", "D365Error", "D365HTTPError",
+         "D365ResponseError", "D365SyncError", "D365TransportError", "SessionConflictError",
+         "SessionNotFoundError"),
+        "d365sync_nb.errors",
+    ),
+    **dict.fromkeys(
+        ("PhaseProgress", "PhaseStatus", "StartResult", "SyncPhase", "SyncSession", "SyncStatus",
+         "SyncStrategy"),
+        "d365sync_nb.models",
+    ),
+    "SyncSessionManager": "d365sync_nb.sync",
+}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'd365sync_nb' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 __version__ = "0.1.0"
 

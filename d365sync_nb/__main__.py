@@ -1,5 +1,5 @@
 import sys
 
-from d365sync_nb.cli import main
+from d365sync_nb.entry import main
 
 sys.exit(main())

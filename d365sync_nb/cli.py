@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from d365sync_nb import render
+from d365sync_nb import cli_watch, render
 from d365sync_nb.arguments import bounded_int, non_negative_float, probability
 from d365sync_nb.connection import (
     Connection,
@@ -78,6 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="emulator release to serve (2: the environment's next release, with entities, "
         "fields, enumerations and members added, removed and changed)",
     )
+    emu.add_argument(
+        "--release-after",
+        type=non_negative_float,
+        metavar="SECONDS",
+        default=None,
+        help="move to the next release this many seconds after starting (an upgrade while it "
+        "runs; POST /_emulator/release does it at once)",
+    )
 
     sync = sub.add_parser("sync", help="run one sync session with live progress")
     add_connection_arguments(sync, scale_default="small")
@@ -88,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     for operation in OPERATIONS:
         if operation.cli:
             add_operation(sub, operation)
+    cli_watch.add_commands(sub)
 
     demo = sub.add_parser("demo", help="emulator + full sync + summary")
     demo.add_argument("--scale", default="small", choices=["small", "realistic"])
@@ -95,8 +104,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--cache-dir")
     demo.add_argument("--strategy", default="full")
 
-    mcp = sub.add_parser("mcp", help="serve the sync and metadata tools over MCP (stdio)")
+    mcp = sub.add_parser(
+        "mcp",
+        help="serve the sync and metadata tools over MCP (stdio; --http for Streamable HTTP)",
+    )
     add_connection_arguments(mcp, scale_default="small")
+    mcp.add_argument("--http", action="store_true",
+                     help="serve Streamable HTTP at http://HOST:PORT/mcp instead of stdio")
+    mcp.add_argument("--host", default="127.0.0.1",
+                     help="with --http: the address to bind (default 127.0.0.1; any other than "
+                     "loopback requires a bearer token: $D365SYNC_MCP_TOKEN, or one generated "
+                     "and printed once)")
+    mcp.add_argument("--port", type=bounded_int(0, 65535), default=8765,
+                     help="with --http: the port (default 8765; 0: any free port)")  # fmt: skip
     return parser
 
 
@@ -162,9 +182,12 @@ async def run_sync(
     *,
     force: bool,
     as_json: bool,
+    languages: str | None = None,
 ) -> int:
     manager = conn.manager
-    result = await manager.start(version, strategy, initiated_by="cli", force=force)
+    result = await manager.start(
+        version, strategy, initiated_by="cli", force=force, languages=languages
+    )
     if result.session_id is None:
         print(result.message, file=sys.stderr)
         if as_json:
@@ -214,7 +237,14 @@ def _sync(args: argparse.Namespace) -> int:
     gc.set_threshold(50_000, 20, 100)  # a realistic sync then runs no full collection
     try:
         return asyncio.run(
-            run_sync(conn, strategy, args.version, force=args.force, as_json=args.json)
+            run_sync(
+                conn,
+                strategy,
+                args.version,
+                force=args.force,
+                as_json=args.json,
+                languages=args.languages,
+            )
         )
     finally:
         gc.set_threshold(*thresholds)
@@ -296,6 +326,7 @@ def _serve_emulator(args: argparse.Namespace) -> int:
         retry_after=args.retry_after,
         fault_rate=args.fault_rate,
         page_size=args.page_size,
+        release_after=args.release_after,
     )
 
     def ready(url: str) -> None:
@@ -315,7 +346,10 @@ def _mcp(args: argparse.Namespace) -> int:
     conn = connect_from_args(args, repair_cache=True)
     _say_cache_notice(conn)
     try:
-        mcp_server.serve_stdio(conn, debug=args.debug)
+        if args.http:
+            mcp_server.serve_http(conn, host=args.host, port=args.port, debug=args.debug)
+        else:
+            mcp_server.serve_stdio(conn, debug=args.debug)
     finally:
         conn.close()
     return 0
@@ -325,6 +359,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "emulator": _emulator,
     "sync": _sync,
     "demo": _demo,
+    **cli_watch.COMMANDS,
     "mcp": _mcp,
 }
 

@@ -8,6 +8,7 @@ Profiles live in a TOML file (``$D365SYNC_PROFILES`` or ``<user config dir>/prof
     tenant_id = "..."
     client_secret_env = "CONTOSO_SECRET"   # read the secret from this variable
     concurrency = 16                       # exactly 16 in flight; "auto" or absent: adaptive
+    languages = ["en-us", "de", "da"]      # labels synced in these (default: language only)
 
 Secrets are ``SecretStr``: they never appear in reprs, logs or errors.
 """
@@ -21,7 +22,15 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from d365sync_nb.errors import ConfigurationError
 from d365sync_nb.redaction import redact_url
@@ -48,6 +57,11 @@ class ConnectionSettings(BaseModel):
         description="exactly this many requests in flight; None: adaptive (d365/limiter.py)",
     )
     language: str = "en-us"
+    languages: tuple[str, ...] = Field(
+        default=(),
+        description="languages to sync labels in; empty: ``language`` only (the first is the "
+        "explorer's default)",
+    )
     profile: str | None = None
     name: str | None = None
     read_timeout: float = Field(
@@ -83,6 +97,26 @@ class ConnectionSettings(BaseModel):
         cache keeps them lower-case."""
         return value.strip().lower() or "en-us"
 
+    @model_validator(mode="before")
+    @classmethod
+    def _first_language(cls, data: object) -> object:
+        """Languages given without a language: the first is the language (the explorer's)."""
+        if isinstance(data, dict) and data.get("languages") and not data.get("language"):
+            first = parse_languages(data["languages"])
+            if first:
+                return {**data, "language": first[0]}
+        return data
+
+    @field_validator("languages", mode="before")
+    @classmethod
+    def _languages(cls, value: object) -> tuple[str, ...]:
+        return parse_languages(value)
+
+    @property
+    def sync_languages(self) -> tuple[str, ...]:
+        """The languages a sync fetches labels in: ``languages``, else ``language``."""
+        return self.languages or (self.language,)
+
     @property
     def is_loopback(self) -> bool:
         return is_loopback_url(self.base_url)
@@ -98,6 +132,28 @@ class ConnectionSettings(BaseModel):
 
     def resolved_cache_dir(self) -> Path:
         return self.cache_dir or default_cache_dir()
+
+
+def parse_languages(value: object) -> tuple[str, ...]:
+    """``"en-us,de"``, ``["en-US", "de"]`` -> ``("en-us", "de")``: lower case (the service
+    answers ``en-US`` to ``en-us``), in order, each once. Raises ConfigurationError."""
+    if value is None:
+        return ()
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        raise ConfigurationError(f"languages: expected a list of language tags, not {value!r}")
+    out: list[str] = []
+    for item in items:
+        if not isinstance(item, str):
+            raise ConfigurationError(f"languages: expected language tags, not {item!r}")
+        tag = item.strip().lower()
+        if tag and not all(part.isalnum() for part in tag.split("-")):
+            raise ConfigurationError(
+                f"languages: {item.strip()[:20]!r} is not a language tag like en-us or de"
+            )
+        if tag and tag not in out:
+            out.append(tag)
+    return tuple(out)
 
 
 def default_cache_dir() -> Path:

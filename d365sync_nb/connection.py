@@ -54,7 +54,7 @@ CONNECTION_OPTIONS = (
 )  # fmt: skip
 # Settings that decide how a manager talks to its environment: two leases must agree on them
 # (credentials only where a token is used: a loopback emulator needs none).
-_BEHAVIOUR_FIELDS = ("base_url", "concurrency", "language")
+_BEHAVIOUR_FIELDS = ("base_url", "concurrency", "language", "languages")
 _CREDENTIAL_FIELDS = ("client_id", "tenant_id", "client_secret")
 
 

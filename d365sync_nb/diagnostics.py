@@ -292,3 +292,141 @@ def _failed(row: dict[str, Any]) -> bool:
 def _support_row(row: dict[str, Any]) -> dict[str, Any]:
     keys = ("started_at", "phase", "endpoint", "status", "error", "activity_id", "request_id")
     return {key: row.get(key) for key in keys}
+
+
+# -- when to sync, from history ------------------------------------------------------------------
+MIN_SESSIONS = 8  # fewer finished sessions than this say nothing about the hours of a day
+MIN_PER_HOUR = 2  # an hour is compared only with this many sessions started in it
+
+
+@dataclass
+class SyncWindows:
+    """Per hour of day (UTC): sessions, median duration, 429 and failure rates; the best and
+    the worst window, or why there is not enough history to tell."""
+
+    sessions: int
+    hours: list[dict[str, Any]]
+    enough: bool
+    verdict: str
+    best: dict[str, Any] | None = None
+    worst: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        lines = [self.verdict]
+        if self.hours:
+            lines.append("hour (UTC)  sessions  median  429s    failed")
+            lines += [
+                f"{h['hour']:02d}:00       {h['sessions']:>8}  {_minutes(h['median_seconds']):>6}"
+                f"  {h['throttle_rate'] * 100:>5.1f}%  {h['failure_rate'] * 100:>5.0f}%"
+                for h in self.hours
+            ]
+        return "\n".join(lines)
+
+
+def sync_windows(sessions: list[SyncSession]) -> SyncWindows:
+    """When syncs of an environment go best, from its finished sessions (cancelled ones say
+    nothing about the service and are left out)."""
+    finished = [s for s in sessions if s.status in (SyncStatus.COMPLETED, SyncStatus.FAILED)]
+    by_hour: dict[int, list[SyncSession]] = {}
+    for session in finished:
+        by_hour.setdefault(session.started_at.hour, []).append(session)
+    hours = [_hour_row(hour, group) for hour, group in sorted(by_hour.items())]
+    compared = [h for h in hours if h["sessions"] >= MIN_PER_HOUR]
+    if len(finished) < MIN_SESSIONS or len(compared) < 2:
+        return SyncWindows(
+            sessions=len(finished),
+            hours=hours,
+            enough=False,
+            verdict=(
+                f"Too few sessions to tell when syncs go best: {len(finished)} finished, in "
+                f"{len(compared)} hour(s) of the day with {MIN_PER_HOUR}+ each (needed: "
+                f"{MIN_SESSIONS} sessions over 2 or more such hours)"
+            ),
+        )
+    best = _window(compared, min(compared, key=_score))
+    worst = _window(compared, max(compared, key=_score))
+    return SyncWindows(
+        sessions=len(finished),
+        hours=hours,
+        enough=True,
+        best=best,
+        worst=worst,
+        verdict=f"Best: {_window_text(best)}; worst: {_window_text(worst)} (over "
+        f"{len(finished)} sessions, all strategies)",
+    )
+
+
+def _hour_row(hour: int, group: list[SyncSession]) -> dict[str, Any]:
+    durations = sorted(s.duration_seconds for s in group if s.status == SyncStatus.COMPLETED)
+    requests = sum(s.http.requests for s in group)
+    return {
+        "hour": hour,
+        "sessions": len(group),
+        "median_seconds": _median(durations),
+        "throttle_rate": round(sum(s.http.throttled for s in group) / requests, 4)
+        if requests
+        else 0.0,
+        "failure_rate": round(sum(s.status == SyncStatus.FAILED for s in group) / len(group), 4),
+    }
+
+
+def _score(row: dict[str, Any]) -> tuple[float, float, float]:
+    median = row["median_seconds"]
+    return (row["failure_rate"], row["throttle_rate"], median if median is not None else 1e12)
+
+
+def _window(rows: list[dict[str, Any]], anchor: dict[str, Any]) -> dict[str, Any]:
+    """The anchor hour widened over neighbouring compared hours that score about the same."""
+    by_hour = {r["hour"]: r for r in rows}
+
+    def alike(row: dict[str, Any] | None) -> bool:
+        return (
+            row is not None
+            and abs(row["failure_rate"] - anchor["failure_rate"]) <= 0.05
+            and abs(row["throttle_rate"] - anchor["throttle_rate"]) <= 0.005
+        )
+
+    start = end = anchor["hour"]
+    while start - 1 >= 0 and alike(by_hour.get(start - 1)):
+        start -= 1
+    while end + 1 <= 23 and alike(by_hour.get(end + 1)):
+        end += 1
+    group = [by_hour[h] for h in range(start, end + 1)]
+    sessions = sum(r["sessions"] for r in group)
+    medians = [r["median_seconds"] for r in group if r["median_seconds"] is not None]
+    return {
+        "start_hour": start,
+        "end_hour": end + 1,
+        "sessions": sessions,
+        "median_seconds": _median(sorted(medians)),
+        "throttle_rate": _weighted(group, "throttle_rate", sessions),
+        "failure_rate": _weighted(group, "failure_rate", sessions),
+    }
+
+
+def _weighted(rows: list[dict[str, Any]], key: str, sessions: int) -> float:
+    return round(sum(r[key] * r["sessions"] for r in rows) / sessions, 4)
+
+
+def _window_text(w: dict[str, Any]) -> str:
+    return (
+        f"{w['start_hour']:02d}:00-{w['end_hour'] % 24:02d}:00 UTC: "
+        f"{w['throttle_rate'] * 100:.1f}% 429s, {w['failure_rate'] * 100:.0f}% failed, "
+        f"median {_minutes(w['median_seconds'])}"
+    )
+
+
+def _median(values: list[float]) -> float | None:
+    if not values:
+        return None
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def _minutes(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"

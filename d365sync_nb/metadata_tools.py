@@ -8,25 +8,24 @@ so a sync running on the same loop keeps going. The MCP server serves both sets.
 from __future__ import annotations
 
 import asyncio
+import inspect
 from typing import Annotated, Any
 
 from pydantic import Field
 
+from d365sync_nb import tool_results as results
 from d365sync_nb.connection import registry
 from d365sync_nb.errors import ConfigurationError, NotInCacheError
 from d365sync_nb.explorer import describe_version
-from d365sync_nb.tools import Profile, Result, ToolSpec, as_tool, integer_argument
+from d365sync_nb.operations import diff as diff_operation
+from d365sync_nb.operations import search as search_operation
+from d365sync_nb.operations.spec import REQUIRED, Arg
+from d365sync_nb.tools import Profile, Result, ToolFn, ToolSpec, as_tool, integer_argument
 
 MAX_HITS = 100
 MAX_CHANGES = 500
 MAX_ITEMS = 300  # fields, relations and actions of one entity
 
-Text = Annotated[str, Field(description="Words to look for in names and label texts")]
-Hits = Annotated[
-    int,
-    Field(description=f"Most hits to return, 1 to {MAX_HITS} (clamped)",
-          json_schema_extra={"minimum": 1, "maximum": MAX_HITS}),
-]  # fmt: skip
 EntityName = Annotated[
     str,
     Field(description="A data entity, public entity or collection (entity set) name, any case"),
@@ -36,11 +35,18 @@ VersionRef = Annotated[
     Field(description="A cached global version id (as in d365fo_get_sync_history) or an "
           "application version such as '10.0.42.2150'; omit for the default"),
 ]  # fmt: skip
+Language = Annotated[
+    str | None,
+    Field(description="The language of the label texts, e.g. 'de' or 'en-us'; omit for the "
+          "connection's language. A language the cache has no text in gives empty labels"),
+]  # fmt: skip
 Changes = Annotated[
     int,
     Field(description=f"Most changes to list, 1 to {MAX_CHANGES} (clamped); the summary "
           "always counts all of them", json_schema_extra={"minimum": 1, "maximum": MAX_CHANGES}),
 ]  # fmt: skip
+_PROFILE = inspect.Parameter("profile", inspect.Parameter.KEYWORD_ONLY, default=None,
+                             annotation=Profile)  # fmt: skip
 NOTHING_SYNCED = (
     "No metadata is cached for this environment yet: start a sync with d365fo_start_sync "
     "(strategy 'full'), then ask again"
@@ -60,8 +66,23 @@ def _explorer(profile: str | None) -> Any:
     return conn, explorer
 
 
+def _search_parameters(fn: ToolFn) -> ToolFn:
+    """The search operation's arguments (the tool's own bound on ``limit``), plus ``profile``."""
+    fn.__signature__ = search_operation.OPERATION.tool_signature(  # type: ignore[attr-defined]
+        replace={
+            "text": Arg("text", "Words to look for in names and label texts", default=REQUIRED,
+                        positional=True),
+            "limit": Arg("limit", f"Most hits to return, 1 to {MAX_HITS} (clamped)", kind=int,
+                         default=20, minimum=1, maximum=MAX_HITS, keyword_only=False),
+        },
+        extra=[_PROFILE],
+    )  # fmt: skip
+    return fn
+
+
 @as_tool
-async def d365fo_search_metadata(text: Text, limit: Hits = 20, profile: Profile = None) -> Result:
+@_search_parameters
+async def d365fo_search_metadata(text: str, limit: int = 20, profile: str | None = None) -> Result:
     """Search the cached entities, fields, enumerations and members by name and label."""
     if not isinstance(text, str) or not text.strip():
         raise ConfigurationError("text must be some words to look for, e.g. 'customer'")
@@ -88,14 +109,19 @@ async def d365fo_search_metadata(text: Text, limit: Hits = 20, profile: Profile 
 
 @as_tool
 async def d365fo_describe_entity(
-    name: EntityName, global_version_id: VersionRef = None, profile: Profile = None
+    name: EntityName,
+    global_version_id: VersionRef = None,
+    language: Language = None,
+    profile: Profile = None,
 ) -> Result:
-    """One entity: its data entity, keys, fields with types and label texts, relations and
-    actions."""
+    """One entity: its data entity, keys, fields with types and label texts (in ``language``),
+    relations and actions."""
     if not isinstance(name, str) or not name.strip():
         raise ConfigurationError("name must be an entity name, e.g. 'CustomersV3'")
     conn, explorer = _explorer(profile)
-    described = await asyncio.to_thread(explorer.describe, name, version=global_version_id)
+    described = await asyncio.to_thread(
+        explorer.describe, name, version=global_version_id, language=language
+    )
     fields = described["fields"]
     answer: Result = {"success": True, "environment": conn.settings.base_url, **described}
     truncated = {}
@@ -106,24 +132,47 @@ async def d365fo_describe_entity(
     if truncated:
         answer["truncated"] = truncated
     answer["message"] = (
-        f"{described['entity']} ({described['version']}): {len(fields)} fields, keys "
+        f"{described['entity']} ({described['version']}, labels in {described['language']}): "
+        f"{len(fields)} fields, keys "
         f"{', '.join(described['keys']) or 'none'}, {len(described['relations'])} relations, "
         f"{len(described['actions'])} actions"
     )
     return answer
 
 
+def _diff_parameters(fn: ToolFn) -> ToolFn:
+    """The diff operation's arguments (versions as ids or application versions), plus the
+    tool's ``limit`` and ``profile``."""
+    fn.__signature__ = diff_operation.OPERATION.tool_signature(  # type: ignore[attr-defined]
+        annotate={"from_version": VersionRef, "to_version": VersionRef},
+        replace={"against": Arg("against", "Compare with another environment's cache instead: "
+                                "a profile, base URL, cache file or cache name; from_version "
+                                "is then this environment's, to_version the other's")},
+        extra=[
+            inspect.Parameter("limit", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=50,
+                              annotation=Changes),
+            _PROFILE,
+        ],
+    )  # fmt: skip
+    return fn
+
+
 @as_tool
+@_diff_parameters
 async def d365fo_diff_versions(
-    from_version: VersionRef = None,
-    to_version: VersionRef = None,
-    limit: Changes = 50,
-    profile: Profile = None,
+    from_version: str | int | None = None,
+    to_version: str | int | None = None,
+    limit: int = 50,
+    against: str | None = None,
+    profile: str | None = None,
 ) -> Result:
     """What changed between two cached versions: a summary and the first changes."""
     requested, used = _clamp(limit, "limit", MAX_CHANGES)
-    conn, explorer = _explorer(profile)
-    diff = await asyncio.to_thread(explorer.diff, from_version, to_version)
+    conn, _ = _explorer(profile)
+    values = diff_operation.OPERATION.bind(
+        {"from_version": from_version, "to_version": to_version, "against": against}
+    )
+    diff = (await asyncio.to_thread(diff_operation.call, conn.manager, **values)).diff
     answer: Result = {
         "success": True,
         "environment": conn.settings.base_url,
@@ -131,6 +180,11 @@ async def d365fo_diff_versions(
         "total_count": len(diff.changes),
         "message": f"{diff.title}: {diff.summary_text}",
     }
+    labels = [c for c in diff.changes if c["kind"] == "label"]
+    if labels:  # label texts changed: listed apart, so a limit on the rest never hides them
+        answer["label_changes"] = labels[:used]
+        if len(labels) > used:
+            answer["label_changes_truncated"] = len(labels) - used
     if used != requested:
         answer["notice"] = f"limit {requested} is outside 1..{MAX_CHANGES}; used {used} instead"
     return answer
@@ -146,6 +200,7 @@ TOOLS: tuple[ToolSpec, ...] = (
         "or enumeration a field or member belongs to). Needs a completed sync.",
         d365fo_search_metadata,
         read_only=True,
+        result=results.SearchAnswer,
     ),
     ToolSpec(
         "d365fo_describe_entity",
@@ -154,20 +209,26 @@ TOOLS: tuple[ToolSpec, ...] = (
         "collection name: the data entity row (category, flags, label), its key fields, every "
         "field (type, key, mandatory, allow edit, dimension, label id and text, enumeration), "
         "its relations (navigation properties with cardinality and constraints) and actions. "
+        "Label texts are in the connection's language unless `language` (e.g. 'de') is given. "
         "An unknown name fails with close matches.",
         d365fo_describe_entity,
         read_only=True,
+        result=results.DescribeAnswer,
     ),
     ToolSpec(
         "d365fo_diff_versions",
         "Diff two versions",
         "What changed between two cached versions of the environment (by default its two "
         "latest synced ones, e.g. before and after an upgrade): a summary per kind (entity, "
-        "data_entity, field, navigation, action, enumeration, member: added, removed, changed) "
-        "and the first `limit` changes, each with kind, parent, name, change, and for a change "
-        "the attribute with its before and after values.",
+        "data_entity, field, navigation, action, enumeration, member: added, removed, changed; "
+        "label: label texts changed) and the first `limit` changes, each with kind, parent, "
+        "name, change, and for a change the attribute with its before and after values. "
+        "`label_changes` lists the changed label texts (attribute: the language, before and "
+        "after: the texts) for the labels both versions use. With against, the same between "
+        "this environment's cache and another's.",
         d365fo_diff_versions,
         read_only=True,
+        result=results.DiffAnswer,
     ),
 )
 

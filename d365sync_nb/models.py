@@ -177,8 +177,8 @@ class HttpRecord(BaseModel):
     counted once, version detection included; ``by_status`` counts complete answers by code;
     ``transport_errors`` counts attempts without a usable answer (dropped, timed out, garbled);
     ``retry_wait_seconds`` sums the waits before retries (Retry-After or back-off) over all
-    requests; ``by_phase`` splits the counts by phase name; ``concurrency`` is the limiter's
-    path."""
+    requests; ``by_phase`` splits the counts by phase name; ``by_language`` counts the label
+    attempts per language; ``concurrency`` is the limiter's path."""
 
     requests: int = 0
     retries: int = 0
@@ -188,6 +188,7 @@ class HttpRecord(BaseModel):
     bytes_received: int = 0
     latency_ms: dict[str, float] | None = None
     by_phase: dict[str, PhaseHttp] = Field(default_factory=dict)
+    by_language: dict[str, int] = Field(default_factory=dict)  # label attempts per language
     concurrency: dict[str, Any] | None = None
 
     @property

@@ -15,6 +15,7 @@ from typing import Any, TextIO
 
 from d365sync_nb import diagnostics
 from d365sync_nb.models import PhaseStatus, SyncSession
+from d365sync_nb.text import one_line
 from d365sync_nb.views import PhaseView, SessionView, clock, figure
 from d365sync_nb.views.session import summary_counts
 
@@ -48,7 +49,7 @@ def phase_line(p: PhaseView) -> str:
     items, secs = p.items, clock(p.elapsed) if p.elapsed is not None else ""
     if p.status == PhaseStatus.REUSED:  # fetched nothing: its note says what it reused
         items = secs = ""
-    line = f" {p.mark} {p.name:<13} {bar(p.percent, 16)} {p.status.value:<9} {items:>15} {secs:>6}"
+    line = f" {p.mark} {p.name:<13} {bar(p.percent, 16)} {p.label:<9} {items:>15} {secs:>6}"
     if p.note:
         line += f"  {p.note}"
     if p.error:
@@ -64,6 +65,17 @@ def session_report(session: SyncSession) -> str:
     """Multi-line report: header, phases, outcome."""
     lines = outcome_lines(session)
     lines[1:1] = phase_lines(session)
+    return "\n".join(lines)
+
+
+def static_report(session: SyncSession) -> str:
+    """The report a saved notebook keeps (the text beside a live view): headline, phases,
+    the requests and, once ended, the outcome sentence."""
+    view = SessionView(session)
+    lines = [view.headline, *phase_lines(session), f"Requests: {view.http_summary}"]
+    if session.message:
+        lines.append(f"Note: {session.message}")
+    lines.append(view.outcome or view.sentence)
     return "\n".join(lines)
 
 
@@ -181,6 +193,8 @@ def _cell(value: Any) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:,}"
     text = str(value)
+    if not text.isprintable():  # service data with escapes or line breaks: one safe line
+        text = one_line(text)
     return text if len(text) <= 60 else text[:57] + "..."
 
 

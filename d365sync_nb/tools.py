@@ -1,9 +1,10 @@
-"""The five assistant tools: start, follow, cancel, list and review sync sessions.
+"""The sync tools: start, wait for, follow, cancel, list and review sync sessions.
 
-Each tool is an ``async def`` returning a JSON-ready dict. Failure is a value, never an
-exception: ``{"success": False, "error": ..., "tool": ..., "arguments": ...}``, and every answer
-is redacted with the secrets of the connections involved. The tools are a thin surface over
-:class:`~d365sync_nb.sync.manager.SyncSessionManager`; the MCP server
+Each tool is an ``async def`` returning a JSON-ready dict, whose shape its
+:class:`ToolSpec` ``result`` model declares (:mod:`d365sync_nb.tool_results`). Failure is a
+value, never an exception: ``{"success": False, "error": ..., "tool": ..., "arguments":
+...}``, and every answer is redacted with the secrets of the connections involved. The tools
+are a thin surface over :class:`~d365sync_nb.sync.manager.SyncSessionManager`; the MCP server
 (:mod:`d365sync_nb.mcp_server`) serves the same functions with the metadata in :data:`TOOLS`.
 
 Which environment a call talks to: ``profile`` names a connection profile; without one, the
@@ -14,16 +15,19 @@ server or a notebook), else the ``D365FO_*`` variables
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from d365sync_nb import diagnostics
+from d365sync_nb import tool_results as results
 from d365sync_nb.connection import registry
 from d365sync_nb.errors import (
     ConfigurationError,
@@ -46,6 +50,10 @@ from d365sync_nb.views import SessionView
 log = logging.getLogger(__name__)
 
 MAX_HISTORY = 100
+MAX_WAIT_SECONDS = 300
+DEFAULT_WAIT_SECONDS = 60
+PROGRESS_INTERVAL = 0.25  # least seconds between two progress notifications of one wait
+ADVICE_SESSIONS = 500  # recent sessions the history's "when_to_sync" advice reads
 DEFAULT_STRATEGY = SyncStrategy.FULL_WITHOUT_LABELS.value
 INITIATED_BY = "assistant"
 
@@ -76,19 +84,34 @@ GlobalVersionId = Annotated[
         "environment runs now (the usual choice)"
     ),
 ]
+WaitSeconds = Annotated[
+    float,
+    Field(description=f"Most seconds to wait, 0 to {MAX_WAIT_SECONDS} (clamped); the sync goes "
+          "on after the wait ends either way", json_schema_extra={"minimum": 0,
+                                                                "maximum": MAX_WAIT_SECONDS}),
+]  # fmt: skip
+StartWait = Annotated[
+    float | None,
+    Field(description="Wait up to this many seconds (0 to "
+          f"{MAX_WAIT_SECONDS}) for the new session to end, as d365fo_wait_sync does (with "
+          "progress notifications); omit to return at once"),
+]  # fmt: skip
 Result = dict[str, Any]
+# A progress notification: progress (monotonic), total, message
+Reporter = Callable[[float, float | None, str | None], Awaitable[None]]
 _FIND_SESSIONS = (
     "d365fo_list_sync_sessions lists the running sessions, d365fo_get_sync_history the "
     "recorded ones"
 )
 _RUNNING_ALREADY = (
-    "d365fo_list_sync_sessions shows the running session; follow it with "
-    "d365fo_get_sync_progress or stop it with d365fo_cancel_sync"
+    "d365fo_list_sync_sessions shows the running session; wait for it with "
+    "d365fo_wait_sync or stop it with d365fo_cancel_sync"
 )
 
 
-# -- the five tools ------------------------------------------------------------------------
+# -- the tools ---------------------------------------------------------------------------
 ToolFn = Callable[..., Awaitable[Result]]
+HIDDEN = ("report",)  # keyword parameters a surface passes, not arguments of the tool
 
 
 def as_tool(fn: ToolFn) -> ToolFn:
@@ -103,9 +126,9 @@ def as_tool(fn: ToolFn) -> ToolFn:
         except TypeError as exc:
             return rejected(name, {**kwargs}, str(exc))
         bound.apply_defaults()
-        arguments = dict(bound.arguments)
+        arguments = {k: v for k, v in bound.arguments.items() if k not in HIDDEN}
         try:
-            answer = await fn(*bound.args, **bound.kwargs)
+            answer = await fn(**bound.arguments)  # by name: __signature__ may reorder them
         except SessionNotFoundError as exc:
             answer = _failure(name, arguments, f"{exc}. {_FIND_SESSIONS}")
         except SessionConflictError as exc:
@@ -134,8 +157,12 @@ async def d365fo_start_sync(
     strategy: Strategy = DEFAULT_STRATEGY,
     global_version_id: GlobalVersionId = None,
     profile: Profile = None,
+    wait_seconds: StartWait = None,
+    *,
+    report: Reporter | None = None,
 ) -> Result:
-    """Start a background sync session; ``session_id`` is None when already up to date."""
+    """Start a background sync session; ``session_id`` is None when already up to date.
+    With ``wait_seconds``, wait for it as :func:`d365fo_wait_sync` does (``waited``)."""
     conn = registry.connection(profile)
     result = await conn.manager.start(
         global_version_id, SyncStrategy.parse(strategy), initiated_by=INITIATED_BY
@@ -157,12 +184,113 @@ async def d365fo_start_sync(
             "when it was synced). To fetch what this strategy leaves out, start another "
             "strategy, e.g. 'full' adds the labels."
         )
+        return answer
+    answer["message"] = f"{result.message} (session {sid})."
+    answer["instructions"] = (
+        f"The sync runs in the background. Call d365fo_wait_sync with session_id='{sid}' to "
+        "wait for it (it reports progress and returns the outcome, or 'still running' after "
+        "its timeout), or read the resource d365sync://sessions/"
+        f"{sid}; d365fo_cancel_sync with the same session_id stops it."
+    )
+    if wait_seconds is not None:
+        waited = await _wait(conn.manager, sid, _seconds(wait_seconds, "wait_seconds"), report)
+        answer["waited"] = waited
+        answer["message"] = f"{answer['message']} {waited['message']}"
+    return answer
+
+
+@as_tool
+async def d365fo_wait_sync(
+    session_id: SessionId,
+    timeout_seconds: WaitSeconds = DEFAULT_WAIT_SECONDS,
+    profile: Profile = None,
+    *,
+    report: Reporter | None = None,
+) -> Result:
+    """Wait until a session ends or the timeout passes; report progress meanwhile."""
+    manager = registry.connection(profile).manager
+    answer = await _wait(
+        manager, _session_id(session_id), _seconds(timeout_seconds, "timeout_seconds"), report
+    )
+    return answer
+
+
+async def _wait(
+    manager: Any, session_id: str, timeout: tuple[float, float], report: Reporter | None
+) -> Result:
+    """Wait for a session (at most ``timeout`` seconds), sending ``report(progress, 100,
+    message)`` from the manager's snapshots: at most every PROGRESS_INTERVAL seconds, only when
+    the percentage has grown. Leaving early (a timeout, a client gone) leaves the sync running."""
+    requested, seconds = timeout
+    session = manager.get_sync_session(session_id)
+    latest: list[SyncSession] = [session]
+    changed = asyncio.Event()
+
+    def on_snapshot(snapshot: SyncSession) -> None:
+        latest[0] = snapshot
+        changed.set()
+
+    began = time.monotonic()
+    sent = -1.0
+    last_sent = 0.0
+
+    async def send(snapshot: SyncSession, *, force: bool = False) -> None:
+        nonlocal sent, last_sent
+        percent = round(snapshot.progress_percent, 1)
+        now = time.monotonic()
+        if report is None or percent <= sent or (not force and now - last_sent < PROGRESS_INTERVAL):
+            return
+        sent, last_sent = percent, now
+        await report(percent, 100.0, SessionView(snapshot).progress_message)
+
+    finished = not any(s.session_id == session.session_id for s in manager.get_active_sessions())
+    if not finished:
+        manager.add_progress_callback(session.session_id, on_snapshot)
+        ended = asyncio.ensure_future(manager.wait(session.session_id))
+        try:
+            await send(session, force=True)
+            deadline = began + seconds
+            while not ended.done():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                changed.clear()
+                woke = asyncio.ensure_future(changed.wait())
+                await asyncio.wait([ended, woke], timeout=left,
+                                   return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+                woke.cancel()
+                await send(latest[0])
+            finished = ended.done()
+            if finished:
+                session = ended.result()
+                await send(session, force=True)
+            else:
+                session = latest[0]
+        finally:
+            if not ended.done():
+                ended.cancel()  # stops waiting only: the session's task goes on
+            manager.remove_progress_callback(session.session_id, on_snapshot)
+    view = SessionView(session)
+    answer: Result = {
+        "success": True,
+        "session_id": session.session_id,
+        "finished": finished,
+        "still_running": not finished,
+        "waited_seconds": round(time.monotonic() - began, 3),
+        "summary": session.summary(),
+        "http": session.http.model_dump(mode="json"),
+    }
+    if finished:
+        answer["verdict"] = diagnostics.diagnose_session(manager, session.session_id).verdict
+        answer["message"] = view.outcome or view.sentence
     else:
-        answer["message"] = f"{result.message} (session {sid})."
-        answer["instructions"] = (
-            f"The sync runs in the background. Call d365fo_get_sync_progress with "
-            f"session_id='{sid}' every few seconds until summary.is_running is false; call "
-            "d365fo_cancel_sync with the same session_id to stop it."
+        answer["message"] = (
+            f"Still running after {seconds:g} s: {view.progress_message}. Call d365fo_wait_sync "
+            "again to keep waiting."
+        )
+    if seconds != requested:
+        answer["notice"] = (
+            f"timeout {requested:g} is outside 0..{MAX_WAIT_SECONDS}; waited at most {seconds:g}"
         )
     return answer
 
@@ -242,7 +370,7 @@ def _history_parameters(fn: ToolFn) -> ToolFn:
         rename={"version": "global_version_id"},
         replace={"limit": Arg("limit", f"How many recent sessions to return, 1 to {MAX_HISTORY} "
                               "(out-of-range values are clamped)", kind=int, default=20,
-                              minimum=1, maximum=MAX_HISTORY)},
+                              minimum=1, maximum=MAX_HISTORY, keyword_only=False)},
         extra=[inspect.Parameter("profile", inspect.Parameter.KEYWORD_ONLY, default=None,
                                  annotation=Profile)],
     )  # fmt: skip
@@ -253,12 +381,12 @@ def _history_parameters(fn: ToolFn) -> ToolFn:
 @_history_parameters
 async def d365fo_get_sync_history(
     limit: int = 20,
-    profile: str | None = None,
     status: str | None = None,
     strategy: str | None = None,
     since: str | None = None,
     until: str | None = None,
     global_version_id: int | None = None,
+    profile: str | None = None,
 ) -> Result:
     """Recent sessions, newest first, with success/failure counts and average duration;
     optionally only those of a status, strategy, global version or time range."""
@@ -292,6 +420,9 @@ async def d365fo_get_sync_history(
         "total_count": len(history),
         "recorded_count": conn.manager.store.history.count(),
         "summary": _history_summary(history),
+        "when_to_sync": diagnostics.sync_windows(
+            conn.manager.get_session_history(limit=ADVICE_SESSIONS)
+        ).verdict,
     }
     if filters:  # as given; total_count and summary cover the matching sessions only
         answer["filters"] = filters
@@ -303,14 +434,21 @@ async def d365fo_get_sync_history(
 # -- tool metadata (one place for Python and MCP) --------------------------------------------
 @dataclass(frozen=True)
 class ToolSpec:
-    """One tool: its function, title, description and whether it only reads."""
+    """One tool: its function, title, description, whether it only reads, and the model of
+    its answer (success and failure alike)."""
 
     name: str
     title: str
     description: str
     fn: ToolFn
     read_only: bool
+    result: type[BaseModel]
     destructive: bool = False
+
+    @property
+    def reports_progress(self) -> bool:
+        """The tool takes ``report`` (a :data:`Reporter`) for progress notifications."""
+        return "report" in inspect.signature(self.fn).parameters
 
 
 _STRATEGIES = "; ".join(f"'{s.value}': {d}" for s, d in STRATEGY_DESCRIPTIONS.items())
@@ -321,24 +459,42 @@ TOOLS: tuple[ToolSpec, ...] = (
         "Start a metadata sync",
         "Start syncing Dynamics 365 F&O metadata (data entities, entity schemas, enumerations, "
         "labels) into the local cache. Returns at once with a session_id while the sync runs in "
-        "the background: follow it with d365fo_get_sync_progress, stop it with "
+        "the background (or, with wait_seconds, after waiting up to that long for it, with "
+        "progress notifications): then wait for it with d365fo_wait_sync, stop it with "
         "d365fo_cancel_sync. session_id is null when the cache is already up to date for the "
         f"environment's current version and strategy. Strategies: {_STRATEGIES}.",
         d365fo_start_sync,
         read_only=False,
+        result=results.StartAnswer,
+    ),
+    ToolSpec(
+        "d365fo_wait_sync",
+        "Wait for a sync",
+        "Wait until a sync session ends or timeout_seconds pass (default "
+        f"{DEFAULT_WAIT_SECONDS}, at most {MAX_WAIT_SECONDS}), sending progress notifications "
+        "(percent, and a message such as 'labels 12,345/27,118, ETA 40 s') when the client "
+        "asks for them. Returns the outcome (summary, http record, verdict) or, after the "
+        "timeout, still_running with the current progress: call it again to keep waiting. The "
+        "sync goes on if the wait ends or the client goes away; d365fo_cancel_sync stops it. "
+        "Prefer this to calling d365fo_get_sync_progress repeatedly.",
+        d365fo_wait_sync,
+        read_only=True,
+        result=results.WaitAnswer,
     ),
     ToolSpec(
         "d365fo_get_sync_progress",
         "Get sync progress",
-        "Progress of one sync session, running or finished: summary (status, percent, current "
-        "phase, estimated seconds remaining, is_running) and full detail (each of "
+        "Progress of one sync session, running or finished, at once: summary (status, percent, "
+        "current phase, estimated seconds remaining, is_running) and full detail (each of "
         "the 8 phases with items done/total and current item, counts, timestamps, error; "
         "session.http: requests, retries, answers by status code, dropped connections, "
         "throttling wait, latency percentiles, per phase). A finished session also has "
         "'diagnosis': one sentence on why it was slow or failed (throttling, retried "
-        "errors, latency, the phase that took longest).",
+        "errors, latency, the phase that took longest). To wait for a session, use "
+        "d365fo_wait_sync instead of calling this repeatedly.",
         d365fo_get_sync_progress,
         read_only=True,
+        result=results.ProgressAnswer,
     ),
     ToolSpec(
         "d365fo_cancel_sync",
@@ -348,6 +504,7 @@ TOOLS: tuple[ToolSpec, ...] = (
         "session has already finished.",
         d365fo_cancel_sync,
         read_only=False,
+        result=results.CancelAnswer,
         destructive=True,
     ),
     ToolSpec(
@@ -357,6 +514,7 @@ TOOLS: tuple[ToolSpec, ...] = (
         "estimated seconds remaining.",
         d365fo_list_sync_sessions,
         read_only=True,
+        result=results.ListAnswer,
     ),
     ToolSpec(
         "d365fo_get_sync_history",
@@ -366,9 +524,12 @@ TOOLS: tuple[ToolSpec, ...] = (
         "when the last successful sync ended. Optional filters: status, strategy, "
         "global_version_id, and a start-time range (since inclusive, until exclusive; dates or "
         "ISO times, UTC unless an offset is given); the summary then covers the matching "
-        "sessions and 'filters' echoes the filters used.",
+        "sessions and 'filters' echoes the filters used. 'when_to_sync' says which hours of "
+        "the day (UTC) syncs of this environment go best (fewest 429s and failures, shortest), "
+        "or that there are too few sessions to tell.",
         d365fo_get_sync_history,
         read_only=True,
+        result=results.HistoryAnswer,
     ),
 )
 
@@ -411,6 +572,13 @@ def _session_id(value: Any) -> str:
     return value.strip()
 
 
+def _seconds(value: Any, name: str) -> tuple[float, float]:
+    """A number of seconds as given, and clamped to 0..MAX_WAIT_SECONDS."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        raise ConfigurationError(f"{name} must be a number of seconds, not {value!r}")
+    return float(value), min(float(MAX_WAIT_SECONDS), max(0.0, float(value)))
+
+
 def integer_argument(value: Any, name: str) -> int:
     if isinstance(value, bool):
         raise ConfigurationError(f"{name} must be an integer, not {value!r}")
@@ -435,8 +603,8 @@ def rejected(tool: str, arguments: dict[str, Any], problem: str) -> Result:
 
 
 def parameters(spec: ToolSpec) -> list[str]:
-    """The argument names a tool takes."""
-    return list(inspect.signature(spec.fn).parameters)
+    """The argument names a tool takes (not the surface's own keywords, :data:`HIDDEN`)."""
+    return [p for p in inspect.signature(spec.fn).parameters if p not in HIDDEN]
 
 
 __all__ = [
@@ -447,6 +615,7 @@ __all__ = [
     "d365fo_get_sync_progress",
     "d365fo_list_sync_sessions",
     "d365fo_start_sync",
+    "d365fo_wait_sync",
     "parameters",
     "rejected",
 ]

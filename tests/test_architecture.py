@@ -15,6 +15,7 @@ PACKAGE = "d365sync_nb"
 ROOT = Path(__file__).resolve().parent.parent / PACKAGE
 CORE = (
     "arguments",
+    "automation",
     "config",
     "connection",
     "diagnostics",
@@ -33,7 +34,8 @@ CORE = (
 # layout: UI-free, above the core, below every surface.
 OPERATIONS = ("operations", "views", "render")
 SURFACES = (
-    "cli", "cli_explorer", "mcp_server", "tools", "metadata_tools", "notebook", "__main__",
+    "cli", "entry", "mcp_server", "mcp_resources", "tools", "tool_results", "metadata_tools",
+    "automation_tools", "cli_watch", "notebook", "__main__",
 )  # fmt: skip
 EMULATOR = "emulator"
 

@@ -307,3 +307,35 @@ def test_diagnose_a_throttled_sync(emulator, tmp_path):
     rows = list(csv.DictReader(io.StringIO(ok("requests", *where, "--status", "429", "--csv"))))
     assert len(rows) == throttled
     assert {r["status"] for r in rows} == {"429"} and {r["retry_cause"] for r in rows} == {"429"}
+
+
+def test_an_interrupt_while_the_command_starts_is_one_line() -> None:
+    """Ctrl-C while the command's modules are still being imported: one line, exit 130.
+    The interrupt is raised by an import hook when ``d365sync_nb.cli`` is imported, so the
+    test does not depend on when a signal would land."""
+    script = (
+        "import sys\n"
+        "class Interrupt:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'd365sync_nb.cli':\n"
+        "            raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, Interrupt())\n"
+        "from d365sync_nb.entry import main\n"
+        "sys.exit(main())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 130
+    assert done.stderr.strip() == "d365sync: interrupted"
+    assert done.stdout == ""
+
+
+def test_text_tables_never_pass_terminal_escapes_through() -> None:
+    """Service data shown in a text table (an entity name, a label text) cannot drive the
+    terminal or split the row: escapes are removed, line breaks become spaces."""
+    from d365sync_nb.render import table
+
+    text = table([{"name": "Evil\x1b]0;owned\x07Entity\nnext line", "n": 1}])
+    assert "\x1b" not in text and "\x07" not in text
+    assert text.splitlines()[2].startswith("EvilEntity next line")

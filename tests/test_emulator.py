@@ -359,11 +359,16 @@ def test_labels(client: httpx.Client, emu: Emulator) -> None:
     empty = next(i for i in referenced if labels[i] == "")
     resp = client.get(label_url(empty))
     assert resp.status_code == 200 and resp.json()["Value"] == ""
-    assert client.get(label_url(found, "de")).json()["Value"] == labels[found]
+    # other languages: German and Danish texts (German with gaps), any other the en-us text
+    assert client.get(label_url(found, "da")).json() | {"@odata.context": None} == {
+        "@odata.context": None, "Id": found, "Language": "da", "Value": f"{labels[found]} (da)"
+    }
+    assert client.get(label_url(found, "de-DE")).json()["Value"] == labels[found]
+    assert client.get(label_url(found, "EN-GB")).json()["Language"] == "en-GB"
     bogus = client.get("/Metadata/Labels(Id='@SYS1',Bogus='x')")
     assert bogus.status_code == 400 and bogus.json()["error"]["innererror"]["message"]
     stats = emu.stats()
-    assert stats["requests_by_endpoint"]["Labels"] == 9
+    assert stats["requests_by_endpoint"]["Labels"] == 11
     assert stats["responses_by_status"]["404"] == 1
 
 
@@ -762,14 +767,38 @@ def structural_diff(v1: Dataset, v2: Dataset) -> list[dict[str, Any]]:
     )
 
 
+def label_text_diff(v1: Dataset, v2: Dataset) -> list[dict[str, Any]]:
+    """Label texts served differently by the two releases, per language, for the ids both
+    reference: what the emulator records as kind ``label``."""
+    both = v1.label_ids_referenced() & v2.label_ids_referenced()
+    return [
+        {
+            "kind": "label",
+            "parent": None,
+            "name": i,
+            "change": "changed",
+            "attribute": lang,
+            "before": v1.label_text(i, lang),
+            "after": v2.label_text(i, lang),
+        }
+        for i in sorted(both)
+        for lang in ("da", "de", "en-us")
+        if v1.label_text(i, lang) != v2.label_text(i, lang)
+    ]
+
+
 @pytest.mark.parametrize("scale", ["small", "realistic"])  # realistic: ~0.75 s per version
 def test_version2_changes_are_exactly_the_structural_diff(scale: str) -> None:
     v1, v2 = build_dataset(scale, 1), build_dataset(scale, 2)
     assert v1.changes == []
     assert all(set(r) == CHANGE_KEYS for r in v2.changes)
-    assert structural_diff(v1, v2) == v2.changes  # exact, in order
+    structural = [r for r in v2.changes if r["kind"] != "label"]
+    assert structural_diff(v1, v2) == structural  # exact, in order
+    assert v2.changes == sorted(v2.changes, key=lambda r: (
+        r["kind"], r["parent"] or "", r["name"], r["change"], r["attribute"] or ""))  # fmt: skip
+    assert [r for r in v2.changes if r["kind"] == "label"] == label_text_diff(v1, v2)
     counts: dict[tuple[str, str], int] = {}
-    for r in v2.changes:
+    for r in structural:
         counts[r["kind"], r["change"]] = counts.get((r["kind"], r["change"]), 0) + 1
     assert counts == V2_COUNTS
     assert all((r["attribute"] is None) == (r["change"] != "changed") for r in v2.changes)
@@ -868,3 +897,29 @@ def test_version2_is_deterministic() -> None:
 def test_version1_records_no_changes() -> None:
     assert build_dataset("small", 1).changes == []
     assert build_dataset("small").changes == []
+
+
+# ------------------------------------------------------------------------------------------------
+# Releases while running (a watch finds the upgrade)
+# ------------------------------------------------------------------------------------------------
+def test_release_after_moves_to_the_next_release_at_the_first_request_due() -> None:
+    with Emulator(scale="small", release_after=0) as base_url, httpx.Client(base_url=base_url) as c:
+        assert c.post(APP_VERSION, json={}).json()["value"].startswith("10.0.42")
+        assert c.get("/_emulator/config").json()["version"] == 2
+
+
+def test_release_after_is_a_runtime_option_and_waits_its_time() -> None:
+    with Emulator(scale="small") as base_url, httpx.Client(base_url=base_url) as c:
+        assert c.post("/_emulator/config", json={"release_after": 3600}).status_code == 200
+        assert c.post(APP_VERSION, json={}).json()["value"].startswith("10.0.41")
+        bad = c.post("/_emulator/config", json={"release_after": -1})
+        assert bad.status_code == 400 and "release_after" in bad.json()["error"]["message"]
+
+
+def test_the_release_endpoint_upgrades_at_once_then_refuses_at_the_last_release() -> None:
+    with Emulator(scale="small") as base_url, httpx.Client(base_url=base_url) as c:
+        moved = c.post("/_emulator/release")
+        assert moved.status_code == 200 and moved.json()["version"] == 2
+        assert c.post(APP_VERSION, json={}).json()["value"].startswith("10.0.42")
+        last = c.post("/_emulator/release")
+        assert last.status_code == 409 and "last release" in last.json()["error"]["message"]

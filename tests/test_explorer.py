@@ -37,6 +37,11 @@ from d365sync_nb.store import MetadataStore
 
 V1 = build_dataset("small", 1)
 V2 = build_dataset("small", 2)
+# The release's structural changes, and its label text changes in en-us (the language synced
+# here). dev's upgrade was an incremental sync, which keeps the texts it had: its diff of the two
+# versions has no label change, while prod (synced in full on release 2) has the new texts.
+STRUCTURAL = [c for c in V2.changes if c["kind"] != "label"]
+EN_LABELS = [c for c in V2.changes if c["kind"] == "label" and c["attribute"] == "en-us"]
 FIELD_KEYS = ("TypeName", "DataType", "IsKey", "IsMandatory", "AllowEdit", "IsDimension")
 
 
@@ -104,7 +109,7 @@ def test_diff_of_two_versions_is_exactly_the_emulators_changes(explorer: Metadat
     diff = explorer.diff()
     assert (diff.from_version["id"], diff.to_version["id"]) == (1, 2)
     assert diff.to_version["application_version"] == V2.application_version
-    assert _changes(diff.changes) == _changes(V2.changes)
+    assert _changes(diff.changes) == _changes(STRUCTURAL)
     kinds = {c["kind"] for c in diff.changes}
     assert kinds == {"entity", "data_entity", "field", "navigation", "action", "enumeration",
                      "member"}  # fmt: skip
@@ -112,9 +117,9 @@ def test_diff_of_two_versions_is_exactly_the_emulators_changes(explorer: Metadat
     for kind, counts in diff.summary.items():
         for change in ("added", "removed"):
             assert counts[change] == sum(
-                1 for c in V2.changes if c["kind"] == kind and c["change"] == change
+                1 for c in STRUCTURAL if c["kind"] == kind and c["change"] == change
             )
-        changed = {(c["parent"], c["name"]) for c in V2.changes
+        changed = {(c["parent"], c["name"]) for c in STRUCTURAL
                    if c["kind"] == kind and c["change"] == "changed"}  # fmt: skip
         assert counts["changed"] == len(changed)
     text = diff.summary_text
@@ -142,12 +147,14 @@ def test_diff_names_versions_by_id_or_application_version(explorer: MetadataExpl
 
 
 def test_diff_against_another_environment(explorer: MetadataExplorer, caches: Caches) -> None:
-    """dev's current version (release 2) against prod (release 2): nothing changed; dev's
-    release 1 against prod: exactly the emulator's changes."""
+    """dev's current version (release 2) against prod (release 2): only the label texts dev
+    kept from release 1 (its upgrade was incremental); dev's release 1 against prod: exactly
+    the emulator's changes (en-us)."""
     same = explorer.diff_against(caches.prod_file)
-    assert same.changes == [] and same.summary_text == "no changes"
+    assert _changes(same.changes) == _changes(EN_LABELS)
+    assert same.summary_text == f"{len(EN_LABELS)} label texts changed"
     older = explorer.diff_against(caches.prod_file, version=1)
-    assert _changes(older.changes) == _changes(V2.changes)
+    assert _changes(older.changes) == _changes(STRUCTURAL + EN_LABELS)
     assert older.to_version["environment"] == caches.prod_file.stem
     assert older.title.startswith("version 1 (") and caches.prod_file.stem in older.title
 
@@ -323,19 +330,19 @@ def test_cli_diff_json_csv_and_against(caches: Caches) -> None:
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout)
     assert (answer["from"], answer["to"]) == (1, 2)
-    assert _changes(answer["changes"]) == _changes(V2.changes)
+    assert _changes(answer["changes"]) == _changes(STRUCTURAL)
     assert answer["summary"]["field"]["removed"] == sum(
         1 for c in V2.changes if c["kind"] == "field" and c["change"] == "removed"
     )
     csv_out = cli(caches, "diff", "--csv")
     assert csv_out.stdout.splitlines()[0] == "kind,parent,name,change,attribute,before,after"
-    assert len(csv_out.stdout.splitlines()) == 1 + len(V2.changes)
+    assert len(csv_out.stdout.splitlines()) == 1 + len(STRUCTURAL)
     text = cli(caches, "diff")
     assert text.stdout.splitlines()[0].startswith("version 1 (10.0.41")
     for against in (caches.prod_url, str(caches.prod_file), caches.prod_file.stem):
         other = cli(caches, "diff", "--against", against, "--from", "1", "--json")
         assert other.returncode == 0, (against, other.stderr)
-        assert _changes(json.loads(other.stdout)["changes"]) == _changes(V2.changes)
+        assert _changes(json.loads(other.stdout)["changes"]) == _changes(STRUCTURAL + EN_LABELS)
 
 
 @pytest.mark.parametrize(
@@ -394,8 +401,8 @@ async def test_metadata_tools(dev: Connection) -> None:
 
         diff = await metadata_tools.d365fo_diff_versions(limit=3)
         assert diff["success"] and (diff["from"], diff["to"]) == (1, 2)
-        assert len(diff["changes"]) == 3 and diff["truncated"] == len(V2.changes) - 3
-        assert diff["total_count"] == len(V2.changes)
+        assert len(diff["changes"]) == 3 and diff["truncated"] == len(STRUCTURAL) - 3
+        assert diff["total_count"] == len(STRUCTURAL)
         assert diff["message"].startswith("version 1 (10.0.41")
 
         unknown = await metadata_tools.d365fo_describe_entity("Custmer")
@@ -534,8 +541,9 @@ def test_one_sided_diff_and_a_partial_version(tmp_path: Path) -> None:
         with pytest.raises(NotInCacheError, match="needs two synced versions; this cache has 1"):
             explorer.diff()
         asyncio.run(_sync(conn, "full_without_labels"))  # now release 2 is complete
-        assert _changes(explorer.diff(to_version=2).changes) == _changes(V2.changes)
-        assert _changes(explorer.diff(from_version="10.0.41").changes) == _changes(V2.changes)
+        # (without labels: no label texts of release 2 to compare)
+        assert _changes(explorer.diff(to_version=2).changes) == _changes(STRUCTURAL)
+        assert _changes(explorer.diff(from_version="10.0.41").changes) == _changes(STRUCTURAL)
         with pytest.raises(NotInCacheError, match="No synced version after version 2"):
             explorer.diff(from_version=2)
         with pytest.raises(NotInCacheError, match=r"No version '10\.0\.4'"):  # whole parts only

@@ -21,14 +21,16 @@ from d365sync_nb.emulator import build_dataset
 from d365sync_nb.models import SyncStatus, SyncStrategy
 from tests.support import apoll
 
-FIVE = {
+SYNC_TOOLS = {
     "d365fo_start_sync",
+    "d365fo_wait_sync",
     "d365fo_get_sync_progress",
     "d365fo_cancel_sync",
     "d365fo_list_sync_sessions",
     "d365fo_get_sync_history",
 }
 METADATA_TOOLS = {"d365fo_search_metadata", "d365fo_describe_entity", "d365fo_diff_versions"}
+AUTOMATION_TOOLS = {"d365fo_check_version"}
 UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
 
 
@@ -70,7 +72,7 @@ async def test_tools_schemas_and_bad_arguments(tmp_path: Path) -> None:
         assert "d365fo_start_sync" in (client.instructions or "")
         listed = (await client.list_tools()).tools
         tools = {t.name: t for t in listed}
-        assert set(tools) == FIVE | METADATA_TOOLS
+        assert set(tools) == SYNC_TOOLS | METADATA_TOOLS | AUTOMATION_TOOLS
         assert "d365fo_describe_entity" in (client.instructions or "")
         for name in METADATA_TOOLS:
             assert tools[name].annotations.read_only_hint is True
@@ -86,7 +88,7 @@ async def test_tools_schemas_and_bad_arguments(tmp_path: Path) -> None:
         assert "label" in strategy["description"]
         version = tools["d365fo_start_sync"].input_schema["properties"]["global_version_id"]
         assert "detect" in version["description"]
-        for name in ("d365fo_get_sync_progress", "d365fo_cancel_sync"):
+        for name in ("d365fo_get_sync_progress", "d365fo_cancel_sync", "d365fo_wait_sync"):
             schema = tools[name].input_schema
             assert schema["required"] == ["session_id"]
             assert "UUID" in schema["properties"]["session_id"]["description"]
@@ -168,7 +170,7 @@ async def test_tools_schemas_and_bad_arguments(tmp_path: Path) -> None:
         assert extra.is_error and data(extra)["success"] is False
         assert data(extra)["error"] == (
             "Bad arguments: unknown argument 'force'; d365fo_start_sync takes strategy, "
-            "global_version_id, profile"
+            "global_version_id, profile, wait_seconds"
         )
         assert data(extra)["tool"] == "d365fo_start_sync"
 

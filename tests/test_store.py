@@ -64,8 +64,9 @@ def test_a_version_1_file_opens_migrates_and_round_trips_a_phase_note(tmp_path: 
 
     store = MetadataStore(path)
     try:
-        assert stored_schema_version(path) == SCHEMA_VERSION == 4
+        assert stored_schema_version(path) == SCHEMA_VERSION == 6
         assert "note" in phase_columns(store)
+        assert store.checks.count() == 0  # the checks table of schema 6 exists
         session_columns = [r[1] for r in store.db.rows("PRAGMA table_info(sessions)")]
         assert session_columns[-2:] == ["http_json", "request_log_pruned"]
         # it sent a request and kept no log (v1 had none): its log is recorded as pruned
@@ -95,9 +96,9 @@ def test_a_version_1_file_opens_migrates_and_round_trips_a_phase_note(tmp_path: 
     finally:
         store.close()
 
-    reopened = MetadataStore(path)  # a second open finds version 4: nothing to migrate
+    reopened = MetadataStore(path)  # a second open finds the version: nothing to migrate
     try:
-        assert stored_schema_version(path) == 4
+        assert stored_schema_version(path) == SCHEMA_VERSION
         assert reopened.history.request_log_pruned(SESSION_ID)  # a save keeps the state
         again = reopened.history.get(SESSION_ID)
         assert again is not None
@@ -198,15 +199,16 @@ def test_a_version_3_file_migrates_its_pruned_state_and_old_http_record(tmp_path
     conn = sqlite3.connect(path)
     try:
         conn.execute("ALTER TABLE sessions DROP COLUMN request_log_pruned")
+        conn.execute("ALTER TABLE requests DROP COLUMN language")  # version 5's
         conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
         conn.execute(
             "UPDATE sessions SET requests = 2, http_json = ? WHERE session_id = ?",
             (old_http, PENDING_ID),
         )
         row = RequestRow(1.0, "labels", "Labels", 200, None, 1, 5.0, 10, None, "r1", None)
-        conn.execute(
-            f"INSERT INTO requests VALUES ({', '.join('?' * len(STORED_REQUEST_COLUMNS))})",
-            (PENDING_ID, 1, *row),
+        conn.execute(  # a version 3 row: no language
+            f"INSERT INTO requests VALUES ({', '.join('?' * (len(STORED_REQUEST_COLUMNS) - 1))})",
+            (PENDING_ID, 1, *row[:-1]),
         )
         conn.commit()
     finally:
@@ -214,7 +216,7 @@ def test_a_version_3_file_migrates_its_pruned_state_and_old_http_record(tmp_path
 
     store = MetadataStore(path)
     try:
-        assert stored_schema_version(path) == 4
+        assert stored_schema_version(path) == SCHEMA_VERSION
         assert store.history.request_log_pruned(SESSION_ID)
         assert not store.history.request_log_pruned(PENDING_ID)
         [logged] = store.history.requests(PENDING_ID)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -16,8 +18,9 @@ from d365sync_nb.models import SyncStrategy
 from tests.support import apoll
 
 Answer = dict[str, Any]
-FIVE = [
+SYNC_TOOLS = [
     "d365fo_start_sync",
+    "d365fo_wait_sync",
     "d365fo_get_sync_progress",
     "d365fo_cancel_sync",
     "d365fo_list_sync_sessions",
@@ -89,7 +92,7 @@ async def test_start_then_poll_to_completion(demo: Connection) -> None:
     sid = started["session_id"]
     assert sid and started["up_to_date"] is False
     assert started["strategy"] == "full" and started["global_version_id"] == 1
-    assert "d365fo_get_sync_progress" in started["instructions"] and sid in started["instructions"]
+    assert "d365fo_wait_sync" in started["instructions"] and sid in started["instructions"]
     assert "d365fo_cancel_sync" in started["instructions"]
 
     done = await run_to_end(sid)
@@ -283,6 +286,7 @@ async def test_bad_inputs_are_failure_values(demo: Connection) -> None:
         "strategy": "bogus",
         "global_version_id": None,
         "profile": None,
+        "wait_seconds": None,
     }
 
     labels_first = await tools.d365fo_start_sync("labels_only")
@@ -429,15 +433,67 @@ async def test_unexpected_errors_are_values_without_secrets(
 
 
 async def test_tool_metadata_is_shared() -> None:
-    assert [spec.name for spec in tools.TOOLS] == FIVE
+    assert [spec.name for spec in tools.TOOLS] == SYNC_TOOLS
     for spec in tools.TOOLS:
         assert spec.fn is getattr(tools, spec.name)
         assert spec.fn.__name__ == spec.name and spec.title and len(spec.description) > 60
     start = tools.TOOLS[0]
     for strategy in SyncStrategy:
         assert f"'{strategy.value}'" in start.description
-    assert [s.read_only for s in tools.TOOLS] == [False, True, False, True, True]
-    progress, history = tools.TOOLS[1], tools.TOOLS[4]
+    assert [s.read_only for s in tools.TOOLS] == [False, True, True, False, True, True]
+    progress, history = tools.TOOLS[2], tools.TOOLS[5]
     assert "session.http" in progress.description and "'diagnosis'" in progress.description
     for word in ("status", "strategy", "global_version_id", "since", "until"):
         assert word in history.description
+
+
+async def test_wait_reports_increasing_progress_and_returns_the_outcome(demo: Connection) -> None:
+    demo.emulator.configure(latency_ms=20)
+    first: list[tuple[float, float | None, str | None]] = []
+    seen: list[tuple[float, float | None, str | None]] = []
+
+    async def into(target: list[Any]) -> Any:
+        async def report(progress: float, total: float | None, message: str | None) -> None:
+            target.append((progress, total, message))
+
+        return report
+
+    started = await tools.d365fo_start_sync("full", wait_seconds=0, report=await into(first))
+    assert started["success"] and started["waited"]["still_running"] is True
+    assert started["waited"]["finished"] is False
+    assert started["waited"]["message"].startswith("Still running after 0 s: ")
+    assert len(first) == 1 and first[0][1] == 100.0  # where it stood when the wait began
+    sid = started["session_id"]
+
+    waited = await tools.d365fo_wait_sync(sid, timeout_seconds=120, report=await into(seen))
+    assert waited["success"] and waited["finished"] and waited["summary"]["status"] == "completed"
+    assert waited["verdict"].startswith("healthy") and waited["http"]["requests"] > 900
+    values = [p for p, _, _ in seen]
+    assert len(values) >= 3 and values == sorted(set(values)) and values[-1] == 100.0
+    assert any(m and m.startswith("labels ") and ", ETA " in m for *_, m in seen), seen
+    assert seen[-1][2] == waited["message"]  # the last notification is the outcome
+
+    again = await tools.d365fo_wait_sync(sid, timeout_seconds=1000)  # ended: answers at once
+    assert again["finished"] and again["waited_seconds"] < 5
+    assert again["notice"] == "timeout 1000 is outside 0..300; waited at most 300"
+    bad = await tools.d365fo_wait_sync(sid, timeout_seconds="soon")  # type: ignore[arg-type]
+    assert_failure(bad, "d365fo_wait_sync", "timeout_seconds must be a number of seconds")
+
+
+async def test_a_wait_ends_with_a_cancel_and_leaving_it_leaves_the_sync_running(
+    demo: Connection,
+) -> None:
+    sid = await start_and_reach_labels(demo)
+    gone = asyncio.ensure_future(tools.d365fo_wait_sync(sid, timeout_seconds=120))
+    await asyncio.sleep(0)  # the wait has begun
+    gone.cancel()  # the client went away
+    with contextlib.suppress(asyncio.CancelledError):
+        await gone
+    assert demo.manager.get_sync_session(sid).is_running  # the sync goes on
+
+    waiting = asyncio.ensure_future(tools.d365fo_wait_sync(sid, timeout_seconds=120))
+    cancelled = await tools.d365fo_cancel_sync(sid)
+    assert cancelled["success"], cancelled
+    ended = await waiting
+    assert ended["success"] and ended["finished"] and ended["summary"]["status"] == "cancelled"
+    assert ended["message"].startswith("Cancelled in phase labels")

@@ -31,6 +31,7 @@ class RequestRow(NamedTuple):
     retry_cause: str | None  # why this attempt was retried (e.g. "429"), None if it was not
     request_id: str
     activity_id: str | None
+    language: str | None = None  # a label request's language (as asked, lower case)
 
 
 # The columns of a request-log row as read back (``manager.get_request_log``), in order.

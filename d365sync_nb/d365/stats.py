@@ -47,6 +47,7 @@ class HttpStats:
     """Counts, latencies and rows of every attempt a client sent."""
 
     phase: str | None = None
+    language: str | None = None  # the language of the label requests sent now (set by the sync)
     requests: int = 0
     retries: int = 0
     transport_errors: int = 0
@@ -54,6 +55,7 @@ class HttpStats:
     bytes_received: int = 0
     by_status: dict[int, int] = field(default_factory=dict)
     by_phase: dict[str, PhaseCounts] = field(default_factory=dict)
+    by_language: dict[str, int] = field(default_factory=dict)  # label attempts per language
     latencies_ms: array[float] = field(default_factory=lambda: array("d"))
     rows: list[RequestRow] = field(default_factory=list)
     limit_changes: list[tuple[float, int]] = field(default_factory=list)
@@ -99,6 +101,9 @@ class HttpStats:
             phase.transport_errors += 1
         self.bytes_received += size
         self.latencies_ms.append(latency_ms)
+        language = self.language if endpoint == "Labels" else None
+        if language is not None:
+            self.by_language[language] = self.by_language.get(language, 0) + 1
         self.rows.append(
             RequestRow(
                 started_at,
@@ -112,6 +117,7 @@ class HttpStats:
                 retry_cause,
                 request_id,
                 activity_id,
+                language,
             )
         )
 
@@ -188,6 +194,7 @@ class HttpStats:
                 }
                 for phase, c in self.by_phase.items()
             },
+            "by_language": dict(self.by_language),
             "concurrency": concurrency,
         }
 

@@ -26,7 +26,7 @@ from starlette.types import Receive, Scope, Send
 from .dataset import Dataset, build_dataset
 from .faults import DROP_FILTER, FaultGate
 from .odata import ODataError, context_url, parse_key, query_body
-from .options import EmulatorOptions, coerce_options
+from .options import LAST_RELEASE, EmulatorOptionError, EmulatorOptions, coerce_options
 
 __all__ = ["EmulatorApp", "EmulatorOptions"]
 
@@ -90,6 +90,7 @@ class ServedDataset:
         for coll in self.collections.values():
             _ = coll.array_chunks  # pre-serialize outside the event loop
         self.labels = dataset.labels
+        self.label_text = dataset.label_text
         self.modules = dataset.modules
 
 
@@ -132,11 +133,13 @@ class EmulatorApp:
         self._log: collections.deque[tuple[float, str]] = collections.deque(maxlen=REQUEST_LOG_SIZE)
         self._context_cache: dict[tuple[str, str], bytes] = {}
         self._reset_counters()
+        self._release_at = self._release_deadline(self.options.release_after)
         self.admin = Starlette(
             routes=[
                 Route("/_emulator/stats", self._admin_stats, methods=["GET"]),
                 Route("/_emulator/reset-stats", self._admin_reset, methods=["POST"]),
                 Route("/_emulator/config", self._admin_config, methods=["GET", "POST"]),
+                Route("/_emulator/release", self._admin_release, methods=["POST"]),
             ]
         )
 
@@ -168,7 +171,32 @@ class EmulatorApp:
                 self._gate.reseed(new.fault_seed)
             for key in changes:  # mutate in place: holders of .options see the change
                 setattr(self.options, key, getattr(new, key))
+            if "release_after" in changes:
+                self._release_at = self._release_deadline(new.release_after)
         return self.options
+
+    def next_release(self) -> EmulatorOptions:
+        """Move to the next release now (version + 1); EmulatorOptionError at the last one."""
+        with self._config_lock:
+            self._release_at = None
+        if self.options.version >= LAST_RELEASE:
+            raise EmulatorOptionError(
+                f"already at the last release (dataset version {self.options.version})"
+            )
+        return self.configure(version=self.options.version + 1)
+
+    @staticmethod
+    def _release_deadline(seconds: float | None) -> float | None:
+        return None if seconds is None else time.monotonic() + seconds
+
+    def _release_if_due(self) -> None:
+        """The upgrade of ``release_after``, applied by the first request after its time."""
+        with self._config_lock:
+            due = self._release_at is not None and time.monotonic() >= self._release_at
+            if due:
+                self._release_at = None
+        if due and self.options.version < LAST_RELEASE:
+            self.configure(version=self.options.version + 1)
 
     def stats(self) -> dict[str, Any]:
         """Counters since start or the last reset."""
@@ -219,6 +247,8 @@ class EmulatorApp:
                 return
 
     async def _service(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
+        if self._release_at is not None:
+            self._release_if_due()
         req = _Request(scope, send, path)
         match = _PATH_RE.match(path)
         action = None
@@ -391,8 +421,9 @@ class EmulatorApp:
                 f"'Microsoft.Dynamics.Metadata.Label'. Key segment: {key_text}",
             )
         label_id = key["Id"]
-        language = _language_casing(str(key.get("Language", "en-us")))
-        text = served.labels.get(label_id)
+        asked = str(key.get("Language", "en-us"))
+        language = _language_casing(asked)
+        text = served.label_text(label_id, asked)
         if text is None:
             raise ODataError(
                 404, "NotFound", f"Label '{label_id}' was not found for language '{language}'."
@@ -456,6 +487,13 @@ class EmulatorApp:
                 await run_in_threadpool(lambda: self.configure(**changes))
             except (ValueError, orjson.JSONDecodeError) as exc:
                 return _admin_json({"error": {"code": "BadRequest", "message": str(exc)}}, 400)
+        return _admin_json(self.options.public_dict())
+
+    async def _admin_release(self, request: Request) -> Response:
+        try:
+            await run_in_threadpool(self.next_release)
+        except EmulatorOptionError as exc:
+            return _admin_json({"error": {"code": "BadRequest", "message": str(exc)}}, 409)
         return _admin_json(self.options.public_dict())
 
 

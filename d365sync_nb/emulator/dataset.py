@@ -311,6 +311,9 @@ class Dataset:
     #: What this version changed against version 1 (empty for version 1): one dict per change
     #: with keys kind, parent, name, change, attribute, before, after (see ``_apply_version2``).
     changes: list[dict[str, Any]] = field(default_factory=list)
+    #: Label texts of the other languages served (``de``, ``da``), by id; ``None`` is not
+    #: translated (404), ``""`` empty. Every other language gets the ``en-us`` texts.
+    translations: dict[str, dict[str, str | None]] = field(default_factory=dict)
     _referenced: set[str] | None = field(default=None, init=False, repr=False, compare=False)
 
     def label_ids_referenced(self) -> set[str]:
@@ -332,6 +335,28 @@ class Dataset:
             ids.discard("")
             self._referenced = ids
         return set(self._referenced)
+
+    def label_text(self, label_id: str, language: str) -> str | None:
+        """The text served for a label in a language (any casing); ``None``: 404."""
+        texts = self.translations.get(language.lower())
+        return self.labels.get(label_id) if texts is None else texts.get(label_id)
+
+    def untranslated(self, language: str) -> set[str]:
+        """Referenced ids with an ``en-us`` text but none (404 or empty) in ``language``."""
+        return {
+            i
+            for i in self.label_ids_referenced()
+            if self.labels.get(i) and not self.label_text(i, language)
+        }
+
+    def expected_label_counts(self, language: str) -> dict[str, int]:
+        """found / empty / missing among the referenced ids, in ``language``."""
+        texts = [self.label_text(i, language) for i in self.label_ids_referenced()]
+        return {
+            "found": sum(1 for t in texts if t),
+            "empty": sum(1 for t in texts if t == ""),
+            "missing": sum(1 for t in texts if t is None),
+        }
 
     def expected_counts(self) -> dict[str, int]:
         """Counts a complete, correct sync of this dataset must report."""
@@ -1188,7 +1213,18 @@ def build_dataset(scale: str = "small", version: int = 1, seed: int = 365) -> Da
     b.build_entities()
     b.place_special_labels()
     labels = b.finalize_labels()
+    untranslated = _untranslated(b, labels, seed)
+    v1_labels = dict(labels)
     changes = _apply_version2(b, labels) if version == 2 else []
+    translations = {
+        lang: _translate(labels, lang, untranslated if lang == "de" else {})
+        for lang in TRANSLATED
+    }
+    if version == 2:
+        changes = sorted(
+            changes + _label_changes(b, v1_labels, labels, untranslated, seed),
+            key=_change_order,
+        )
     return Dataset(
         scale=scale,
         version=version,
@@ -1201,4 +1237,82 @@ def build_dataset(scale: str = "small", version: int = 1, seed: int = 365) -> Da
         application_version="10.0.41.2095" if version == 1 else "10.0.42.2150",
         platform_version="7.0.7367.49" if version == 1 else "7.0.7367.52",
         changes=changes,
+        translations=translations,
+    )
+
+
+#: The languages served besides ``en-us`` (German with gaps, Danish complete).
+TRANSLATED = ("de", "da")
+
+
+def _untranslated(b: _Builder, labels: dict[str, str | None], seed: int) -> dict[str, str | None]:
+    """German gaps: ~3% of the texts found in ``en-us``, two thirds unknown (404), one third
+    empty; never the special label ids."""
+    rng = random.Random(f"d365sync-emulator:de:{b.spec.data_entities}:{seed}")
+    special = {QUOTE_LABEL_ID, SPACE_LABEL_ID, PERCENT_LABEL_ID, COMPANY_LABEL_ID}
+    candidates = sorted(i for i in b.referenced if i and labels.get(i) and i not in special)
+    picked = rng.sample(candidates, max(3, round(len(candidates) * 0.03)))
+    cut = (2 * len(picked)) // 3
+    return {i: (None if n < cut else "") for n, i in enumerate(picked)}
+
+
+def _translate(
+    labels: dict[str, str | None], language: str, gaps: dict[str, str | None]
+) -> dict[str, str | None]:
+    """A language's texts: the ``en-us`` text marked with the language, gaps as given."""
+    out: dict[str, str | None] = {
+        i: (f"{t} ({language})" if t else t) for i, t in labels.items()
+    }
+    out.update((i, t) for i, t in gaps.items() if i in out)
+    return out
+
+
+def _label_changes(
+    b: _Builder,
+    before: dict[str, str | None],
+    after: dict[str, str | None],
+    gaps: dict[str, str | None],
+    seed: int,
+) -> list[dict[str, Any]]:
+    """The label texts the release changed, one row per language, for the ids version 1 and
+    version 2 both reference (what a diff of the two sees)."""
+    referenced = {i for i in b.referenced if i}
+    now: set[str] = set()
+    for coll in (b.data_entities, b.public_entities, b.enumerations):
+        for item in coll:
+            for sub in (item, *(item.get("Properties", ()) or item.get("Members", ()))):
+                if sub["LabelId"]:
+                    now.add(sub["LabelId"])
+    rows = []
+    for label_id in sorted(referenced & now):
+        if before.get(label_id) == after.get(label_id):
+            continue
+        for language in ("en-us", *TRANSLATED):
+            gap = gaps if language == "de" else {}
+            old = _translate({label_id: before[label_id]}, language, gap)[label_id]
+            new = _translate({label_id: after[label_id]}, language, gap)[label_id]
+            if language == "en-us":
+                old, new = before[label_id], after[label_id]
+            if old != new:
+                rows.append(
+                    {
+                        "kind": "label",
+                        "parent": None,
+                        "name": label_id,
+                        "change": "changed",
+                        "attribute": language,
+                        "before": old,
+                        "after": new,
+                    }
+                )
+    return rows
+
+
+def _change_order(row: dict[str, Any]) -> tuple[str, str, str, str, str]:
+    return (
+        row["kind"],
+        row["parent"] or "",
+        row["name"],
+        row["change"],
+        row["attribute"] or "",
     )

@@ -16,6 +16,8 @@ __all__ = ["CORRUPT_MODES", "EmulatorError", "EmulatorOptionError", "EmulatorOpt
 CORRUPT_MODES = ("non_json", "truncated")
 MAX_LATENCY_MS = 600_000.0  # ten minutes: anything longer is a typo
 MAX_RETRY_AFTER = 3600.0
+MAX_RELEASE_AFTER = 7 * 86400.0
+LAST_RELEASE = 2  # dataset versions 1 and 2
 
 
 class EmulatorError(Exception):
@@ -39,7 +41,9 @@ class EmulatorOptions:
     max_concurrency answers 429 + Retry-After (retry_after seconds) beyond K in-flight requests;
     fault_rate is the per-request probability of a fault (half 503, half a dropped connection);
     token requires ``Authorization: Bearer <token>``; page_size turns on server-driven paging;
-    corrupt ("non_json" | "truncated") breaks collection bodies.
+    corrupt ("non_json" | "truncated") breaks collection bodies; release_after moves the
+    environment to its next release (version + 1) that many seconds after it is set (an upgrade
+    while it runs, for a watch to find).
     """
 
     scale: str = "small"
@@ -53,6 +57,7 @@ class EmulatorOptions:
     token: str | None = None
     page_size: int | None = None
     corrupt: str | None = None
+    release_after: float | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.retry_after, str):  # "0.2" from a CLI flag or JSON
@@ -65,7 +70,7 @@ class EmulatorOptions:
             raise EmulatorOptionError(
                 f"unknown scale {self.scale!r}: expected one of {', '.join(SCALES)}"
             )
-        if self.version not in (1, 2):
+        if self.version not in range(1, LAST_RELEASE + 1):
             raise EmulatorOptionError(f"unknown emulator release {self.version!r}: expected 1 or 2")
         _finite("latency_ms", self.latency_ms, 0.0, MAX_LATENCY_MS)
         if self.max_concurrency is not None and self.max_concurrency < 1:
@@ -74,6 +79,8 @@ class EmulatorOptions:
         _finite("fault_rate", self.fault_rate, 0.0, 1.0)
         if self.page_size is not None and self.page_size < 1:
             raise EmulatorOptionError("page_size must be >= 1 or None")
+        if self.release_after is not None:
+            _finite("release_after", self.release_after, 0.0, MAX_RELEASE_AFTER)
         if self.corrupt is not None and self.corrupt not in CORRUPT_MODES:
             raise EmulatorOptionError(f"corrupt must be None or one of {', '.join(CORRUPT_MODES)}")
 
@@ -96,6 +103,7 @@ _OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "token": (str, type(None)),
     "page_size": (int, type(None)),
     "corrupt": (str, type(None)),
+    "release_after": (int, float, type(None)),
 }
 
 

@@ -184,6 +184,10 @@ class Emulator:
         """Change options at runtime (e.g. ``version=2``, ``token="new"``, ``fault_rate=0.1``)."""
         return self._app.configure(**changes)
 
+    def next_release(self) -> EmulatorOptions:
+        """Move the environment to its next release now (as ``POST /_emulator/release``)."""
+        return self._app.next_release()
+
     def stats(self) -> dict[str, Any]:
         """Request counters, as ``GET /_emulator/stats`` returns them."""
         return self._app.stats()

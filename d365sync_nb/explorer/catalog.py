@@ -2,7 +2,8 @@
 
 A :class:`Catalog` reads one build (the visible build of a version) through a ``query``
 function, so it works on this environment's cache and on another one opened read-only alike.
-Label texts come from the cache's label dictionary in the connection's language.
+Label texts are those the version was synced with (``build_labels``, per language), else the
+cache's label dictionary, in the catalog's language (the connection's unless asked otherwise).
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from d365sync_nb.config import parse_languages
 from d365sync_nb.errors import ConfigurationError, NotInCacheError
 from d365sync_nb.explorer.table import Column, Table, columns
-from d365sync_nb.store.rows import LABELLED_TABLES
+from d365sync_nb.store.rows import referenced_ids_sql
 
 Query = Callable[[str, Sequence[Any]], list[sqlite3.Row]]
 
@@ -35,10 +37,42 @@ ACTION_COLUMNS = columns(
 ENUM_COLUMNS = columns("name label_id label members:Int64")
 MEMBER_COLUMNS = columns("name value:Int64 label_id label configuration_enabled:boolean")
 LABEL_COLUMNS = columns("label_id language text status")
+UNTRANSLATED_COLUMNS = columns("label_id language status reference_language reference_text")
+COVERAGE_COLUMNS = columns(
+    "language found:Int64 empty:Int64 missing:Int64 failed:Int64 not_synced:Int64"
+    " label_ids:Int64 found_percent:Float64"
+)
 LABEL_STATUSES = ("found", "empty", "missing", "failed", "not_synced")  # not_synced: no text yet
 ENUM_PREFIX = "Microsoft.Dynamics.DataEntities."
 
-_LABEL = "(SELECT l.value FROM labels l WHERE l.label_id = {t}.label_id AND l.language = ?)"
+# The text and status of a label of the build in a language: the revision the build was synced
+# with, else the dictionary's (a build synced before texts were kept per version, or without
+# labels). ``{t}``: the row naming the label, ``{b}``: the build id, ``{lang}``: the language.
+_BUILD_TEXT = (
+    "(SELECT {col} FROM build_labels b JOIN label_texts x ON x.label_id = b.label_id"
+    " AND x.language = b.language AND x.rev = b.rev"
+    " WHERE b.build_id = {b} AND b.language = {lang} AND b.label_id = {t}.label_id)"
+)
+_DICT_TEXT = (
+    "(SELECT l.{col} FROM labels l WHERE l.label_id = {t}.label_id AND l.language = {lang})"
+)
+
+
+def label_sql(t: str, language: str, build: str = "{t}.build_id", *, col: str = "text") -> str:
+    """SQL for a label's text (``col="text"``) or status (``col="status"``) in ``language``
+    (checked: a tag of letters, digits and dashes, so it is safe as a literal)."""
+    (tag,) = parse_languages(language) or ("",)
+    if not tag:
+        raise ConfigurationError("Give a language such as en-us or de")
+    lang = f"'{tag}'"
+    b = build.format(t=t)
+    if col == "status":
+        own = _BUILD_TEXT.format(col="x.status", b=b, lang=lang, t=t)
+        return f"coalesce({own}, {_DICT_TEXT.format(col='status', t=t, lang=lang)})"
+    own = _BUILD_TEXT.format(
+        col="CASE WHEN x.status IN ('found', 'empty') THEN x.value END", b=b, lang=lang, t=t
+    )
+    return f"coalesce({own}, {_DICT_TEXT.format(col='value', t=t, lang=lang)})"
 
 
 class Catalog:
@@ -74,11 +108,10 @@ class Catalog:
             " d.is_read_only, d.data_service_enabled, d.data_management_enabled,"
             " CASE WHEN p.name IS NULL THEN NULL ELSE (SELECT count(*) FROM entity_properties f"
             "  WHERE f.build_id = d.build_id AND f.entity_name = p.name) END,"
-            f" d.label_id, {_LABEL.format(t='d')}"
+            f" d.label_id, {label_sql('d', self.language)}"
             " FROM data_entities d LEFT JOIN public_entities p"
             "  ON p.build_id = d.build_id AND p.name = d.public_entity_name"
             " WHERE d.build_id = ? ORDER BY d.name",
-            self.language,
             self.build_id,
         )
         match = matcher(pattern)
@@ -160,9 +193,8 @@ class Catalog:
     def _field_rows(self, where: str, *params: Any) -> list[tuple[Any, ...]]:
         rows = self._rows(
             "SELECT entity_name, name, data_type, type_name, is_key, is_mandatory, allow_edit,"
-            f" allow_edit_on_create, is_dimension, label_id, {_LABEL.format(t='t')}"
+            f" allow_edit_on_create, is_dimension, label_id, {label_sql('t', self.language)}"
             f" FROM entity_properties t WHERE build_id = ? {where} ORDER BY entity_name, ordinal",
-            self.language,
             self.build_id,
             *params,
         )
@@ -214,10 +246,9 @@ class Catalog:
         if not self.complete:
             raise self._partial("enumerations")
         rows = self._rows(
-            f"SELECT name, label_id, {_LABEL.format(t='e')}, (SELECT count(*) FROM"
+            f"SELECT name, label_id, {label_sql('e', self.language)}, (SELECT count(*) FROM"
             " enumeration_members m WHERE m.build_id = e.build_id AND m.enum_name = e.name)"
             " FROM enumerations e WHERE build_id = ? ORDER BY name",
-            self.language,
             self.build_id,
         )
         match = matcher(pattern)
@@ -251,35 +282,69 @@ class Catalog:
 
     def _member_rows(self, where: str, *params: Any) -> list[sqlite3.Row]:
         return self._rows(
-            f"SELECT enum_name, name, value, label_id, {_LABEL.format(t='t')},"
+            f"SELECT enum_name, name, value, label_id, {label_sql('t', self.language)},"
             " configuration_enabled FROM enumeration_members t WHERE build_id = ?"
             f" {where} ORDER BY enum_name, ordinal",
-            self.language,
             self.build_id,
             *params,
         )
 
     # -- labels --------------------------------------------------------------------------------
+    def _label_rows(self, language: str) -> list[sqlite3.Row]:
+        """(label_id, text, status) of every label this version references, in ``language``."""
+        return self._rows(
+            f"SELECT i.label_id, {label_sql('i', language, '?1')},"
+            f" coalesce({label_sql('i', language, '?1', col='status')}, 'not_synced')"
+            f" FROM ({referenced_ids_sql('?1')}) i ORDER BY i.label_id",
+            self.build_id,
+        )
+
     def labels(self, pattern: str | None = None, *, missing: bool = False) -> Table:
         """The labels this version references: text and status (found, empty, missing from
-        the service, or not synced yet). ``pattern`` matches the id or the text; ``missing``
-        keeps the ones without a text."""
-        ids = " UNION ".join(
-            f"SELECT label_id FROM {t} WHERE build_id = ?1 AND label_id IS NOT NULL"
-            " AND label_id != ''"
-            for t in LABELLED_TABLES
-        )
-        rows = self._rows(
-            f"SELECT i.label_id, ?2, l.value, coalesce(l.status, 'not_synced') FROM ({ids}) i"
-            " LEFT JOIN labels l ON l.label_id = i.label_id AND l.language = ?2"
-            " ORDER BY i.label_id",
-            self.build_id,
-            self.language,
-        )
+        the service, failed, or not synced yet). ``pattern`` matches the id or the text;
+        ``missing`` keeps the ones without a text."""
+        rows = [(r[0], self.language, r[1], r[2]) for r in self._label_rows(self.language)]
         match = matcher(pattern)
         rows = [r for r in rows if match(r[0], r[2]) and not (missing and r[3] == "found")]
         what = "labels without a text" if missing else "labels"
-        return Table.from_rows("labels", LABEL_COLUMNS, rows, f"{what} of {self.version}")
+        title = f"{what} of {self.version} in {self.language}"
+        return Table.from_rows("labels", LABEL_COLUMNS, rows, title)
+
+    def untranslated(self, reference: str, pattern: str | None = None) -> Table:
+        """The labels with a text in ``reference`` (e.g. en-us) but none (empty, missing,
+        failed or not synced) in this catalog's language."""
+        texts = {r[0]: r[1] for r in self._label_rows(reference) if r[2] == "found"}
+        match = matcher(pattern)
+        rows = [
+            (r[0], self.language, r[2], reference, texts[r[0]])
+            for r in self._label_rows(self.language)
+            if r[0] in texts and r[2] != "found" and match(r[0], texts[r[0]])
+        ]
+        title = f"labels of {self.version} with a text in {reference} but none in {self.language}"
+        return Table.from_rows("untranslated", UNTRANSLATED_COLUMNS, rows, title)
+
+    def languages(self) -> list[str]:
+        """The languages this version has label texts in (its own, else the dictionary's)."""
+        own = self._rows(
+            "SELECT DISTINCT language FROM build_labels WHERE build_id = ? ORDER BY 1",
+            self.build_id,
+        )
+        if own:
+            return [r[0] for r in own]
+        return [r[0] for r in self._rows("SELECT DISTINCT language FROM labels ORDER BY 1")]
+
+    def coverage(self, languages: Sequence[str] = ()) -> Table:
+        """Per language: how many of the labels this version references are found, empty,
+        missing, failed or not synced, and the percentage found."""
+        rows = []
+        for language in languages or self.languages() or [self.language]:
+            statuses = [r[2] for r in self._label_rows(language)]
+            n = {s: statuses.count(s) for s in LABEL_STATUSES}
+            share = round(100 * n["found"] / len(statuses), 1) if statuses else None
+            rows.append((language, *(n[s] for s in LABEL_STATUSES), len(statuses), share))
+        return Table.from_rows(
+            "coverage", COVERAGE_COLUMNS, rows, f"label coverage of {self.version} per language"
+        )
 
 
 # -- helpers -------------------------------------------------------------------------------------

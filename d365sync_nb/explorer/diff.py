@@ -1,8 +1,10 @@
 """What changed between two builds of metadata (two versions, or two environments).
 
 One row per change: ``kind`` (entity, data_entity, field, navigation, action, enumeration,
-member), ``parent`` (the entity or enumeration it belongs to), ``name``, ``change`` (added,
-removed, changed) and, for a change, the ``attribute`` with its ``before`` and ``after``. Fields,
+member, label), ``parent`` (the entity or enumeration it belongs to), ``name``, ``change``
+(added, removed, changed) and, for a change, the ``attribute`` with its ``before`` and
+``after``. A label's text that differs between the builds (both reference the label and were
+synced in the language) is kind ``label``, ``changed``, its ``attribute`` the language. Fields,
 relations and actions are compared only on entities present in both (an added entity is one
 row), members only on enumerations present in both. Positions (ordinals) are not compared.
 """
@@ -61,7 +63,7 @@ KINDS: tuple[Kind, ...] = (
     Kind("member", "members", "enumeration_members", "enum_name", "enumeration",
          ("value", "label_id", "configuration_enabled"), frozenset({"configuration_enabled"})),
 )  # fmt: skip
-KIND_NAMES = tuple(k.kind for k in KINDS)
+KIND_NAMES = (*(k.kind for k in KINDS), "label")
 
 Key = tuple[str, str]  # (parent or "", name)
 Snapshot = dict[Key, list[tuple[Any, ...]]]  # key -> its rows' attribute values
@@ -125,6 +127,7 @@ def diff_builds(query: Query, before: Side, after: Side) -> list[dict[str, Any]]
         new = _differing(query, kind, after, before)
         repeated = _repeated(query, kind, before) | _repeated(query, kind, after)
         out.extend(_compare(kind, old, new, parents.get(kind.parent_kind or ""), repeated))
+    out.extend(label_changes(query, before, after))
     order = {k: i for i, k in enumerate(KIND_NAMES)}
     change_order = {c: i for i, c in enumerate(CHANGES)}
     out.sort(
@@ -136,6 +139,38 @@ def diff_builds(query: Query, before: Side, after: Side) -> list[dict[str, Any]]
             r["attribute"] or "",
         )
     )
+    return out
+
+
+def _has_label_texts(query: Query, schema: str) -> bool:
+    rows = query(f"SELECT 1 FROM {schema}.sqlite_master WHERE name = 'build_labels'", ())
+    return bool(rows)
+
+
+def label_changes(query: Query, before: Side, after: Side) -> list[dict[str, Any]]:
+    """Label texts that differ between two builds, per language, for the labels both
+    reference and both were synced with (``build_labels``): kind ``label``, ``changed``."""
+    if not (_has_label_texts(query, before[0]) and _has_label_texts(query, after[0])):
+        return []  # a cache written before label texts were kept per version
+    (a, a_build), (b, b_build) = before, after
+    rows = query(
+        "SELECT x.label_id, x.language, tx.value, tx.status, ty.value, ty.status"
+        f" FROM {a}.build_labels x JOIN {b}.build_labels y"
+        " ON y.build_id = ?2 AND y.label_id = x.label_id AND y.language = x.language"
+        f" JOIN {a}.label_texts tx ON tx.label_id = x.label_id AND tx.language = x.language"
+        " AND tx.rev = x.rev"
+        f" JOIN {b}.label_texts ty ON ty.label_id = y.label_id AND ty.language = y.language"
+        " AND ty.rev = y.rev"
+        " WHERE x.build_id = ?1 AND (tx.value != ty.value OR tx.status != ty.status)",
+        (a_build, b_build),
+    )
+    out = []
+    for label_id, language, old, old_status, new, new_status in rows:
+        old_text = old if old_status in ("found", "empty") else None
+        new_text = new if new_status in ("found", "empty") else None
+        if old_text != new_text:
+            out.append({"kind": "label", "parent": None, "name": label_id, "change": "changed",
+                        "attribute": language, "before": old_text, "after": new_text})  # fmt: skip
     return out
 
 
@@ -207,18 +242,26 @@ def summarize(changes: Sequence[dict[str, Any]]) -> dict[str, dict[str, int]]:
         per = counts.setdefault(c["kind"], dict.fromkeys(CHANGES, 0))
         if c["change"] == "changed":
             seen = changed.setdefault(c["kind"], set())
-            if (c["parent"], c["name"]) in seen:
+            # a label counts once per language (a label text); an item once for its attributes
+            item = (c["name"], c["attribute"]) if c["kind"] == "label" else (c["parent"], c["name"])
+            if item in seen:
                 continue
-            seen.add((c["parent"], c["name"]))
+            seen.add(item)
         per[c["change"]] += 1
     return {k: counts[k] for k in KIND_NAMES if k in counts}
 
 
 def summary_text(summary: dict[str, dict[str, int]]) -> str:
-    """``+5 entities, -5, 5 changed; +5 fields, -5; -5 enumerations`` (or ``no changes``)."""
+    """``+5 entities, -5, 5 changed; +5 fields, -5; -5 enumerations; 12 label texts changed``
+    (or ``no changes``)."""
     plural = {k.kind: k.plural for k in KINDS}
     parts = []
     for kind, n in summary.items():
+        if kind == "label":
+            if n["changed"]:
+                parts.append(f"{n['changed']:,} label text{'s' if n['changed'] != 1 else ''} "
+                             "changed")  # fmt: skip
+            continue
         bits = []
         for change, sign in (("added", "+"), ("removed", "-")):
             if n[change]:

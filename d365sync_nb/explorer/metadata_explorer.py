@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from d365sync_nb.config import parse_languages
 from d365sync_nb.errors import CacheError, ConfigurationError, NotInCacheError
 from d365sync_nb.explorer.catalog import Catalog, Query
 from d365sync_nb.explorer.diff import (
@@ -20,7 +21,7 @@ from d365sync_nb.explorer.diff import (
     summarize,
     summary_text,
 )
-from d365sync_nb.explorer.table import Table
+from d365sync_nb.explorer.table import Column, Table
 from d365sync_nb.store.files import read_only_uri
 from d365sync_nb.store.schema import SCHEMA_VERSION
 
@@ -140,14 +141,16 @@ class MetadataExplorer:
     def versions(self) -> list[dict[str, Any]]:
         return self.source.versions()
 
-    def catalog(self, version: str | int | None = None, *, complete: bool = False) -> Catalog:
+    def catalog(self, version: str | int | None = None, *, complete: bool = False,
+                language: str | None = None) -> Catalog:  # fmt: skip
         """The tables of a version (default: the environment's current complete version);
-        ``complete``: refuse a partial one."""
+        ``complete``: refuse a partial one; ``language``: of the label texts (default: the
+        connection's)."""
         v = self.source.resolve(version, complete=complete)
         return Catalog(
             self.source.query,
             v["current_build_id"],
-            self.language,
+            _one_language(language) or self.language,
             describe_version(v),
             complete=v["has_metadata"],
         )
@@ -157,8 +160,30 @@ class MetadataExplorer:
                  category: str | None = None) -> Table:  # fmt: skip
         return self.catalog(version).entities(pattern, category)
 
-    def fields(self, entity: str, *, version: str | int | None = None) -> Table:
-        return self.catalog(version).fields(entity)
+    def fields(self, entity: str, *, version: str | int | None = None,
+               language: str | Sequence[str] | None = None) -> Table:  # fmt: skip
+        """An entity's fields; ``language``: the labels' language, or several (``["en-us",
+        "de"]`` or ``"en-us,de"``): then one ``label_<language>`` column each."""
+        languages = parse_languages(language)
+        table = self.catalog(version, language=languages[0] if languages else None).fields(entity)
+        if len(languages) < 2:
+            return table
+        at = table.column_names.index("label")
+        texts = [
+            [r[at] for r in self.catalog(version, language=lang).fields(entity).rows]
+            for lang in languages
+        ]
+        cols = (
+            *table.columns[:at],
+            *(Column(f"label_{lang}") for lang in languages),
+            *table.columns[at + 1 :],
+        )
+        rows = [
+            (*row[:at], *(t[i] for t in texts), *row[at + 1 :])
+            for i, row in enumerate(table.rows)
+        ]
+        title = f"{table.title} in {', '.join(languages)}"
+        return Table(table.name, cols, rows, title, table.meta)
 
     def relations(self, entity: str, *, version: str | int | None = None) -> Table:
         return self.catalog(version).relations(entity)
@@ -173,17 +198,38 @@ class MetadataExplorer:
         return self.catalog(version).members(enum)
 
     def labels(self, pattern: str | None = None, *, missing: bool = False,
-               version: str | int | None = None) -> Table:  # fmt: skip
-        return self.catalog(version).labels(pattern, missing=missing)
+               version: str | int | None = None, language: str | None = None,
+               untranslated: bool = False) -> Table:  # fmt: skip
+        """The labels a version references in ``language`` (default: the connection's);
+        ``untranslated``: those with a text in the connection's language but none in
+        ``language``."""
+        cat = self.catalog(version, language=language)
+        if untranslated:
+            if cat.language == self.language:
+                raise ConfigurationError(
+                    f"--untranslated compares a language with {self.language} (the "
+                    "connection's): give another one with --language, e.g. de"
+                )
+            return cat.untranslated(self.language, pattern)
+        return cat.labels(pattern, missing=missing)
 
-    def describe(self, entity: str, *, version: str | int | None = None) -> dict[str, Any]:
-        """One entity: its data entity row, fields, keys, relations and actions (JSON-ready)."""
-        cat = self.catalog(version)
+    def coverage(self, *, version: str | int | None = None,
+                 language: str | Sequence[str] | None = None) -> Table:  # fmt: skip
+        """Per language (default: those the version was synced in): labels found, empty,
+        missing, failed and not synced among the ids the version references."""
+        return self.catalog(version).coverage(parse_languages(language))
+
+    def describe(self, entity: str, *, version: str | int | None = None,
+                 language: str | None = None) -> dict[str, Any]:  # fmt: skip
+        """One entity: its data entity row, fields, keys, relations and actions (JSON-ready),
+        labels in ``language`` (default: the connection's)."""
+        cat = self.catalog(version, language=language)
         name = cat.resolve_entity(entity)
         rows = [r for r in cat.entities().records() if r["public_entity"] == name]
         fields = cat.fields(name).records()
         return {
             "version": cat.version,
+            "language": cat.language,
             "entity": name,
             "data_entity": rows[0] if rows else None,
             "keys": [f["name"] for f in fields if f["is_key"]],
@@ -263,6 +309,14 @@ class MetadataExplorer:
             )
         theirs = {**theirs, "environment": Path(other).stem}
         return Diff(mine, theirs, changes, summarize(changes))
+
+
+def _one_language(language: str | None) -> str | None:
+    """A language tag, lower case; None when not given. One line when not a tag."""
+    languages = parse_languages(language)
+    if len(languages) > 1:
+        raise ConfigurationError(f"Give one language here, not {', '.join(languages)}")
+    return languages[0] if languages else None
 
 
 @contextmanager

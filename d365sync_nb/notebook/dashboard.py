@@ -4,10 +4,13 @@ Widget structure and CSS classes::
 
     VBox  .d365sync-dashboard
       HTML  .d365sync-dashboard-title
+      HTML  .d365sync-dashboard-watch       the watch's status line (empty without a watch)
       VBox  .d365sync-dashboard-running     one SessionPanel (.d365sync-panel) per running session
       HTML  .d365sync-dashboard-history     recent sessions as a table
 
-Without widgets, :class:`TextDashboard` prints the same as text (a snapshot).
+Without widgets, :class:`TextDashboard` prints the same as text (a snapshot). The dashboard's
+output also carries static ``text/html`` and ``text/plain`` of the current state, kept current
+through its display id (:mod:`~d365sync_nb.notebook.live_output`), for viewers without widgets.
 """
 
 from __future__ import annotations
@@ -20,10 +23,13 @@ import ipywidgets as widgets
 
 from d365sync_nb import render
 from d365sync_nb.models import SyncSession
-from d365sync_nb.notebook import tables
 from d365sync_nb.notebook.event_loop import LoopBridge
+from d365sync_nb.notebook.live_output import LiveOutput, status_key
 from d365sync_nb.notebook.panel import SessionPanel
+from d365sync_nb.redaction import redact_url
 from d365sync_nb.sync.manager import SyncSessionManager
+from d365sync_nb.views import frames as tables
+from d365sync_nb.views import html as static_html
 
 HISTORY_VIEW = ["started_at", "strategy", "status", "duration", "items", "error", "session_id"]
 NO_RUNNING = "<i>No session is running.</i>"
@@ -61,14 +67,16 @@ class Dashboard:
         self.title = widgets.HTML(
             f"<b>D365 metadata sync</b> · {html.escape(manager.settings.base_url)}"
         ).add_class("d365sync-dashboard-title")
+        self.watch_line = widgets.HTML().add_class("d365sync-dashboard-watch")
         self.running = widgets.VBox([widgets.HTML(NO_RUNNING)]).add_class(
             "d365sync-dashboard-running"
         )
         self.history = widgets.HTML().add_class("d365sync-dashboard-history")
-        self.widget = widgets.VBox([self.title, self.running, self.history]).add_class(
-            "d365sync-dashboard"
-        )
+        self.widget = widgets.VBox(
+            [self.title, self.watch_line, self.running, self.history]
+        ).add_class("d365sync-dashboard")
         self.listening = False
+        self.output = LiveOutput("dashboard", self._repr_mimebundle_)
         if bridge.on_loop_thread():
             self._start()
         else:
@@ -98,6 +106,11 @@ class Dashboard:
             del self.panels[sid]
             self._layout()
             self.refresh_history()
+        self.output.refresh(tuple(status_key(p.session) for p in self.panels.values()))
+
+    def show_watch(self, line: str | None) -> None:
+        """The watch's status line ("watching: next check 14:00 UTC; ..."), or none."""
+        self.watch_line.value = f"<i>{html.escape(line)}</i>" if line else ""
 
     def refresh_history(self) -> None:
         self.history.value = "<b>Recent sessions</b>" + history_table(
@@ -105,15 +118,22 @@ class Dashboard:
         )
 
     def close(self) -> None:
-        """Stop listening (the session panels stay live where else displayed)."""
+        """Stop listening (the session panels stay live where else displayed; this output's
+        static part is still brought up to date after each cell)."""
         if self.listening:
             self.manager.remove_listener(self.on_snapshot)
             self.listening = False
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        """The widget view, and the static renderings of the current state."""
         data = self.widget._repr_mimebundle_(**kwargs) or {}
-        data["text/plain"] = str(TextDashboard(self.manager, self.history_limit))
+        text = TextDashboard(self.manager, self.history_limit)
+        data["text/plain"] = str(text)
+        data["text/html"] = text.html()
         return data
+
+    def _ipython_display_(self) -> None:
+        self.output.show()
 
 
 class TextDashboard:
@@ -125,11 +145,25 @@ class TextDashboard:
 
     def __str__(self) -> str:
         running = self.manager.get_active_sessions()
-        lines = [f"D365 metadata sync · {self.manager.settings.base_url}", "Running:"]
+        lines = [f"D365 metadata sync · {redact_url(self.manager.settings.base_url)}", "Running:"]
         lines += [
             f"  {s.session_id[:8]} {s.strategy.value:<20} {render.status_line(s)}" for s in running
         ] or ["  (none)"]
-        rows = [
+        lines += ["Recent sessions:", render.table(self.history_rows())]
+        return "\n".join(lines)
+
+    def html(self) -> str:
+        """The same as static HTML: each running session's card, then the recent history."""
+        running = self.manager.get_active_sessions()
+        cards = "".join(static_html.session_card(s) for s in running) or NO_RUNNING
+        title = html.escape(f"D365 metadata sync · {redact_url(self.manager.settings.base_url)}")
+        return (
+            f'<div style="{static_html.FONT}"><b>{title}</b>{cards}'
+            f"<div><b>Recent sessions</b></div>{static_html.table(self.history_rows())}</div>"
+        )
+
+    def history_rows(self) -> list[dict[str, Any]]:
+        return [
             {
                 "started_at": s.started_at.strftime("%Y-%m-%d %H:%M:%S"),
                 "strategy": s.strategy.value,
@@ -140,8 +174,6 @@ class TextDashboard:
             }
             for s in self.manager.get_session_history(limit=self.history_limit)
         ]
-        lines += ["Recent sessions:", render.table(rows)]
-        return "\n".join(lines)
 
     def __repr__(self) -> str:
         return str(self)

@@ -17,11 +17,13 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
-from d365sync_nb.diagnostics import Diagnosis
+from d365sync_nb.diagnostics import Diagnosis, SyncWindows
 from d365sync_nb.models import SyncSession
-from d365sync_nb.notebook import charts, frontend, tables
+from d365sync_nb.notebook import frontend
+from d365sync_nb.operations.checks import SyncWindowsView
 from d365sync_nb.operations.views import DiagnosisResult
-from d365sync_nb.views import duration
+from d365sync_nb.views import charts, duration
+from d365sync_nb.views import frames as tables
 
 NO_LOG = "The request log of this session was pruned (only recent sessions keep one): no charts."
 
@@ -138,8 +140,42 @@ def _png(figure: Figure) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def diagnosis_view(result: DiagnosisResult) -> DiagnosisView:
-    """The notebook's view of a diagnosis: the report with the charts of its request log."""
+@dataclass
+class WhenToSyncView:
+    """When syncs go best (``diagnose --history``): ``.advice`` (per hour, the best and the
+    worst window, or why there are too few sessions to tell) and ``.figure`` (its chart)."""
+
+    advice: SyncWindows
+
+    @property
+    def verdict(self) -> str:
+        return self.advice.verdict
+
+    @cached_property
+    def figure(self) -> Figure:
+        return charts.sync_windows(self.advice.hours)
+
+    def __str__(self) -> str:
+        return str(self.advice)
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(str(self))
+
+    def _ipython_display_(self) -> None:
+        """The verdict (HTML and text), then the chart when there are sessions to draw."""
+        from IPython.display import display
+
+        page = f'<p class="d365sync-when-to-sync"><b>{html.escape(self.verdict)}</b></p>'
+        display({"text/plain": str(self), "text/html": page}, raw=True)
+        if frontend.current_kernel() is not None and self.advice.hours:
+            display(self.figure)
+
+
+def diagnosis_view(result: DiagnosisResult | SyncWindowsView) -> DiagnosisView | WhenToSyncView:
+    """The notebook's view of a diagnosis: the report with the charts of its request log (or,
+    for ``--history``, when syncs go best and its chart)."""
+    if isinstance(result, SyncWindowsView):
+        return WhenToSyncView(result.advice)
     return DiagnosisView(
         diagnosis=result.diagnosis,
         session=result.session,

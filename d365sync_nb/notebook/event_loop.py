@@ -118,6 +118,11 @@ def run_nested(loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any]) -> 
     outer = asyncio.current_task(loop)
     if outer is not None:
         asyncio.tasks._leave_task(loop, outer)
+    # The outer _run_once counted its batch of ready handles before running the one that got
+    # here; the nested passes below may run the rest of that batch (a background task's timer,
+    # a watch's sleep), and the outer pass would then pop from an empty queue and kill the
+    # kernel. As many no-op handles as were waiting keep its count whole.
+    waiting = len(ready)
     try:
         while not future.done():
             for handle in list(ready):  # a snapshot: other threads may append meanwhile
@@ -126,8 +131,13 @@ def run_nested(loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any]) -> 
                     handle._context = context.copy()  # type: ignore[attr-defined]
             run_once()
     finally:
+        ready.extendleft(asyncio.Handle(_nothing, (), loop) for _ in range(waiting))
         if outer is not None:
             asyncio.tasks._enter_task(loop, outer)
+
+
+def _nothing() -> None:
+    """A ready handle that does nothing (see :func:`run_nested`)."""
 
 
 def clicks_reach_a_waiting_cell() -> bool:

@@ -9,20 +9,37 @@ view out as a notebook shows it: a typed DataFrame for a table, a report object 
 from __future__ import annotations
 
 import argparse
+import html
 from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
 
-from d365sync_nb.notebook import tables
 from d365sync_nb.notebook.config import D365Sync
 from d365sync_nb.notebook.diagnosis import diagnosis_view
 from d365sync_nb.notebook.state import state
 from d365sync_nb.operations import OPERATIONS, Operation
+from d365sync_nb.views import frames as tables
+
+
+class ReportDisplay:
+    """A session's report in a notebook: the report itself (HTML), or its summary as text;
+    ``.report`` is the view (``.html()`` the whole file)."""
+
+    def __init__(self, report: Any) -> None:
+        self.report = report
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, str]:
+        written = f"{self.report.title}\n\n" if self.report.title else ""
+        note = f"<p><i>{html.escape(self.report.title)}</i></p>" if self.report.title else ""
+        return {"text/plain": written + self.report.text(), "text/html": note + self.report.body()}
+
 
 # How the notebook lays out each operation's view (others: a DataFrame of its rows).
 PRESENTERS: dict[str, Callable[[Any], Any]] = {
     "history": lambda v: tables.history_frame(v.sessions),
+    "checks": lambda v: tables.checks_frame(v.checks),
+    "check-version": lambda v: v,  # a report: the versions and the verdict
     "sessions": lambda v: tables.sessions_frame(v.sessions),
     "phases": lambda v: tables.phases_frame(v.session),
     "requests": lambda v: tables.requests_frame(v.log, v.session),
@@ -30,8 +47,9 @@ PRESENTERS: dict[str, Callable[[Any], Any]] = {
     "compare": lambda v: tables.compare_frame(v.phases, v.a, v.b),
     "search": lambda v: tables.search_frame(v.hits),
     "diff": lambda v: tables.diff_frame(v.diff),
+    "report": ReportDisplay,
     **dict.fromkeys(
-        ("entities", "fields", "relations", "enums", "members", "labels"),
+        ("entities", "fields", "relations", "enums", "members", "labels", "coverage"),
         lambda v: tables.metadata_frame(v.table),
     ),
 }

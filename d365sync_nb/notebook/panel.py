@@ -19,6 +19,11 @@ Structure and CSS classes (stable; browser tests select on them)::
         Button .d365sync-cancel           disabled once the session has ended
       HTML  .d365sync-summary             counts and duration, or the error in red
 
+Beside the widget view, the panel's output carries a static ``text/html`` and ``text/plain``
+of the state last painted (:mod:`d365sync_nb.views.html`, :func:`d365sync_nb.render.static_report`),
+kept current through its display id (:class:`~d365sync_nb.notebook.live_output.LiveOutput`):
+where widgets do not run (GitHub, nbconvert) a saved notebook shows the session's last state.
+
 The widgets are built once; every snapshot received updates them under ``hold_sync`` (one
 message per widget that changed). The manager's progress reporter is the one throttle (at most
 every ``D365Sync.progress_interval`` seconds within a phase, always on transitions). Snapshots
@@ -45,8 +50,10 @@ from d365sync_nb.models import (
     SyncStatus,
 )
 from d365sync_nb.notebook.event_loop import LoopBridge, clicks_reach_a_waiting_cell
+from d365sync_nb.notebook.live_output import LiveOutput, status_key
 from d365sync_nb.sync.manager import SyncSessionManager
 from d365sync_nb.views import PhaseView, SessionView, clock
+from d365sync_nb.views.html import session_card
 
 PHASE_BAR_STYLE = {
     PhaseStatus.PENDING: "",
@@ -165,6 +172,7 @@ class SessionPanel:
         self.bound = False
         self._rate = Smoothed()
         self._eta = Smoothed()
+        self.output = LiveOutput(f"session-{self.session_id}", self._repr_mimebundle_)
         self._build()
         self.paint(session)
         if session.is_running:
@@ -210,13 +218,26 @@ class SessionPanel:
         self._all: tuple[widgets.Widget, ...] = (*static, *self._updatable)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        """The widget view, and the static renderings of the state last painted."""
         data = self.widget._repr_mimebundle_(**kwargs) or {}
-        data["text/plain"] = self.text()
+        data.update(self.static_bundle())
         return data
+
+    def _ipython_display_(self) -> None:
+        """Shown with a display id, so the static part follows the session (see the module)."""
+        self.output.show()
+
+    def static_bundle(self) -> dict[str, str]:
+        """``text/plain`` and ``text/html`` of the state last painted."""
+        return {"text/plain": self.text(), "text/html": self.html()}
 
     def text(self) -> str:
         """The text report of the state last painted."""
-        return render.session_report(self.session)
+        return render.static_report(self.session)
+
+    def html(self) -> str:
+        """The static HTML of the state last painted (inline styles, no script)."""
+        return session_card(self.session)
 
     # -- binding ---------------------------------------------------------------------------
     def _bind(self) -> None:
@@ -237,8 +258,9 @@ class SessionPanel:
             self.bound = False
 
     def close(self) -> None:
-        """Stop following and close the widgets."""
+        """Stop following and close the widgets (their outputs keep their last state)."""
         self.unbind()
+        self.output.forget()
         for w in self._all:
             w.close()
 
@@ -256,6 +278,7 @@ class SessionPanel:
             for w in self._updatable:
                 stack.enter_context(w.hold_sync())
             self._paint(session)
+        self.output.refresh(status_key(session))
 
     def _paint(self, s: SyncSession) -> None:
         final = s.status.is_final

@@ -29,6 +29,7 @@ class NotebookState:
     bridge: LoopBridge | None = None
     panels: OrderedDict[str, SessionPanel] = field(default_factory=OrderedDict)
     dashboard: Dashboard | None = None
+    watch: Any = None  # the notebook's watch (commands/watch.py), running or stopped
     _watched: D365Sync | None = field(default=None, repr=False)  # config whose throttle we follow
 
     # -- loop and connection ---------------------------------------------------------------

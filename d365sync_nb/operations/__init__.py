@@ -10,12 +10,15 @@ its ``OPERATION`` (arguments, the core call, the view it returns), add it to
 from __future__ import annotations
 
 from d365sync_nb.operations import (
+    check_version,
+    checks,
     compare,
     diagnose,
     diff,
     export,
     history,
     phases,
+    report,
     requests,
     search,
     sessions,
@@ -26,6 +29,8 @@ from d365sync_nb.operations.spec import REQUIRED, Arg, Operation, TableView, Vie
 OPERATIONS: tuple[Operation, ...] = (
     sessions.OPERATION,
     history.OPERATION,
+    checks.OPERATION,
+    check_version.OPERATION,
     phases.OPERATION,
     requests.OPERATION,
     diagnose.OPERATION,
@@ -34,6 +39,7 @@ OPERATIONS: tuple[Operation, ...] = (
     *tables.OPERATIONS,
     diff.OPERATION,
     export.OPERATION,
+    report.OPERATION,
 )
 BY_NAME = {op.name: op for op in OPERATIONS}
 

@@ -21,10 +21,20 @@ OPERATION = Operation(
     doc="One row per phase: status, seconds, requests, retries, 429s and items of session a "
     "and session b side by side, with seconds_ratio and requests_ratio (b / a).",
     args=(
-        Arg("a", "the first session (the baseline): an id or a unique prefix",
-            positional=True, default=REQUIRED, metavar="A"),
-        Arg("b", "the second session: an id or a unique prefix",
-            positional=True, default=REQUIRED, metavar="B"),
+        Arg(
+            "a",
+            "the first session (the baseline): an id or a unique prefix",
+            positional=True,
+            default=REQUIRED,
+            metavar="A",
+        ),
+        Arg(
+            "b",
+            "the second session: an id or a unique prefix",
+            positional=True,
+            default=REQUIRED,
+            metavar="B",
+        ),
     ),
     call=call,
     csv=True,

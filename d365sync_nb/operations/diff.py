@@ -29,12 +29,21 @@ OPERATION = Operation(
     "version (or from_version) with another environment's (to_version, default its current "
     "one).",
     args=(
-        Arg("from_version", "a global version id or an application version (default: the older "
+        Arg(
+            "from_version",
+            "a global version id or an application version (default: the older "
             "of the two latest; with --against: this environment's current version)",
-            flag="--from", metavar="V", keyword_only=False),
+            flag="--from",
+            metavar="V",
+            keyword_only=False,
+        ),
         Arg("to_version", "default: the latest", flag="--to", metavar="V", keyword_only=False),
-        Arg("against", "compare with another environment's cache: a profile, base URL, cache "
-            "file or cache name", metavar="ENV"),
+        Arg(
+            "against",
+            "compare with another environment's cache: a profile, base URL, cache "
+            "file or cache name",
+            metavar="ENV",
+        ),
     ),
     call=call,
     csv=True,

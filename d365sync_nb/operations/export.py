@@ -20,11 +20,15 @@ OPERATION = Operation(
     doc="Write every table of a version (entities, fields, relations, actions, enums, members, "
     "labels) to directory, one file each; returns the files written with their row counts.",
     args=(
-        Arg("directory", "created when missing", positional=True, default=REQUIRED,
-            metavar="DIR"),
-        Arg("fmt", "csv (default) or parquet (needs pyarrow: pip install "
-            "'d365sync_nb[parquet]')", flag="--format", default="csv", choices=FORMATS,
-            keyword_only=False),
+        Arg("directory", "created when missing", positional=True, default=REQUIRED, metavar="DIR"),
+        Arg(
+            "fmt",
+            "csv (default) or parquet (needs pyarrow: pip install 'd365sync_nb[parquet]')",
+            flag="--format",
+            default="csv",
+            choices=FORMATS,
+            keyword_only=False,
+        ),
         VERSION,
     ),
     call=call,

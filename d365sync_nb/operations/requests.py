@@ -29,10 +29,17 @@ OPERATION = Operation(
     "stay in session.http).",
     args=(
         SESSION_ID,
-        Arg("status", "only attempts with this answer: a code (429), a class (5xx), 'error' "
-            "(no usable answer) or 'retried'", keyword_only=False),
-        Arg("phase", "only this phase's attempts: " + ", ".join(p.value for p in PHASES),
-            keyword_only=False),
+        Arg(
+            "status",
+            "only attempts with this answer: a code (429), a class (5xx), 'error' "
+            "(no usable answer) or 'retried'",
+            keyword_only=False,
+        ),
+        Arg(
+            "phase",
+            "only this phase's attempts: " + ", ".join(p.value for p in PHASES),
+            keyword_only=False,
+        ),
     ),
     call=call,
     csv=True,

@@ -19,8 +19,14 @@ OPERATION = Operation(
     doc="Search cached entities, properties, enumerations and labels (full text, prefix "
     "match), best first.",
     args=(
-        Arg("text", "words to look for", positional=True, default=REQUIRED, words=True,
-            missing="Nothing to search for: give some text, e.g. customer"),
+        Arg(
+            "text",
+            "words to look for",
+            positional=True,
+            default=REQUIRED,
+            words=True,
+            missing="Nothing to search for: give some text, e.g. customer",
+        ),
         limit("hits", keyword_only=False),
     ),
     call=call,

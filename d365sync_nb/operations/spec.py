@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import inspect
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Protocol
 
@@ -54,7 +54,8 @@ class Arg:
     ``maximum`` bound a number; ``choices`` close a text (checked here), ``enum`` lists the
     values the core accepts (shown in help and tool schemas; the core checks and suggests).
     ``config_default`` names the notebook setting (``D365Sync.<name>``) giving the default
-    in a notebook.
+    in a notebook. ``repeat``: a text option that may be given several times (and each time
+    comma separated); its value is a tuple of the texts.
     """
 
     name: str
@@ -72,6 +73,7 @@ class Arg:
     keyword_only: bool | None = None
     config_default: str | None = None
     missing: str | None = None  # what a required argument left empty says
+    repeat: bool = False
 
     @property
     def required(self) -> bool:
@@ -92,11 +94,12 @@ class Arg:
     def add_to(self, parser: argparse.ArgumentParser | Any) -> None:
         """Add this argument to an argparse parser (or mutually exclusive group)."""
         if self.kind is bool:
-            parser.add_argument(
-                self.cli_flag, dest=self.name, action="store_true", help=self.help
-            )
+            parser.add_argument(self.cli_flag, dest=self.name, action="store_true", help=self.help)
             return
         options: dict[str, Any] = {"help": self.help, "type": self.parse_text}
+        if self.repeat:
+            options["action"] = "append"
+            options["type"] = self._parse_item
         if self.metavar:
             options["metavar"] = self.metavar
         if self.choices:
@@ -112,9 +115,15 @@ class Arg:
             parser.add_argument(self.cli_flag, dest=self.name, default=_text_default(self),
                                 **options)  # fmt: skip
 
+    def _parse_item(self, text: str) -> str:
+        """One word of a repeated option (checked with the others by :meth:`check`)."""
+        return text
+
     # -- Python values ---------------------------------------------------------------------
     def check(self, value: Any) -> Any:
         """The value, converted and checked; a ConfigurationError naming the argument if not."""
+        if self.repeat and value is not None and value is not REQUIRED:
+            return self._check_repeated(value)
         if value is None or value is REQUIRED:
             if self.required:
                 raise ConfigurationError(self.missing or f"{self.label}: a value is required")
@@ -152,6 +161,19 @@ class Arg:
                 )
         return value
 
+    def _check_repeated(self, value: Any) -> tuple[str, ...] | None:
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+            raise ConfigurationError(f"{self.label}: expected text or a list of texts, not "
+                                     f"{_short(value)}")  # fmt: skip
+        words = [w.strip() for item in items for w in item.split(",") if w.strip()]
+        for word in words:
+            if self.choices is not None and word not in self.choices:
+                raise ConfigurationError(
+                    f"{self.label}: one of {', '.join(self.choices)}, not {_short(word)}"
+                )
+        return tuple(words) or None
+
     @property
     def label(self) -> str:
         return self.name if self.positional else self.cli_flag
@@ -160,6 +182,8 @@ class Arg:
     def tool_annotation(self, *, description: str | None = None) -> Any:
         """The JSON-schema-carrying annotation of this argument for a tool's signature."""
         base: Any = {int: int, float: float, bool: bool}.get(self.kind, str)
+        if self.repeat:
+            base = str | list[str]
         extra: dict[str, Any] = {}
         if self.minimum is not None:
             extra["minimum"] = self.minimum
@@ -198,7 +222,6 @@ class Operation:
     csv: bool = False
     json_help: str = "the result as JSON"
     python_name: str | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def function_name(self) -> str:
@@ -232,6 +255,8 @@ class Operation:
             )
             default = (defaults or {}).get(arg.name, arg.default)
             value_type: Any = str | datetime if arg.kind is datetime else arg.kind
+            if arg.repeat:
+                value_type = str | list[str]
             annotation = value_type if arg.required or arg.kind is bool else value_type | None
             params.append(inspect.Parameter(arg.name, kind, default=default,
                                             annotation=annotation))  # fmt: skip
@@ -250,22 +275,30 @@ class Operation:
         rename: Mapping[str, str] | None = None,
         replace: Mapping[str, Arg] | None = None,
         extra: Sequence[inspect.Parameter] = (),
+        annotate: Mapping[str, Any] | None = None,
     ) -> inspect.Signature:
-        """An assistant tool's signature from this operation's arguments (keyword-only, each
-        annotated with its JSON schema): ``rename`` gives a tool's own argument names,
-        ``replace`` a tool's own bounds, ``extra`` its further parameters (``profile``)."""
+        """An assistant tool's signature from this operation's arguments (positional or
+        keyword-only as in :meth:`signature`, each annotated with its JSON schema; positional
+        ones first): ``rename`` gives a tool's own argument names,
+        ``replace`` a tool's own bounds, ``annotate`` a tool's own annotation of an argument
+        (e.g. a version that may be a number or a text), ``extra`` its further parameters
+        (``profile``)."""
         params = []
         for original in self.args:
             arg = (replace or {}).get(original.name, original)
+            annotation = (annotate or {}).get(arg.name) or arg.tool_annotation()
+            keyword_only = (not arg.positional) if arg.keyword_only is None else arg.keyword_only
             params.append(
                 inspect.Parameter(
                     (rename or {}).get(arg.name, arg.name),
-                    inspect.Parameter.KEYWORD_ONLY,
+                    inspect.Parameter.KEYWORD_ONLY
+                    if keyword_only
+                    else inspect.Parameter.POSITIONAL_OR_KEYWORD,
                     default=arg.default,
-                    annotation=arg.tool_annotation(),
+                    annotation=annotation,
                 )
             )
-        return inspect.Signature([*params, *extra])
+        return inspect.Signature(_ordered([*params, *extra]))
 
     def run(self, manager: Any, values: Mapping[str, Any]) -> Any:
         """Check the values and call the core."""

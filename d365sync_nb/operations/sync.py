@@ -21,4 +21,10 @@ VERSION = Arg(
     metavar="ID",
 )
 FORCE = Arg("force", "sync even when already up to date", kind=bool, default=False)
-ARGS = (STRATEGY, VERSION, FORCE)
+LANGUAGES = Arg(
+    "languages",
+    "the languages to sync labels in, comma separated, e.g. en-us,de,da (default: the "
+    "profile's languages, else its language); a language added later fetches only its labels",
+    metavar="LANGS",
+)
+ARGS = (STRATEGY, VERSION, FORCE, LANGUAGES)

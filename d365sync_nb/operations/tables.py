@@ -12,6 +12,14 @@ from d365sync_nb.operations.views import TableResult
 
 PATTERN = Arg("pattern", PATTERN_HELP, positional=True)
 ENTITY = Arg("entity", ENTITY_HELP, positional=True, default=REQUIRED)
+LANGUAGE_HELP = "the labels' language, e.g. de (default: the connection's language)"
+LANGUAGE = Arg("language", LANGUAGE_HELP, metavar="L")
+LANGUAGES = Arg(
+    "language",
+    LANGUAGE_HELP + "; give it several times (or comma separated) for one label column each",
+    metavar="L",
+    repeat=True,
+)
 
 
 def _table(method: str) -> Callable[..., TableResult]:
@@ -38,8 +46,9 @@ OPERATIONS = (
     _operation(
         "fields", "an entity's fields: type, key, mandatory, label, enumeration",
         "One row per field of an entity: types, key, mandatory, allow edit, dimension, label id "
-        "and text, and the enumeration of an enum field.",
-        ENTITY,
+        "and text, and the enumeration of an enum field. Several languages: one label column "
+        "each (label_en-us, label_de).",
+        ENTITY, LANGUAGES,
     ),
     _operation(
         "relations", "an entity's navigation properties (relations)",
@@ -58,8 +67,20 @@ OPERATIONS = (
     ),
     _operation(
         "labels", "the labels a version uses: text and status (--missing)",
-        "The labels a version uses, with text and status (found, empty, missing, not_synced); "
-        "missing: only those without a text. pattern matches the id or the text.",
+        "The labels a version uses, with text and status (found, empty, missing, failed, "
+        "not_synced) in a language; missing: only those without a text; untranslated: those "
+        "with a text in the connection's language but none in --language. pattern matches the "
+        "id or the text.",
         PATTERN, Arg("missing", "only labels without a text", kind=bool, default=False),
+        LANGUAGE,
+        Arg("untranslated", "only labels with a text in the connection's language but none "
+            "in --language", kind=bool, default=False),
+    ),
+    _operation(
+        "coverage", "label coverage per language: found, empty, missing, not synced",
+        "Per language (default: the languages the version was synced in): how many of the "
+        "labels the version references are found, empty, missing, failed or not synced.",
+        Arg("language", "the languages to count, several times or comma separated (default: "
+            "those the version was synced in)", metavar="L", repeat=True),
     ),
 )  # fmt: skip

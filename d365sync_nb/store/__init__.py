@@ -6,8 +6,9 @@
 (:class:`Builds`: a build's lifecycle, begin to finalize or discard), ``rows``
 (:class:`BuildRows`: a build's metadata rows, written and counted), ``sharing``
 (:class:`Sharing`: copies from another environment's cache file), ``index``
-(:class:`SearchIndex`) and ``history`` (:class:`SessionHistory`: recorded sessions, their
-request logs, and which are still running). ``files`` names cache files.
+(:class:`SearchIndex`), ``history`` (:class:`SessionHistory`: recorded sessions, their
+request logs, and which are still running) and ``checks`` (:class:`CheckHistory`: a watch's
+version checks). ``files`` names cache files.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from d365sync_nb.store.builds import Builds
+from d365sync_nb.store.checks import CheckHistory
 from d365sync_nb.store.database import Database
 from d365sync_nb.store.files import store_path
 from d365sync_nb.store.history import SessionHistory
@@ -31,7 +33,7 @@ T = TypeVar("T")
 
 class MetadataStore:
     """The cache file of one environment: ``db``, ``versions``, ``builds``, ``rows``,
-    ``sharing``, ``index``, ``history``."""
+    ``sharing``, ``index``, ``history``, ``checks``."""
 
     def __init__(self, path: str | Path, *, repair: bool = False) -> None:
         self.db = Database(path, repair=repair)
@@ -42,6 +44,7 @@ class MetadataStore:
         self.sharing = Sharing(self.db)
         self.index = SearchIndex(self.db, self.versions)
         self.history = SessionHistory(self.db)
+        self.checks = CheckHistory(self.db)
 
     def __repr__(self) -> str:
         return f"MetadataStore({str(self.path)!r})"

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from d365sync_nb.errors import D365SyncError
 from d365sync_nb.store.database import Database, now_iso
 from d365sync_nb.store.liveness import LIVE_SESSIONS
+from d365sync_nb.store.rows import referenced_ids_sql
 from d365sync_nb.store.schema import BUILD_TABLES
 
 
@@ -57,8 +58,12 @@ class Builds:
         has_metadata: bool,
         has_labels: bool,
         counts: dict[str, int],
+        languages: tuple[str, ...] = (),
     ) -> None:
-        """Make a build the version's visible one and drop the build it replaces, atomically."""
+        """Make a build the version's visible one and drop the build it replaces, atomically.
+
+        ``languages``: the languages its labels were synced in; the build records which text
+        of each label it references it was synced with (a label's revision, shared)."""
         with self.db.write() as conn:
             build = conn.execute("SELECT status FROM builds WHERE id = ?", (build_id,)).fetchone()
             if build is None or build["status"] != "building":
@@ -95,6 +100,8 @@ class Builds:
                 (build_id,),
             )
             conn.execute("DELETE FROM staged_labels WHERE build_id = ?", (build_id,))
+            if has_labels and languages:
+                _record_label_texts(conn, build_id, languages)
             if old is not None and old != build_id:
                 _delete_build_rows(conn, old)
 
@@ -128,9 +135,41 @@ def columns_but_build_id(conn: sqlite3.Connection, table: str) -> str:
     return ", ".join(c for c in cols if c != "build_id")
 
 
+def _record_label_texts(
+    conn: sqlite3.Connection, build_id: int, languages: tuple[str, ...]
+) -> None:
+    """Record, in ``build_labels``, the revision of each label the build references in each
+    language; a text not seen before becomes the label's next revision in ``label_texts``."""
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS build_label_now(label_id TEXT, language TEXT,"
+                 " value TEXT, status TEXT, PRIMARY KEY (label_id, language))")  # fmt: skip
+    conn.execute("DELETE FROM temp.build_label_now")
+    marks = ",".join(f"?{i}" for i in range(2, len(languages) + 2))
+    conn.execute(
+        "INSERT INTO temp.build_label_now SELECT l.label_id, l.language, coalesce(l.value, ''),"
+        f" l.status FROM labels l WHERE l.language IN ({marks})"
+        f" AND l.label_id IN ({referenced_ids_sql('?1')})",
+        (build_id, *languages),
+    )
+    conn.execute(
+        "INSERT INTO label_texts SELECT n.label_id, n.language, 1 + coalesce((SELECT max(t.rev)"
+        " FROM label_texts t WHERE t.label_id = n.label_id AND t.language = n.language), 0),"
+        " n.value, n.status FROM temp.build_label_now n WHERE NOT EXISTS (SELECT 1"
+        " FROM label_texts t WHERE t.label_id = n.label_id AND t.language = n.language"
+        " AND t.value = n.value AND t.status = n.status)"
+    )
+    conn.execute(
+        "INSERT OR REPLACE INTO build_labels SELECT ?, n.label_id, n.language, t.rev"
+        " FROM temp.build_label_now n JOIN label_texts t ON t.label_id = n.label_id"
+        " AND t.language = n.language AND t.value = n.value AND t.status = n.status",
+        (build_id,),
+    )
+    conn.execute("DELETE FROM temp.build_label_now")
+
+
 def _delete_build_rows(conn: sqlite3.Connection, build_id: int) -> None:
     for table in BUILD_TABLES:
         conn.execute(f"DELETE FROM {table} WHERE build_id = ?", (build_id,))
     conn.execute("DELETE FROM search_index WHERE build_id = ?", (build_id,))
     conn.execute("DELETE FROM staged_labels WHERE build_id = ?", (build_id,))
+    conn.execute("DELETE FROM build_labels WHERE build_id = ?", (build_id,))
     conn.execute("DELETE FROM builds WHERE id = ?", (build_id,))

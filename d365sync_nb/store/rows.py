@@ -24,6 +24,16 @@ LABELLED_TABLES = (
 )
 
 
+def referenced_ids_sql(build: str = "?1") -> str:
+    """SQL selecting the distinct label ids a build's metadata references (``build``: the
+    parameter naming the build)."""
+    return " UNION ".join(
+        f"SELECT label_id FROM {t} WHERE build_id = {build} AND label_id IS NOT NULL"
+        f" AND label_id != ''"
+        for t in LABELLED_TABLES
+    )
+
+
 def _bool_to_int(value: bool | None) -> int | None:
     """SQLite has no booleans: True/False as 1/0, unknown stays NULL."""
     return None if value is None else int(value)
@@ -177,11 +187,7 @@ class BuildRows:
     # -- labels and counts -------------------------------------------------------------------
     def label_ids(self, build_id: int) -> set[str]:
         """Every distinct label id referenced by a build's metadata."""
-        sql = " UNION ".join(
-            f"SELECT label_id FROM {t} WHERE build_id = ?1 AND label_id IS NOT NULL"
-            f" AND label_id != ''"
-            for t in LABELLED_TABLES
-        )
+        sql = referenced_ids_sql()
         with self.db.locked() as conn:
             rows = conn.execute(sql, (build_id,)).fetchall()
         return {r[0] for r in rows}
@@ -237,6 +243,13 @@ class BuildRows:
         if by_status.get("failed"):
             counts["labels_failed"] = by_status["failed"]
         return counts
+
+    def build_languages(self, build_id: int) -> set[str]:
+        """The languages a finalized build recorded label texts in."""
+        rows = self.db.rows(
+            "SELECT DISTINCT language FROM build_labels WHERE build_id = ?", (build_id,)
+        )
+        return {r[0] for r in rows}
 
     def label_stats(self, language: str = "en-us") -> dict[str, int]:
         """Cached labels of ``language`` by status (found, empty, missing)."""

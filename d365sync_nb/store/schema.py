@@ -5,13 +5,16 @@ Metadata rows carry a ``build_id``: a sync writes a new build beside the current
 join through ``current_build_id``, so a failed, cancelled or killed sync is never visible.
 Labels are a dictionary shared across versions (keyed by id and language); a build stages
 the labels it fetches and merges them in at finalize, so they too appear all at once or never.
+A finalized build also records which text of each label (per language) it was synced with
+(``build_labels``): the texts themselves are kept once per distinct text (``label_texts``,
+revisions of a label), so two versions with the same texts share them.
 
 ``SCHEMA`` is the current schema (new files get it as is); ``MIGRATIONS[v]`` lists the SQL steps
-that bring a file of version ``v - 1`` to ``v``. To add version 5: change ``SCHEMA``, append the
-steps as ``MIGRATIONS[5]`` and set ``SCHEMA_VERSION = 5``.
+that bring a file of version ``v - 1`` to ``v``. To add version 7: change ``SCHEMA``, append the
+steps as ``MIGRATIONS[7]`` and set ``SCHEMA_VERSION = 7``.
 """
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 6
 
 # One row per attempt sent (the request log), kept for the most recent sessions only; its
 # columns are d365/request_log.py's STORED_REQUEST_COLUMNS.
@@ -30,7 +33,32 @@ CREATE TABLE IF NOT EXISTS requests (
     retry_cause TEXT,
     request_id TEXT NOT NULL,
     activity_id TEXT,
+    language TEXT,
     PRIMARY KEY (session_id, seq)
+) WITHOUT ROWID;
+"""
+# The table as version 3 created it (its migration must not change).
+_REQUESTS_TABLE_V3 = REQUESTS_TABLE.replace("    language TEXT,\n", "")
+
+# Label texts per version (issue 23).
+LABEL_VERSION_TABLES = """
+-- Each distinct text a label had in a language (its revisions), value '' when it has none.
+CREATE TABLE IF NOT EXISTS label_texts (
+    label_id TEXT NOT NULL,
+    language TEXT NOT NULL,
+    rev INTEGER NOT NULL,
+    value TEXT NOT NULL,
+    status TEXT NOT NULL,
+    PRIMARY KEY (label_id, language, rev)
+) WITHOUT ROWID;
+
+-- Which revision of each label a finalized build was synced with, per language.
+CREATE TABLE IF NOT EXISTS build_labels (
+    build_id INTEGER NOT NULL,
+    label_id TEXT NOT NULL,
+    language TEXT NOT NULL,
+    rev INTEGER NOT NULL,
+    PRIMARY KEY (build_id, language, label_id)
 ) WITHOUT ROWID;
 """
 
@@ -221,7 +249,31 @@ CREATE TABLE IF NOT EXISTS session_phases (
     PRIMARY KEY (session_id, phase)
 ) WITHOUT ROWID;
 """
-SCHEMA += REQUESTS_TABLE
+SCHEMA += REQUESTS_TABLE + LABEL_VERSION_TABLES
+
+# One row per version check of a watch (``d365sync watch``): what it saw and what it did
+# (store/checks.py).
+CHECKS_TABLE = """
+CREATE TABLE IF NOT EXISTS checks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    checked_at TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    action TEXT NOT NULL,
+    global_version_id INTEGER,
+    application_version TEXT,
+    platform_version TEXT,
+    previous_version_id INTEGER,
+    reason TEXT,
+    strategy TEXT,
+    session_id TEXT,
+    error TEXT,
+    notified INTEGER NOT NULL DEFAULT 0,
+    notify_failed INTEGER NOT NULL DEFAULT 0,
+    seconds REAL
+);
+"""
+CHECKS_INDEX = "CREATE INDEX IF NOT EXISTS checks_time ON checks(checked_at);"
+SCHEMA += CHECKS_TABLE + CHECKS_INDEX + "\n"
 
 # Steps from version v - 1 to v, run in one transaction (with the version bump) when a file opens.
 MIGRATIONS: dict[int, list[str]] = {
@@ -230,13 +282,33 @@ MIGRATIONS: dict[int, list[str]] = {
         # SyncStatus.PENDING is gone; a 'pending' row was treated as running, so it is one
         "UPDATE sessions SET status = 'running' WHERE status = 'pending'",
     ],
-    3: ["ALTER TABLE sessions ADD COLUMN http_json TEXT", REQUESTS_TABLE],
+    3: ["ALTER TABLE sessions ADD COLUMN http_json TEXT", _REQUESTS_TABLE_V3],
     4: [
         "ALTER TABLE sessions ADD COLUMN request_log_pruned INTEGER NOT NULL DEFAULT 0",
         # before, a session that sent requests but has no row left was taken as pruned
         "UPDATE sessions SET request_log_pruned = 1 WHERE coalesce(requests, 0) > 0"
         " AND session_id NOT IN (SELECT session_id FROM requests)",
     ],
+    # issue 23, label texts per version: the dictionary's texts become revision 1, and each
+    # version's visible build is recorded as synced with them
+    5: [
+        "ALTER TABLE requests ADD COLUMN language TEXT",  # a label request's language
+        *(f"{statement.strip()};" for statement in LABEL_VERSION_TABLES.split(";")
+          if statement.strip()),
+        "INSERT INTO label_texts SELECT label_id, language, 1, coalesce(value, ''), status"
+        " FROM labels",
+        "INSERT OR IGNORE INTO build_labels SELECT v.current_build_id, l.label_id, l.language, 1"
+        " FROM versions v JOIN labels l"
+        " WHERE v.has_labels = 1 AND v.current_build_id IS NOT NULL AND l.label_id IN ("
+        + " UNION ".join(
+            f"SELECT label_id FROM {t} WHERE build_id = v.current_build_id"
+            for t in ("data_entities", "public_entities", "entity_properties", "enumerations",
+                      "enumeration_members")
+        )
+        + ")",
+    ],
+    # issue 18: one row per version check of a watch
+    6: [CHECKS_TABLE, CHECKS_INDEX],
 }
 
 # Tables whose rows belong to a build.

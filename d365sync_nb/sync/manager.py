@@ -16,13 +16,14 @@ import functools
 import logging
 import uuid
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import httpx
 
-from d365sync_nb.config import ConnectionSettings
+from d365sync_nb.config import ConnectionSettings, parse_languages
 from d365sync_nb.d365.auth import TokenCredential, TokenProvider, make_credential
 from d365sync_nb.d365.client import D365MetadataClient
 from d365sync_nb.errors import (
@@ -181,6 +182,7 @@ class SyncSessionManager:
         initiated_by: str = "user",
         *,
         force: bool = False,
+        languages: str | Sequence[str] | None = None,
     ) -> StartResult:
         """Start a session (detecting the version) or say it is already up to date.
 
@@ -191,6 +193,7 @@ class SyncSessionManager:
         when the environment cannot be reached (no session is recorded then).
         """
         strategy = SyncStrategy.parse(strategy)
+        wanted = parse_languages(languages) or self.settings.sync_languages
         if self.closed:
             raise ConfigurationError("This connection was closed; connect again to sync")
         session = SyncSession(
@@ -219,7 +222,7 @@ class SyncSessionManager:
             self._check_not_running(version_id)
             self._starting.add(version_id)  # no await between the checks and this line
             try:
-                return await self._start_version(session, reporter, client, env, force)
+                return await self._start_version(session, reporter, client, env, force, wanted)
             finally:
                 self._starting.discard(version_id)
         finally:
@@ -293,12 +296,13 @@ class SyncSessionManager:
         client: D365MetadataClient,
         env: EnvironmentVersion,
         force: bool,
+        languages: tuple[str, ...],
     ) -> StartResult:
         version_id = session.global_version_id
         assert version_id is not None
         strategy = session.strategy
         version = self.store.versions.get_version(version_id)
-        if not force and not needs_sync(strategy, version):
+        if not force and not needs_sync(strategy, version, languages, self._languages_of(version)):
             result = StartResult(
                 session_id=None,
                 global_version_id=version_id,
@@ -324,7 +328,7 @@ class SyncSessionManager:
             client,
             self.store,
             reporter,
-            language=self.settings.language,
+            languages=languages,
             log_requests=self.request_log_sessions > 0,
         )
         task = asyncio.create_task(self._run(runner), name=f"d365sync-{session.session_id}")
@@ -339,6 +343,12 @@ class SyncSessionManager:
             message=f"Started a '{strategy}' sync of version {version_id}"
             + (f". {plan.message}" if plan.message else ""),
         )
+
+    def _languages_of(self, version: dict[str, Any] | None) -> set[str]:
+        """The languages the version's visible build has labels in."""
+        if not version or version.get("current_build_id") is None:
+            return set()
+        return self.store.rows.build_languages(version["current_build_id"])
 
     def _plan(
         self,

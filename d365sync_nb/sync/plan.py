@@ -59,11 +59,19 @@ class SyncPlan:
         return self.action(SyncPhase.LABELS) != Action.SKIP
 
 
-def needs_sync(strategy: SyncStrategy, version: dict[str, Any] | None) -> bool:
-    """False when the version's visible build already has what the strategy brings."""
+def needs_sync(
+    strategy: SyncStrategy,
+    version: dict[str, Any] | None,
+    languages: tuple[str, ...] = (),
+    have_languages: set[str] | None = None,
+) -> bool:
+    """False when the version's visible build already has what the strategy brings (labels in
+    each of ``languages``, when ``have_languages`` says which it has)."""
     if not version or version.get("current_build_id") is None:
         return True
     has_meta, has_labels = version["has_metadata"], version["has_labels"]
+    if has_labels and have_languages is not None and not set(languages) <= have_languages:
+        has_labels = False  # a language was added
     if strategy in (SyncStrategy.FULL, SyncStrategy.INCREMENTAL):
         return not (has_meta and has_labels)
     if strategy == SyncStrategy.LABELS_ONLY:

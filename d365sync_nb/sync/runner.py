@@ -58,6 +58,7 @@ class SessionRunner:
         reporter: ProgressReporter,
         *,
         language: str = "en-us",
+        languages: tuple[str, ...] = (),
         log_requests: bool = True,
     ) -> None:
         self.session = session
@@ -65,7 +66,8 @@ class SessionRunner:
         self.client = client
         self.store = store
         self.reporter = reporter
-        self.language = language
+        self.languages = languages or (language,)  # labels are synced in each of these
+        self.language = self.languages[0]  # the counts' and the search index's language
         self.log_requests = log_requests  # write the request log (else its rows are dropped)
         assert session.global_version_id is not None
         self.version_id: int = session.global_version_id
@@ -242,9 +244,11 @@ class SessionRunner:
             source = self.plan.sharing
             assert source is not None
             r.begin(phase, item=f"cache of {source.environment}")
-            copied = await self.store.run(
-                self.store.sharing.copy_labels_from_file, source.path, self.build_id, self.language
-            )
+            copied = 0
+            for language in self.languages:
+                copied += await self.store.run(
+                    self.store.sharing.copy_labels_from_file, source.path, self.build_id, language
+                )
             r.reuse(phase, f"copied {copied:,} labels from the cache of {source.environment}")
             return
         r.begin(phase, item="collecting label ids")
@@ -252,26 +256,41 @@ class SessionRunner:
         # a LabelId that is not of the label form holds the text itself: nothing to fetch
         texts = [i for i in ids if not is_label_id(i)]
         if texts:
-            own = [Label(id=t, language=self.language, value=t) for t in texts]
+            own = [Label(id=t, language=lang, value=t) for lang in self.languages for t in texts]
             await self.store.run(build_rows.write_labels, self.build_id, own)
             ids = ids - set(texts)
-        reused = 0
-        if action == Action.FETCH_MISSING:
-            cached = await self.store.run(build_rows.cached_label_ids, self.language)
-            reused = len(ids & cached)
-            ids = ids - cached
-            if not ids:
-                r.reuse(phase, f"all {reused:,} labels reused from the cache")
-                return
-        ordered = sorted(ids)
-        r.total(phase, len(ordered))
-        await self._fetch_labels(ordered)
-        notes = [f"{reused:,} cached labels reused"] if reused else []
+        wanted: dict[str, list[str]] = {}  # language -> the ids to fetch in it
+        reused: dict[str, int] = {}
+        for language in self.languages:
+            todo = ids
+            if action == Action.FETCH_MISSING:
+                cached = await self.store.run(build_rows.cached_label_ids, language)
+                reused[language] = len(ids & cached)
+                todo = ids - cached
+            if todo:
+                wanted[language] = sorted(todo)
+        if not wanted:
+            r.reuse(phase, f"all {sum(reused.values()):,} labels reused from the cache"
+                    + _per_language(reused, self.languages))  # fmt: skip
+            return
+        r.total(phase, sum(len(v) for v in wanted.values()))  # (id, language) pairs
+        await self._fetch_labels(wanted)
+        notes = []
+        if len(self.languages) > 1:
+            notes.append(
+                "fetched " + ", ".join(f"{lang} {len(v):,}" for lang, v in wanted.items())
+            )
+        if any(reused.values()):
+            notes.append(
+                f"{sum(reused.values()):,} cached labels reused"
+                + _per_language(reused, self.languages)
+            )
         if self.failed_labels:
             notes.append(failed_labels_note(self.failed_labels))
         r.end(phase, note="; ".join(notes) or None)
 
-    async def _fetch_labels(self, ordered: list[str]) -> None:
+    async def _fetch_labels(self, wanted: dict[str, list[str]]) -> None:
+        """Fetch each language's ids in turn; the items count (id, language) pairs."""
         r, phase = self.reporter, SyncPhase.LABELS
         batch: list[Label] = []
         writes: list[asyncio.Future[None]] = []
@@ -296,33 +315,41 @@ class SessionRunner:
                 )
             last_flush = time.monotonic()
 
-        allowed = int(LABEL_FAILURE_SHARE * len(ordered))
+        pairs = sum(len(v) for v in wanted.values())
+        allowed = int(LABEL_FAILURE_SHARE * pairs)
+        language, done, of = "", 0, 0  # the language being fetched, its progress
         streak = 0  # refused labels in a row: a service refusing every label is not one label
 
         def on_label(label: Label) -> None:
-            nonlocal streak
+            nonlocal streak, done
             streak = streak + 1 if label.error is not None else 0
             if label.error is not None:
                 self.failed_labels.append(label)
                 if len(self.failed_labels) > allowed or streak >= LABEL_FAILURE_STREAK:
-                    share = f"{LABEL_FAILURE_SHARE:.0%} of {len(ordered):,}"
+                    share = f"{LABEL_FAILURE_SHARE:.0%} of {pairs:,}"
                     how = (
                         f"more than {share}"
                         if len(self.failed_labels) > allowed
-                        else f"{streak} in a row (of {len(ordered):,})"
+                        else f"{streak} in a row (of {pairs:,})"
                     )
                     raise D365Error(
                         f"labels: {how} label requests failed "
                         f"({failed_labels_note(self.failed_labels, 3, kept=False)})"
                     )
             batch.append(label)
-            r.advance(phase, item=label.id)
+            done += 1
+            r.advance(phase, item=f"{language} {done:,}/{of:,}: {label.id}" if many else label.id)
             if len(batch) >= LABEL_BATCH or time.monotonic() - last_flush > LABEL_FLUSH_SECONDS:
                 flush()
 
+        many = len(self.languages) > 1
         try:
-            await self.client.fetch_labels(ordered, on_label, self.language)
+            for language, ordered in wanted.items():
+                done, of = 0, len(ordered)
+                self.client.stats.language = language  # the request log's language column
+                await self.client.fetch_labels(ordered, on_label, language)
         finally:
+            self.client.stats.language = None
             flush()
             if writes:
                 await asyncio.shield(asyncio.gather(*writes))
@@ -350,6 +377,7 @@ class SessionRunner:
                     has_metadata=self.plan.has_metadata_after,
                     has_labels=self.plan.has_labels_after,
                     counts=counts,
+                    languages=self.languages,
                 )
             )
         )
@@ -361,6 +389,13 @@ class SessionRunner:
             raise
         self.finalized = True
         r.end(phase, note=f"version {self.version_id} now shows build {build_id}")
+
+
+def _per_language(counts: dict[str, int], languages: tuple[str, ...]) -> str:
+    """`` (en-us 899, de 899)`` when several languages were synced, else nothing."""
+    if len(languages) < 2:
+        return ""
+    return " (" + ", ".join(f"{lang} {counts.get(lang, 0):,}" for lang in languages) + ")"
 
 
 def failed_labels_note(labels: list[Label], named: int = LABELS_NAMED, *, kept: bool = True) -> str:

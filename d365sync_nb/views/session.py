@@ -28,6 +28,7 @@ STATUS_MARK = {
     PhaseStatus.REUSED: "↺",
 }
 _QUIET = (PhaseStatus.PENDING, PhaseStatus.SKIPPED, PhaseStatus.REUSED)  # no figures to show
+NOT_RUN = "not run"  # a phase still pending when its session ended: it never will run
 
 
 def summary_counts(counts: Mapping[str, int]) -> list[tuple[str, int]]:
@@ -42,10 +43,12 @@ def counts_text(counts: Mapping[str, int]) -> str:
 
 @dataclass(frozen=True)
 class PhaseView:
-    """One phase as shown: mark, status, items (``899/899``), seconds, rate, note, error."""
+    """One phase as shown: mark, status and its word (``label``: ``not run`` for a phase
+    left pending by an ended session), items (``899/899``), seconds, rate, note, error."""
 
     name: str
     status: PhaseStatus
+    label: str
     percent: float
     items: str
     seconds: str
@@ -55,7 +58,7 @@ class PhaseView:
     error: str | None
 
     @classmethod
-    def of(cls, p: PhaseProgress) -> PhaseView:
+    def of(cls, p: PhaseProgress, *, session_ended: bool = False) -> PhaseView:
         if p.items_total is None:
             items = count(p.items_processed) if p.items_processed else ""
         else:
@@ -66,6 +69,7 @@ class PhaseView:
         return cls(
             name=p.phase.value,
             status=p.status,
+            label=NOT_RUN if session_ended and p.status == PhaseStatus.PENDING else p.status.value,
             percent=p.percent,
             items=items,
             seconds=duration(p.seconds) if p.seconds is not None else "",
@@ -86,7 +90,7 @@ class PhaseView:
     @property
     def summary(self) -> str:
         """``completed · 899/899 · 1.2 s · note`` (what a phase row says beside its bar)."""
-        parts = [self.status.value]
+        parts = [self.label]
         if self.status not in _QUIET:
             if self.items:
                 parts.append(self.items)
@@ -107,7 +111,8 @@ class SessionView:
 
     @property
     def phases(self) -> list[PhaseView]:
-        return [PhaseView.of(p) for p in self.session.phases.values()]
+        ended = self.session.status.is_final
+        return [PhaseView.of(p, session_ended=ended) for p in self.session.phases.values()]
 
     @property
     def headline(self) -> str:
@@ -145,6 +150,13 @@ class SessionView:
         return f"Requests: {count(self.session.http.requests)}, " + ", ".join(parts)
 
     @property
+    def http_summary(self) -> str:
+        """``412 requests`` then the nonzero figures: ``412 requests, 12 retries, 30 × 429``."""
+        requests = self.session.http.requests
+        head = f"{count(requests)} request{'' if requests == 1 else 's'}"
+        return ", ".join([head, *self.http_parts])
+
+    @property
     def where(self) -> str:
         """`` in phase labels`` (where it stopped), or nothing."""
         phase = self.session.current_phase
@@ -179,6 +191,22 @@ class SessionView:
         if s.status == SyncStatus.CANCELLED:
             return f"Cancelled{self.where} after {took}; the cache keeps its previous build"
         return f"Failed{self.where} after {took}: {s.error or 'unknown error'}"
+
+    @property
+    def progress_message(self) -> str:
+        """``labels 12,345/27,118, ETA 40 s`` while running (a progress notification's message);
+        the outcome once ended."""
+        s = self.session
+        if s.status.is_final:
+            return self.outcome or self.sentence
+        phase = s.phases[s.current_phase] if s.current_phase else None
+        where = "starting"
+        if phase is not None:
+            items = PhaseView.of(phase).items
+            where = f"{phase.phase.value} {items}" if items else phase.phase.value
+        eta = s.estimated_remaining_seconds
+        left = "" if eta is None else f", ETA {duration(eta) if eta >= 60 else f'{eta:.0f} s'}"
+        return f"{where}{left}"
 
     @property
     def progress(self) -> str:

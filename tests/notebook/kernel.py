@@ -81,6 +81,19 @@ class Kernel:
         return poll(lambda: self.value(expression), expected, timeout=timeout, what=expression)
 
 
+def drain_shell_replies(kc: BlockingKernelClient) -> None:
+    """Drop replies nobody waits for: on a busy machine wait_for_ready() sends kernel_info
+    again after a second without an answer, and the late extra reply would be taken for the
+    next request's (``assert shell_reply ... == msg_id`` failed in setup)."""
+    import queue
+
+    while True:
+        try:
+            kc.get_shell_msg(timeout=0.5)
+        except queue.Empty:
+            return
+
+
 def started_kernel(tmp_path_factory: pytest.TempPathFactory, km: KernelManager) -> Iterator[Kernel]:
     """Start ``km``'s kernel, load the extension, connect it to a demo emulator."""
     km.start_kernel(cwd=str(tmp_path_factory.mktemp("kernel")))
@@ -88,6 +101,7 @@ def started_kernel(tmp_path_factory: pytest.TempPathFactory, km: KernelManager) 
     kc.start_channels()
     try:
         kc.wait_for_ready(timeout=60)
+        drain_shell_replies(kc)
         k = Kernel(km, kc)
         cache = tmp_path_factory.mktemp("kernel-cache")
         setup = k.run(

@@ -21,11 +21,11 @@ from d365sync_nb import notebook as nb
 from d365sync_nb import render
 from d365sync_nb.errors import ConfigurationError, RequestLogUnavailable
 from d365sync_nb.models import PHASES, SyncSession, SyncStatus
-from d365sync_nb.notebook import charts, tables
 from d365sync_nb.notebook.diagnosis import NO_LOG, DiagnosisView
 from d365sync_nb.notebook.panel import SessionPanel
 from d365sync_nb.notebook.state import state
-from d365sync_nb.views import SessionView, duration
+from d365sync_nb.views import SessionView, charts, duration
+from d365sync_nb.views import frames as tables
 from tests.support import poll, reset_notebook
 
 

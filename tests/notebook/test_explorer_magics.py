@@ -43,7 +43,8 @@ def test_tables_diff_chart_and_export(connected: InteractiveShell, capsys, tmp_p
     summary_line = capsys.readouterr().out.strip().splitlines()[-1]
     assert summary_line.startswith("version 1 (10.0.41") and "→ version 2 (" in summary_line
     assert summary_line.endswith(diff.attrs["summary_text"])
-    assert len(diff) == len(V2.changes)
+    # an incremental upgrade keeps the label texts it had: no label change, the rest exactly
+    assert len(diff) == len([c for c in V2.changes if c["kind"] != "label"])
     assert list(diff["kind"].cat.categories)[:2] == ["entity", "data_entity"]
     changed = diff[diff["change"] == "changed"]
     assert changed["attribute"].notna().all() and changed["before"].notna().all()
@@ -60,6 +61,51 @@ def test_tables_diff_chart_and_export(connected: InteractiveShell, capsys, tmp_p
     files = connected.run_line_magic("d365sync", f"export {tmp_path / 'out'} --version 1")
     assert list(files["table"])[:2] == ["entities", "fields"]
     assert (tmp_path / "out" / "entities.csv").is_file()
+
+
+def test_languages_untranslated_coverage_and_label_changes(
+    connected: InteractiveShell, capsys
+) -> None:
+    """Two languages synced from the magic; the tables and the label diff from the magic and
+    the Python functions, exact against the emulator's record."""
+    v1 = build_dataset("small", 1)
+    connected.run_cell("%d365sync start --wait --languages en-us,de")
+    coverage = connected.run_line_magic("d365sync", "coverage")
+    assert list(coverage["language"]) == ["de", "en-us"]
+    for row in coverage.to_dict("records"):
+        expected = v1.expected_label_counts(row["language"])
+        assert {k: row[k] for k in expected} == expected
+    assert str(coverage["found"].dtype) == "Int64"
+    figure = nb.charts.label_coverage(coverage)
+    bars = [p for p in figure.axes[0].patches if p.get_gid() == "coverage-missing"]
+    assert [b.get_width() for b in bars] == [
+        v1.expected_label_counts(lang)["missing"] for lang in ("de", "en-us")
+    ]
+    untranslated = connected.run_line_magic("d365sync", "labels --untranslated --language de")
+    assert list(untranslated["label_id"]) == sorted(v1.untranslated("de"))
+    assert nb.labels(language="de", untranslated=True)["label_id"].tolist() == sorted(
+        v1.untranslated("de")
+    )
+    pe = v1.public_entities[0]
+    fields = connected.run_line_magic(
+        "d365sync", f"fields {pe['Name']} --language en-us --language de"
+    )
+    assert fields["label_de"].tolist() == [
+        v1.label_text(p["LabelId"], "de") if p["LabelId"] else None for p in pe["Properties"]
+    ]
+    assert nb.fields(pe["Name"], language=["en-us", "de"]).equals(fields)
+
+    nb.get_connection().emulator.configure(version=2)
+    connected.run_cell("%d365sync start --wait --languages en-us,de")
+    capsys.readouterr()
+    diff = connected.run_line_magic("d365sync", "diff")
+    labels = diff[diff["kind"] == "label"]
+    expected = [c for c in V2.changes if c["kind"] == "label" and c["attribute"] != "da"]
+    assert labels[["name", "attribute", "before", "after"]].to_dict("records") == [
+        {k: c[k] for k in ("name", "attribute", "before", "after")} for c in expected
+    ]
+    assert diff.attrs["summary_text"].endswith(f"{len(expected)} label texts changed")
+    assert nb.diff()["kind"].eq("label").sum() == len(expected)
 
 
 def test_explorer_errors_are_one_line(connected: InteractiveShell) -> None:

@@ -28,6 +28,28 @@ def test_start_returns_at_once_and_runs_while_idle(kernel: Kernel) -> None:
     assert returned < 5
     kernel.poll(STATUS, lambda v: v == "completed")  # the kernel is idle between polls
     assert kernel.value("nb.get_session().phases['labels'].items_processed") == "899"
+    # without widgets, its report is shown and brought to the final state by a later cell
+    shown = [o for o in reply.of_type("display_data") if "text/html" in o["data"]]
+    assert len(shown) == 1, reply.outputs
+    display_id = shown[0]["transient"]["display_id"]
+
+    def updates() -> list[dict[str, Any]]:
+        return [
+            m["content"]["data"]
+            for m in kernel.log
+            if m["msg_type"] == "update_display_data"
+            and m["content"]["transient"]["display_id"] == display_id
+        ]
+
+    # the status reads completed a moment before the session's last snapshot is painted and
+    # published: wait (idle kernel, one cell per poll) for the update that carries it
+    kernel.poll(
+        "1",
+        lambda _: bool(updates()) and " completed " in updates()[-1]["text/plain"].split("\n")[0],
+    )
+    final = updates()[-1]["text/plain"]
+    assert " completed " in final.splitlines()[0] and "Completed in" in final
+    assert "running" not in final and "pending" not in final
 
 
 def test_start_wait_blocks_until_completed(kernel: Kernel) -> None:

@@ -3,7 +3,7 @@
 Most are operations, declared once in :mod:`d365sync_nb.operations` and turned into a
 subcommand and a Python function by :mod:`d365sync_nb.notebook.operations`. The modules here
 are the notebook's own: the connection and the live displays (connect, start, progress,
-cancel, timeline, panel). Each owns ``NAME``, ``SUMMARY``, ``add_arguments(parser)``, its
+cancel, timeline, watch, panel). Each owns ``NAME``, ``SUMMARY``, ``add_arguments(parser)``, its
 Python function and ``run(args)``.
 """
 
@@ -19,6 +19,7 @@ from d365sync_nb.notebook.commands import (
     progress,
     start,
     timeline,
+    watch,
 )
 from d365sync_nb.notebook.operations import COMMANDS as OPERATION_COMMANDS
 
@@ -34,7 +35,7 @@ class Command(Protocol):
     def run(self, args: argparse.Namespace) -> Any: ...
 
 
-_OWN: tuple[Command, ...] = (connect, start, progress, cancel, timeline, panel)
+_OWN: tuple[Command, ...] = (connect, start, progress, cancel, timeline, watch, panel)
 MODULES: tuple[Command, ...] = (
     *_OWN[:4],
     *OPERATION_COMMANDS.values(),

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from d365sync_nb import connection
+from d365sync_nb.automation.marker import ended_watch
 from d365sync_nb.config import resolve_settings
 from d365sync_nb.connection import Connection, add_connection_arguments, connection_options
 from d365sync_nb.errors import ConfigurationError, D365Error
@@ -33,6 +34,7 @@ class ConnectionInfo:
     environment: EnvironmentVersion | None = None
     unreachable: str | None = None
     cache: dict[str, Any] = field(default_factory=dict)
+    ended_watch: dict[str, Any] | None = None  # a watch whose kernel (process) stopped
 
     def lines(self) -> list[str]:
         conn = self.connection
@@ -47,6 +49,14 @@ class ConnectionInfo:
         ]
         if conn.manager.cache_notice:
             lines.append(f"Note: {conn.manager.cache_notice}")
+        if self.ended_watch:
+            w = self.ended_watch
+            lines.append(
+                f"Note: the watch started {w.get('started_at')} ({w.get('schedule')}, "
+                f"by the {w.get('started_by')}, pid {w.get('pid')}) ended when its process "
+                "stopped (a kernel restart, or a killed process): this cache is not watched now; "
+                "start it again with %d365sync watch"
+            )
         env = self.environment
         if env is not None:
             lines.append(
@@ -103,6 +113,12 @@ def connect(
     cfg = D365Sync.instance()
     old = state.connection
     running = old.manager.get_active_sessions() if old is not None else []
+    watching = getattr(state.watch, "running", False)
+    if old is not None and watching:
+        raise ConfigurationError(
+            f"A watch is running on {old.settings.base_url}; stop it first with "
+            "%d365sync watch --stop"
+        )
     if old is not None and running:
         raise ConfigurationError(
             f"Session {running[0].session_id} is still running on {old.settings.base_url}; "
@@ -126,7 +142,7 @@ def connect(
         concurrency=concurrency,
         repair_cache=True,  # the notebook syncs: a damaged cache file is moved aside (kept)
     )
-    info = ConnectionInfo(connection=conn)
+    info = ConnectionInfo(connection=conn, ended_watch=ended_watch(conn.manager.store.path))
     try:
         try:
             info.version_id, info.environment = bridge.run(conn.manager.detect_version())

@@ -23,6 +23,8 @@ def panel(history_limit: int = 10) -> Dashboard | TextDashboard:
     if state.dashboard is not None:
         state.dashboard.close()
     state.dashboard = Dashboard(manager, bridge, state.panel_for, history_limit=history_limit)
+    watch = state.watch
+    state.dashboard.show_watch(watch.status_line() if watch is not None else None)
     return state.dashboard
 
 

@@ -9,7 +9,8 @@ import contextlib
 from d365sync_nb import render
 from d365sync_nb.models import SyncSession
 from d365sync_nb.notebook.event_loop import interrupt_calls
-from d365sync_nb.notebook.frontend import show
+from d365sync_nb.notebook.frontend import current_kernel, show
+from d365sync_nb.notebook.live_output import SessionOutput
 from d365sync_nb.notebook.panel import live_panel
 from d365sync_nb.notebook.state import state
 from d365sync_nb.notebook.waiting import SessionInterrupted, follow_until
@@ -38,6 +39,8 @@ def progress(
     panel = live_panel(state.panels, manager, bridge, sid) if widgets_on else None
     if panel is not None:
         show(panel)
+    elif display and not wait and session.is_running and current_kernel() is not None:
+        show(SessionOutput(manager, bridge, sid))  # its final state once it ends
     elif display and not (wait and session.is_running):
         print(render.session_report(session))
     if not (wait and session.is_running):

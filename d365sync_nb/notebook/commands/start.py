@@ -13,7 +13,8 @@ from typing import Any
 from d365sync_nb.models import SyncSession, SyncStrategy
 from d365sync_nb.notebook.config import D365Sync
 from d365sync_nb.notebook.event_loop import interrupt_calls
-from d365sync_nb.notebook.frontend import show
+from d365sync_nb.notebook.frontend import current_kernel, show
+from d365sync_nb.notebook.live_output import SessionOutput
 from d365sync_nb.notebook.panel import live_panel
 from d365sync_nb.notebook.state import state
 from d365sync_nb.notebook.waiting import SessionInterrupted, follow
@@ -39,10 +40,12 @@ def start(
     force: bool = False,
     wait: bool = False,
     display: bool = True,
+    languages: str | list[str] | None = None,
 ) -> SyncSession | None:
     """Start a sync session and show its live panel (text where widgets cannot render).
 
     Returns the session (its final state with ``wait``), or None when already up to date.
+    ``languages`` (``"en-us,de"`` or a list): the languages to sync labels in.
     With ``wait``, interrupting the kernel cancels the session, then raises
     :class:`SessionInterrupted`.
     """
@@ -60,7 +63,11 @@ def start(
         bridge.call(cancel_requested)
 
     with interrupt_calls(on_interrupt) if wait else contextlib.nullcontext():
-        result = bridge.run(manager.start(version, parsed, initiated_by=INITIATED_BY, force=force))
+        result = bridge.run(
+            manager.start(
+                version, parsed, initiated_by=INITIATED_BY, force=force, languages=languages
+            )
+        )
         if result.session_id is None:
             if started["interrupted"]:
                 raise SessionInterrupted("Interrupted before a session started")
@@ -78,6 +85,8 @@ def start(
             show(panel)
         elif display:
             print(f"{result.message} (session {sid})")
+            if not wait and current_kernel() is not None:
+                show(SessionOutput(manager, bridge, sid))  # its final state once it ends
         if not wait:
             if display and not widgets_on:
                 print(FOLLOW_HINT)
@@ -91,4 +100,6 @@ def start(
 
 
 def run(args: argparse.Namespace) -> None:
-    start(args.strategy, args.version, force=args.force, wait=args.wait)
+    start(
+        args.strategy, args.version, force=args.force, wait=args.wait, languages=args.languages
+    )

@@ -6,9 +6,9 @@ import argparse
 
 from matplotlib.figure import Figure
 
-from d365sync_nb.notebook import charts
 from d365sync_nb.notebook.operations import FUNCTIONS
 from d365sync_nb.operations.common import SESSION_ID
+from d365sync_nb.views import charts
 
 NAME = "timeline"
 SUMMARY = "phase timeline chart (Gantt) of a session"

@@ -287,3 +287,19 @@ def diff_frame(diff: Diff) -> pd.DataFrame:
         **{key: brief[f"{key}_version"] for key in ("from", "to")},
     )
     return frame
+
+
+CHECK_COLUMNS = [
+    "checked_at", "action", "global_version_id", "application_version", "previous_version_id",
+    "session_id", "notified", "notify_failed", "seconds", "reason", "error",
+]  # fmt: skip
+
+
+def checks_frame(checks: Sequence[Any]) -> pd.DataFrame:
+    """A watch's version checks (``CheckRecord``s), newest first, one row each."""
+    rows = [{k: v for k, v in c.to_dict().items() if k in CHECK_COLUMNS} for c in checks]
+    frame = pd.DataFrame(rows, columns=CHECK_COLUMNS)
+    frame["checked_at"] = pd.to_datetime(frame["checked_at"], utc=True, format="ISO8601")
+    for column in ("global_version_id", "previous_version_id"):
+        frame[column] = frame[column].astype("Int64")
+    return frame

@@ -18,7 +18,6 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from d365sync_nb.models import PHASES, SyncSession
-from d365sync_nb.notebook.frontend import ensure_figure_display
 
 STATUS_COLORS = {
     "pending": "#e0e0e0",
@@ -39,8 +38,8 @@ PHASE_COLORS = dict(
 
 
 def new_figure(width: float, height: float) -> Figure:
-    """A pyplot-free figure that a notebook displays once, as an image."""
-    ensure_figure_display()
+    """A pyplot-free figure that a notebook displays once, as an image (the notebook surface
+    registers the figure formatter: :func:`d365sync_nb.notebook.frontend.ensure_figure_display`)."""
     return Figure(figsize=(width, height), layout="constrained")
 
 
@@ -477,4 +476,72 @@ def changes_by_kind(diff: pd.DataFrame, *, title: str | None = None) -> Figure:
     else:
         ax.legend(loc="lower right", fontsize=8)
     ax.set_title(title or diff.attrs.get("title") or "changes by kind", fontsize=10)
+    return fig
+
+
+COVERAGE_COLORS = {
+    "found": "#2e7d32",
+    "empty": "#f9a825",
+    "missing": "#c62828",
+    "failed": "#6a1b9a",
+    "not_synced": "#9e9e9e",
+}
+
+
+def label_coverage(coverage: pd.DataFrame, *, title: str | None = None) -> Figure:
+    """Stacked bars of a ``coverage`` frame: per language, the labels found, empty, missing,
+    failed and not synced. The bars carry ``gid`` ``coverage-<status>``."""
+    fig = new_figure(8, 0.45 * max(len(coverage), 1) + 1.2)
+    ax = fig.add_subplot()
+    languages = [str(x) for x in coverage["language"]] if len(coverage) else []
+    left = np.zeros(len(languages))
+    for status, color in COVERAGE_COLORS.items():
+        if status not in coverage.columns:
+            continue
+        values = coverage[status].fillna(0).to_numpy(dtype=float)
+        if not values.any():
+            continue
+        ax.barh(languages, values, left=left, color=color, label=status.replace("_", " "),
+                gid=f"coverage-{status}")  # fmt: skip
+        left += values
+    ax.invert_yaxis()
+    ax.set_xlabel("labels the version references")
+    if not languages:
+        ax.text(0.5, 0.5, "no labels", transform=ax.transAxes, ha="center", color="#757575")
+    else:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+    ax.set_title(title or coverage.attrs.get("title") or "label coverage", fontsize=10)
+    return fig
+
+
+def sync_windows(hours: list[dict[str, Any]], *, title: str | None = None) -> Figure:
+    """When syncs go best: per hour of day (UTC), the median duration (bars, ``gid``
+    ``median-duration``) and the 429 and failure rates (lines, ``429-rate`` and
+    ``failure-rate``), from :func:`d365sync_nb.diagnostics.sync_windows`'s ``hours``."""
+    fig = new_figure(9, 3.2)
+    ax = fig.add_subplot()
+    every = np.arange(24)
+    by_hour = {h["hour"]: h for h in hours}
+    medians = [(by_hour[h]["median_seconds"] or 0) / 60 if h in by_hour else 0 for h in every]
+    bars = ax.bar(every, medians, color="#90caf9", label="median duration (min)")
+    for bar in bars:
+        bar.set_gid("median-duration")
+    ax.set_xlabel("hour of day (UTC)")
+    ax.set_ylabel("median minutes")
+    ax.set_xticks(every[::2])
+    rates = ax.twinx()
+    for key, color, gid, label in (
+        ("throttle_rate", "#ef6c00", "429-rate", "429 answers (%)"),
+        ("failure_rate", "#c62828", "failure-rate", "failed sessions (%)"),
+    ):
+        xs = [h["hour"] for h in hours]
+        (line,) = rates.plot(
+            xs, [h[key] * 100 for h in hours], "o-", color=color, label=label, markersize=4
+        )
+        line.set_gid(gid)
+    rates.set_ylabel("%")
+    rates.set_ylim(bottom=0)
+    handles: list[Any] = [bars, *rates.get_lines()]
+    ax.legend(handles, [h.get_label() for h in handles], loc="upper left", fontsize=8)
+    ax.set_title(title or "When syncs go best (by the hour they started)")
     return fig
