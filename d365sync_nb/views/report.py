@@ -20,7 +20,6 @@ from d365sync_nb.diagnostics import Diagnosis
 from d365sync_nb.explorer import Diff
 from d365sync_nb.models import SyncSession
 from d365sync_nb.redaction import redact
-from d365sync_nb.views import charts, frames
 from d365sync_nb.views import html as h
 from d365sync_nb.views.format import count, duration
 
@@ -78,6 +77,8 @@ class SessionReport:
 
     def body(self) -> str:
         """The report without the document around it (a notebook shows this)."""
+        from d365sync_nb.views import charts, frames  # pandas + matplotlib: not at import
+
         s = self.session
         parts = [
             '<h1 style="font-size:20px;margin:0 0 4px">D365 metadata sync report</h1>',
@@ -120,6 +121,8 @@ class SessionReport:
             return [f'<p style="{h.MUTED}"><i>{h.esc(NO_LOG)}</i></p>']
         if not self.log:
             return [f'<p style="{h.MUTED}"><i>No request was sent.</i></p>']
+        from d365sync_nb.views import charts, frames
+
         frame = frames.requests_frame(self.log, self.session)
         return [
             h.svg_image(charts.requests_over_time(frame, self.session), "requests over time"),
