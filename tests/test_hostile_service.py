@@ -228,6 +228,26 @@ def test_a_body_that_never_completes_ends_at_the_request_deadline(
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.parametrize("writer", [slow(Answer(body={"Value": "late"}), 30), drip(0.1)],
+                         ids=["silent", "drip"])  # fmt: skip
+def test_a_label_without_an_answer_is_a_stall_within_the_read_timeout(
+    service, d365sync, profile, writer
+):
+    """A single item has no per-read timer (its attempt's timer watches it): no complete
+    answer within read_timeout is a stall, retried, then the one line of a stalled service."""
+    stalled = service.label_ids()[3]
+    service.override("Labels", lambda r: writer if r.label_id == stalled else None)
+    name = profile(read_timeout=0.5, request_deadline=60)
+    started = time.monotonic()
+    done = d365sync("sync", where=("--profile", name))
+    assert done.code == 1
+    done.line("the service stopped answering: no data for 0.5 s, 3 times")
+    assert time.monotonic() - started < 30  # 3 stalls of 0.5 s, not the label's 12 s deadline
+    asked = [r for r in service.requests if r.endpoint == "Labels" and r.label_id == stalled]
+    assert len(asked) == 3
+
+
+@pytest.mark.timeout(60)
 def test_a_next_link_that_changes_on_every_page_ends_at_the_page_bound(service, d365sync):
     service.override(
         "DataEntities",

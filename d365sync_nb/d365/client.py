@@ -133,6 +133,14 @@ class Answer:
 Response = httpx.Response | Answer
 
 
+# A single item's answer (a label) is one small read: its stall is no complete answer within
+# the read timeout, watched by the attempt's own deadline timer (``_attempt``) instead of
+# aiohttp's per-read timer, which took two more timers per request.
+SINGLE_ITEM_TIMEOUT = aiohttp.ClientTimeout(
+    total=None, sock_connect=CONNECT_TIMEOUT, sock_read=None, connect=60.0
+)
+
+
 def default_session(concurrency: int, read_timeout: float = DEFAULT_READ_TIMEOUT) -> Any:
     """The aiohttp session the client sends through when no httpx transport is given: the
     label path without httpx's models (request, URL, headers, response stream), which took
@@ -399,7 +407,8 @@ class D365MetadataClient:
         """One attempt holding a limiter slot, its body read (bounded in size and, with the
         request's other attempts, in time); the answer's status tells the limiter how the
         service copes (``sample``: its latency compares with other samples: the service's own
-        ``Server-Timing`` when it sends one, else the round trip)."""
+        ``Server-Timing`` when it sends one, else the round trip). A single item through
+        aiohttp (``sample``) that has no complete answer within ``read_timeout`` is a stall."""
         ticket = await self.limiter.acquire()
         outcome, served = Outcome.OTHER, None
         started = time.monotonic()
@@ -408,15 +417,21 @@ class D365MetadataClient:
             budget = retries.remaining()
             if budget <= 0:
                 raise DeadlineExceeded()
-            deadline = asyncio.timeout(budget)
+            single = sample and self._session is not None
+            stall = single and self.read_timeout < budget
+            deadline = asyncio.timeout(self.read_timeout if stall else budget)
             try:
                 async with deadline:
                     if self._session is not None:
-                        response, body = await self._exchange(method, url, headers, json_body)
+                        response, body = await self._exchange(
+                            method, url, headers, json_body, single=single
+                        )
                     else:
                         response, body = await self._exchange_httpx(method, url, headers, json_body)
             except TimeoutError:
                 if deadline.expired():
+                    if stall:
+                        raise aiohttp.SocketTimeoutError() from None
                     raise DeadlineExceeded() from None
                 raise
             outcome = _outcome(response.status_code)
@@ -429,18 +444,18 @@ class D365MetadataClient:
             self.limiter.release(ticket, outcome, sample=sample, latency=served)
 
     async def _exchange(
-        self, method: str, url: str, headers: dict[str, str], json_body: Any
+        self, method: str, url: str, headers: dict[str, str], json_body: Any, *, single: bool
     ) -> tuple[Answer, bytearray]:
         """One exchange through aiohttp: the answer's status line and headers, and its
         decoded body read once, refused past ``max_answer_bytes`` (a gzip bomb is never
-        inflated whole)."""
+        inflated whole). ``single``: a single item, without aiohttp's per-read timer."""
         data = None
         if json_body is not None:
             data = orjson.dumps(json_body)
             headers["Content-Type"] = "application/json"
         async with self._session.request(
             method, yarl.URL(url, encoded=True), headers=headers, data=data,
-            allow_redirects=False,
+            allow_redirects=False, timeout=SINGLE_ITEM_TIMEOUT if single else self._session.timeout,
         ) as response:  # fmt: skip
             body = bytearray()
             content = response.content
