@@ -156,10 +156,16 @@ def default_session(concurrency: int, read_timeout: float = DEFAULT_READ_TIMEOUT
     )  # fmt: skip
 
 
+# What a label id or language is made of nearly always: nothing to quote or encode.
+_PLAIN_LITERAL = re.compile(r"[A-Za-z0-9@:_.\-]*")
+
+
 def label_path(label_id: str, language: str) -> str:
     """``Metadata/Labels(Id='...',Language='...')`` with OData quote doubling and URL encoding."""
 
     def literal(value: str) -> str:
+        if _PLAIN_LITERAL.fullmatch(value):
+            return value
         return quote(value.replace("'", "''"), safe="@:'")
 
     return f"Metadata/Labels(Id='{literal(label_id)}',Language='{literal(language)}')"
@@ -320,7 +326,6 @@ class D365MetadataClient:
                 sent.failed("cancelled", retried=False)
                 raise
             context["activity_id"] = _header(response, "ms-dyn-aid")
-            context["server_timing"] = _header(response, "server-timing")
             sent.answered(response.status_code, len(body), context["activity_id"])
             result = await self._after_answer(
                 response, body, sent, retries, context, token=token, not_found_ok=not_found_ok
@@ -353,6 +358,8 @@ class D365MetadataClient:
         """The parsed body of a complete answer, :data:`AGAIN` after waiting for a retry, or
         the error it means."""
         status = response.status_code
+        if status >= 300:  # (the header is read for an error only)
+            context["server_timing"] = _header(response, "server-timing")
         if status == 429:
             if not retries.throttled():
                 sent.log()
@@ -381,6 +388,7 @@ class D365MetadataClient:
         try:
             data = self._parse(response, body)
         except D365ResponseError as exc:
+            context["server_timing"] = _header(response, "server-timing")
             # HTML or another non-JSON answer means a wrong URL, not a glitch: no retry
             again = exc.transient and retries.garbled_retried()
             sent.log(
@@ -646,7 +654,7 @@ class D365MetadataClient:
         """One label; an id the service does not know comes back with ``value=None``."""
         data = await self.request_json("GET", label_path(label_id, language), not_found_ok=True)
         if data is None:
-            return Label(id=label_id, language=language, value=None)
+            return Label.model_construct(id=label_id, language=language, value=None)
         if not isinstance(data, dict):
             raise D365ResponseError(
                 f"Labels item {service_text(label_id, 80)!r}: must be an object, got "
@@ -660,7 +668,10 @@ class D365MetadataClient:
                 f"{describe(value)}",
                 transient=False,
             )
-        return Label(id=label_id, language=language, value=value if value is not None else "")
+        # checked above: no validation needed (a label per request)
+        return Label.model_construct(
+            id=label_id, language=language, value=value if value is not None else ""
+        )
 
     async def fetch_labels(
         self,
