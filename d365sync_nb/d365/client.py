@@ -428,6 +428,7 @@ class D365MetadataClient:
             single = sample and self._session is not None
             stall = single and self.read_timeout < budget
             deadline = asyncio.timeout(self.read_timeout if stall else budget)
+            response: Response
             try:
                 async with deadline:
                     if self._session is not None:
