@@ -20,13 +20,13 @@ from d365sync_nb.automation import (
     exit_code,
     parse_duration,
 )
-from d365sync_nb.automation.lock import EnvironmentLock
 from d365sync_nb.automation.notify import ADAPTIVE_CARD, deliver, teams_payload
 from d365sync_nb.automation.schedule import parse_schedule_text
 from d365sync_nb.automation.version_check import retry_delay
 from d365sync_nb.errors import ConfigurationError
 from d365sync_nb.models import SyncStatus, SyncStrategy
 from d365sync_nb.store.checks import CheckAction
+from d365sync_nb.store.lock import CacheLock
 from tests.webhooks import SIGNATURE, Receiver
 
 FAST = {"notify_delays": (0.0, 0.0)}
@@ -149,7 +149,7 @@ async def test_two_watchers_on_one_cache_sync_once(emulator, make_manager):
 
 
 def test_the_environment_lock_is_exclusive_and_released(tmp_path):
-    one, two = EnvironmentLock(tmp_path / "x.sqlite3"), EnvironmentLock(tmp_path / "x.sqlite3")
+    one, two = CacheLock(tmp_path / "x.sqlite3"), CacheLock(tmp_path / "x.sqlite3")
     assert one.acquire() and not two.acquire()
     one.release()
     assert two.acquire()

@@ -5,7 +5,6 @@ notifications (UI-free; the CLI, the magics and the tools are its surfaces).
 - :mod:`.schedule`: ``--every 15m`` or ``--cron "0 2 * * *"`` (croniter).
 - :mod:`.watch`: :class:`Watcher` checks, syncs, notifies and records each check.
 - :mod:`.notify`: Teams (Adaptive Card), Slack, generic webhook JSON, JupyterLab.
-- :mod:`.lock`: one watcher per environment at a time, across processes.
 """
 
 from d365sync_nb.automation.notify import Notice, NotifyTarget, parse_targets, set_jupyter_sink

@@ -1,9 +1,10 @@
-"""One watcher at a time per environment, across processes: an advisory lock beside the cache.
+"""One sync of a cache at a time, across processes: an advisory lock beside the cache file.
 
-The lock is ``<cache file>.watch.lock``, held (``flock``, exclusive, never waited for) from a
-check's version request to the end of its sync. A second watcher, in this process or another,
-finds it taken and records ``skipped_running``; a manual sync is refused by the manager's own
-check of running sessions. The operating system releases the lock when a process dies.
+The lock is ``<cache file>.sync.lock`` (``flock``, exclusive, never waited for). A watch holds it
+from a check's version request to the end of the sync it starts; a manual sync (``manager.start``
+from any surface) holds it from its version check to the end of its session. Whoever finds it
+taken does not sync: a watcher records ``skipped_running``, a manual start raises
+``SessionConflictError``. The operating system releases the lock when a process dies.
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ except ImportError:  # Windows
     import msvcrt
 
 
-class EnvironmentLock:
+class CacheLock:
     """``if lock.acquire(): ... lock.release()`` (or ``with``, which raises nothing when taken:
     check :attr:`held`)."""
 
     def __init__(self, cache_file: str | Path) -> None:
-        self.path = Path(f"{cache_file}.watch.lock")
+        self.path = Path(f"{cache_file}.sync.lock")
         self._fd: int | None = None
 
     @property
@@ -59,7 +60,7 @@ class EnvironmentLock:
         finally:
             os.close(fd)
 
-    def __enter__(self) -> EnvironmentLock:
+    def __enter__(self) -> CacheLock:
         self.acquire()
         return self
 
