@@ -75,6 +75,8 @@ def test_background_sessions_and_a_watch_end_with_jupyterlab_toasts(
     notebook: Page, lab: LabServer
 ) -> None:
     page = notebook
+    # ipylab's JupyterLab extension (prebuilt in its wheel, found in the venv) is active
+    assert page.evaluate("() => window.jupyterapp.isPluginActivated('ipylab:plugin')")
     cache = lab.root_dir / "toast-cache"
     type_and_run_cell(page, "%load_ext d365sync_nb")
     type_and_run_cell(page, f"%d365sync connect --demo --cache-dir {cache}")
