@@ -451,6 +451,25 @@ def session_brief(session: SyncSession) -> dict[str, Any]:
     }
 
 
+def session_notice(manager: SyncSessionManager, session: SyncSession) -> Notice:
+    """The notice of a session that ended (completed, failed or cancelled) outside a watch, e.g.
+    one started in the background from a notebook: a failure carries its one-line error, the
+    diagnose verdict and the activity id of its last failed request."""
+    event = {SyncStatus.FAILED: "sync_failed", SyncStatus.CANCELLED: "sync_cancelled"}.get(
+        session.status, "sync_completed"
+    )
+    verdict, activity_id = _diagnosis(manager, session) if event == "sync_failed" else (None, None)
+    return Notice(
+        event=event,
+        environment=manager.settings.base_url,
+        global_version_id=session.global_version_id,
+        session=session_brief(session),
+        verdict=verdict,
+        error=session.error if event == "sync_failed" else None,
+        activity_id=activity_id,
+    )
+
+
 def exit_code(records: Sequence[CheckRecord]) -> int:
     """``watch --once``: 0 up to date or synced, 1 failed, 130 cancelled (the worst of all)."""
     return max((EXIT_CODES[r.action] for r in records), default=0)
