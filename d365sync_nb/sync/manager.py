@@ -42,7 +42,7 @@ from d365sync_nb.models import (
     SyncStrategy,
 )
 from d365sync_nb.store import LIVE_SESSIONS, MetadataStore, find_shared_build, store_path
-from d365sync_nb.store.lock import CacheLock
+from d365sync_nb.store.lock import SharedHold, hold_shared
 from d365sync_nb.sync.lookup import (
     as_limit,
     as_session_id,
@@ -71,7 +71,7 @@ class _Running:
     session: SyncSession
     task: asyncio.Task[None]
     runner: SessionRunner
-    lock: CacheLock | None  # the cache's lock, when this manager took it for the session
+    lock: SharedHold | None  # its part of the process's hold of the cache's lock (not a watch's)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -192,8 +192,8 @@ class SyncSessionManager:
         ``global_version_id`` may be typed text (``"2"``); it must name a cached version, the
         one the environment runs now. The initializing and version-check phases run while the
         caller waits; the rest runs as a task. The session holds the cache's
-        :class:`~d365sync_nb.store.lock.CacheLock` until it ends (``lock_held``: the caller, a
-        watch, already holds it). Raises ConfigurationError for bad arguments,
+        lock (:func:`~d365sync_nb.store.lock.hold_shared`) until it ends (``lock_held``: the
+        caller, a watch, already holds it). Raises ConfigurationError for bad arguments,
         SessionConflictError when a session is already running for the version or another
         process holds the cache's lock, and D365Error when the environment cannot be reached (no
         session is recorded then).
@@ -280,13 +280,15 @@ class SyncSessionManager:
         )
         return version_id, env
 
-    def _take_lock(self) -> CacheLock:
-        """The cache's lock for a session of this manager; a conflict when another holds it."""
-        lock = CacheLock(self.store.path)
-        if not lock.acquire():
+    def _take_lock(self) -> SharedHold:
+        """A part of this process's hold of the cache's lock; a conflict when a watch or another
+        process holds the lock."""
+        lock = hold_shared(self.store.path)
+        if lock is None:
             raise SessionConflictError(
-                f"Another sync or a watch is checking or syncing this cache right now (it holds "
-                f"{lock.path.name}); wait for it, or see 'd365sync checks' and 'd365sync history'"
+                "Another sync or a watch is checking or syncing this cache right now (it holds "
+                f"{self.store.path.name}.sync.lock); wait for it, or see 'd365sync checks' and "
+                "'d365sync history'"
             )
         return lock
 
@@ -318,7 +320,7 @@ class SyncSessionManager:
         env: EnvironmentVersion,
         force: bool,
         languages: tuple[str, ...],
-        lock: CacheLock | None,
+        lock: SharedHold | None,
     ) -> StartResult:
         version_id = session.global_version_id
         assert version_id is not None
