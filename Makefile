@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test test-core test-slow test-notebooks lint demo lab bench clean
+.PHONY: venv cards test test-core test-slow test-notebooks lint demo lab bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,11 +14,22 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# Microsoft's adaptivecards SDK (npm), with which tests/test_adaptive_card.py validates the
+# Teams card; without npm that test is skipped (it says so).
+CARDS := tests/adaptivecards
+CARDS_STAMP := $(CARDS)/node_modules/.installed
+$(CARDS_STAMP): $(CARDS)/package.json $(CARDS)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		npm ci --prefix $(CARDS) --no-audit --no-fund --loglevel=error && touch $@; \
+	else echo "npm not found: the Adaptive Card check (tests/test_adaptive_card.py) will be skipped"; fi
+
+cards: $(CARDS_STAMP)
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test-core: $(STAMP)
+test-core: $(STAMP) $(CARDS_STAMP)
 	$(BIN)/python -m pytest -q
 
 # Tests marked slow (the binder build), left out of plain `pytest`.
@@ -44,4 +55,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_kernel.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache build *.egg-info $(CARDS)/node_modules

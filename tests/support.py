@@ -97,7 +97,9 @@ def visible_counts(manager: SyncSessionManager, version_id: int) -> dict[str, in
 
 
 def reset_notebook() -> None:
-    """Forget the notebook's connection (stop its emulator), as a fresh kernel would."""
+    """Forget the notebook's connection (stop its emulator) and its notices, as a fresh kernel
+    would."""
     from d365sync_nb.notebook.state import state
 
     state.replace_connection(None)
+    state.notices.clear()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -109,7 +110,7 @@ async def test_a_full_disk_is_one_line_and_the_session_fails_cleanly(emulator, m
         mount.rmdir()
 
 
-@pytest.mark.parametrize("damage", ["garbage over the start", "truncated"])
+@pytest.mark.parametrize("damage", ["garbage over the start", "truncated", "a missing column"])
 async def test_a_damaged_cache_is_named_then_healed_by_a_sync(
     emulator, make_manager, tmp_path, damage
 ):
@@ -123,6 +124,11 @@ async def test_a_damaged_cache_is_named_then_healed_by_a_sync(
     assert len(data) > 8192
     if damage == "truncated":
         path.write_bytes(data[: len(data) // 3])
+    elif damage == "a missing column":  # a file of another build claiming this schema version
+        conn = sqlite3.connect(path)
+        conn.execute("ALTER TABLE sessions DROP COLUMN request_log_pruned")
+        conn.commit()
+        conn.close()
     else:
         path.write_bytes(b"\xde\xad" * 512 + data[1024:])
     for suffix in ("-wal", "-shm"):
@@ -133,8 +139,11 @@ async def test_a_damaged_cache_is_named_then_healed_by_a_sync(
         make_manager(emulator.base_url, cache_dir=cache)
     text = one_line(info.value)
     assert str(path) in text and "damaged" in text and "d365sync sync" in text
+    if damage == "a missing column":
+        assert "sessions.request_log_pruned" in text
     assert path.read_bytes() == damaged  # left as it was, nothing beside it
-    assert sorted(p.name for p in cache.iterdir()) == [path.name]
+    beside = sorted(p.name for p in cache.iterdir() if p.name != f"{path.name}.sync.lock")
+    assert beside == [path.name]  # the first sync's (empty) lock file stays, as locks do
 
     healed = make_manager(emulator.base_url, cache_dir=cache, repair_cache=True)
     notice = healed.cache_notice

@@ -20,13 +20,13 @@ from d365sync_nb.automation import (
     exit_code,
     parse_duration,
 )
-from d365sync_nb.automation.lock import EnvironmentLock
 from d365sync_nb.automation.notify import ADAPTIVE_CARD, deliver, teams_payload
 from d365sync_nb.automation.schedule import parse_schedule_text
 from d365sync_nb.automation.version_check import retry_delay
 from d365sync_nb.errors import ConfigurationError
 from d365sync_nb.models import SyncStatus, SyncStrategy
 from d365sync_nb.store.checks import CheckAction
+from d365sync_nb.store.lock import CacheLock, hold_shared
 from tests.webhooks import SIGNATURE, Receiver
 
 FAST = {"notify_delays": (0.0, 0.0)}
@@ -149,11 +149,26 @@ async def test_two_watchers_on_one_cache_sync_once(emulator, make_manager):
 
 
 def test_the_environment_lock_is_exclusive_and_released(tmp_path):
-    one, two = EnvironmentLock(tmp_path / "x.sqlite3"), EnvironmentLock(tmp_path / "x.sqlite3")
+    one, two = CacheLock(tmp_path / "x.sqlite3"), CacheLock(tmp_path / "x.sqlite3")
     assert one.acquire() and not two.acquire()
     one.release()
     assert two.acquire()
     two.release()
+
+
+def test_a_processs_manual_syncs_share_one_hold_that_a_watch_finds_taken(tmp_path):
+    cache = tmp_path / "x.sqlite3"
+    one, two = hold_shared(cache), hold_shared(tmp_path / "." / "x.sqlite3")
+    assert one is not None and two is not None  # two versions' sessions side by side
+    watch = CacheLock(cache)
+    assert not watch.acquire()
+    one.release()
+    one.release()  # once only: the second hold is still there
+    assert not watch.acquire()
+    two.release()
+    assert watch.acquire()  # the last holder let it go
+    assert hold_shared(cache) is None  # and now the watch has it
+    watch.release()
 
 
 async def test_a_failure_is_notified_exactly_once_with_its_verdict(emulator, make_manager):

@@ -131,6 +131,65 @@ def test_two_watcher_processes_on_one_cache_sync_once(emulator, tmp_path):
         assert len(conn.manager.get_session_history()) == 1
 
 
+HOLD_LOCK = """
+import sys
+from d365sync_nb.store.lock import CacheLock
+lock = CacheLock(sys.argv[1])
+print("held" if lock.acquire() else "taken", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_manual_sync_and_a_watch_in_other_processes_never_sync_at_once(emulator, tmp_path):
+    """The cache's lock, across processes: a manual ``d365sync sync`` is refused (one line, no
+    session) while another process holds it, and a watch skips while a manual sync runs."""
+    where = ("--base-url", emulator.base_url, "--cache-dir", str(tmp_path))
+    with connect(base_url=emulator.base_url, cache_dir=tmp_path) as conn:
+        cache = conn.manager.store.path
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(cache)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        refused = d365sync("sync", *where)
+        assert refused.returncode == 1 and "Traceback" not in refused.stderr
+        assert refused.stderr.count("\n") == 1, refused.stderr
+        assert "Another sync or a watch is checking or syncing this cache" in refused.stderr
+        assert emulator.stats()["requests_by_endpoint"].get("Labels", 0) == 0
+    finally:
+        holder.communicate(input="", timeout=30)
+    with connect(base_url=emulator.base_url, cache_dir=tmp_path) as conn:
+        assert conn.manager.get_session_history() == []
+
+    emulator.configure(latency_ms=30)
+    manual = subprocess.Popen(
+        [sys.executable, "-m", "d365sync_nb", "sync", *where, "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while emulator.stats()["requests_by_endpoint"].get("Labels", 0) < 10:
+            assert time.monotonic() < deadline and manual.poll() is None
+            time.sleep(0.02)
+        os.kill(manual.pid, signal.SIGSTOP)  # mid-sync for as long as the watch takes
+        try:
+            checked = d365sync("watch", *where, "--once", "--json")
+        finally:
+            os.kill(manual.pid, signal.SIGCONT)
+        assert checked.returncode == 0, checked.stderr
+        event = json.loads(checked.stdout.splitlines()[-1])
+        assert event["action"] == "skipped_running" and event["session_id"] is None
+        assert "a sync is checking or syncing" in event["reason"]
+    finally:
+        manual.send_signal(signal.SIGINT)
+        out, err = manual.communicate(timeout=60)
+    assert manual.returncode == 130, err
+    assert json.loads(out.splitlines()[-1])["status"] == "cancelled"
+    again = d365sync("sync", *where, "--json")  # the lock went with the session
+    assert again.returncode == 0, again.stderr
+
+
 def test_a_watch_finds_the_emulators_next_release(tmp_path):
     """End to end: the emulator process is upgraded (its admin endpoint) while ``d365sync
     watch --every 1s`` watches it; the watch syncs the new version and notifies a webhook."""

@@ -32,6 +32,7 @@ TITLES = {
     "version_changed": "New version synced",
     "sync_completed": "Sync completed",
     "sync_failed": "Sync failed",
+    "sync_cancelled": "Sync cancelled",  # only a notebook's background start tells of it
 }
 
 JupyterSink = Callable[["Notice"], None]

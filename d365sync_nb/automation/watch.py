@@ -1,10 +1,10 @@
 """The watch: check each environment's version on a schedule, sync when due, notify, record.
 
 One :class:`Watcher` runs any number of targets (one per environment, each on its own schedule)
-on one event loop, with a bound on parallel syncs. Each check holds the environment's
-:class:`~d365sync_nb.automation.lock.EnvironmentLock`, so two watchers (in any processes) never
-sync one environment at once. :meth:`Watcher.stop` ends the watch: a running sync is cancelled
-(and recorded cancelled), otherwise it stops between checks.
+on one event loop, with a bound on parallel syncs. Each check holds the cache's
+:class:`~d365sync_nb.store.lock.CacheLock`, so two watchers, or a watcher and a manual sync, in
+any processes, never sync one environment at once. :meth:`Watcher.stop` ends the watch: a
+running sync is cancelled (and recorded cancelled), otherwise it stops between checks.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from d365sync_nb import diagnostics
-from d365sync_nb.automation.lock import EnvironmentLock
 from d365sync_nb.automation.marker import clear_marker, write_marker
 from d365sync_nb.automation.notify import (
     RETRY_DELAYS,
@@ -40,6 +39,7 @@ from d365sync_nb.errors import D365SyncError, SessionConflictError
 from d365sync_nb.models import SyncSession, SyncStatus, SyncStrategy, iso, utcnow
 from d365sync_nb.redaction import redact
 from d365sync_nb.store.checks import CheckAction, CheckRecord
+from d365sync_nb.store.lock import CacheLock
 
 if TYPE_CHECKING:
     from d365sync_nb.sync.manager import SyncSessionManager
@@ -239,11 +239,11 @@ class Watcher:
             action=CheckAction.UP_TO_DATE,
             strategy=target.strategy.value,
         )
-        lock = EnvironmentLock(target.manager.store.path)
+        lock = CacheLock(target.manager.store.path)
         try:
             if not lock.acquire():
                 record.action = CheckAction.SKIPPED_RUNNING
-                record.reason = "another watcher is checking or syncing this environment"
+                record.reason = "another watcher or a sync is checking or syncing this environment"
             else:
                 await self._check_locked(target, record)
         except Exception as exc:  # a bug must not end the watch: recorded, logged
@@ -308,7 +308,7 @@ class Watcher:
         manager = target.manager
         try:
             result = await manager.start(
-                None, target.strategy, initiated_by=INITIATED_BY, force=True
+                None, target.strategy, initiated_by=INITIATED_BY, force=True, lock_held=True
             )
         except SessionConflictError as exc:
             record.action, record.reason = CheckAction.SKIPPED_RUNNING, str(exc)
@@ -449,6 +449,25 @@ def session_brief(session: SyncSession) -> dict[str, Any]:
         "duration_seconds": round(session.duration_seconds, 3),
         "counts": dict(session.counts),
     }
+
+
+def session_notice(manager: SyncSessionManager, session: SyncSession) -> Notice:
+    """The notice of a session that ended (completed, failed or cancelled) outside a watch, e.g.
+    one started in the background from a notebook: a failure carries its one-line error, the
+    diagnose verdict and the activity id of its last failed request."""
+    event = {SyncStatus.FAILED: "sync_failed", SyncStatus.CANCELLED: "sync_cancelled"}.get(
+        session.status, "sync_completed"
+    )
+    verdict, activity_id = _diagnosis(manager, session) if event == "sync_failed" else (None, None)
+    return Notice(
+        event=event,
+        environment=manager.settings.base_url,
+        global_version_id=session.global_version_id,
+        session=session_brief(session),
+        verdict=verdict,
+        error=session.error if event == "sync_failed" else None,
+        activity_id=activity_id,
+    )
 
 
 def exit_code(records: Sequence[CheckRecord]) -> int:

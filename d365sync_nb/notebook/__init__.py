@@ -30,7 +30,7 @@ from d365sync_nb.notebook.config import D365Sync
 from d365sync_nb.notebook.diagnosis import DiagnosisView, WhenToSyncView
 from d365sync_nb.notebook.extension import load_ipython_extension, unload_ipython_extension
 from d365sync_nb.notebook.operations import FUNCTIONS
-from d365sync_nb.notebook.state import get_connection, get_panel, get_session
+from d365sync_nb.notebook.state import get_connection, get_notices, get_panel, get_session
 from d365sync_nb.notebook.waiting import SessionInterrupted
 from d365sync_nb.views import charts
 from d365sync_nb.views import frames as tables
@@ -52,6 +52,7 @@ __all__ = [
     "charts",
     "connect",
     "get_connection",
+    "get_notices",
     "get_panel",
     "get_session",
     "load_ipython_extension",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from traitlets import Enum, Float, Int, TraitError, Unicode, observe, validate
+from traitlets import Bool, Enum, Float, Int, TraitError, Unicode, observe, validate
 from traitlets.config import SingletonConfigurable
 
 from d365sync_nb.connection import SCALES
@@ -47,6 +47,11 @@ class D365Sync(SingletonConfigurable):
         config=True
     )
     history_limit = Int(20, help="sessions shown by history without --limit").tag(config=True)
+    notify_background = Bool(
+        True,
+        help="tell when a session started in the background (start without --wait) ends: a "
+        "JupyterLab notification (with ipylab), and a line in %d365sync panel",
+    ).tag(config=True)
 
     @validate("default_strategy")
     def _check_strategy(self, proposal: Any) -> str:

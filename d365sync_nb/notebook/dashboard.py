@@ -5,6 +5,8 @@ Widget structure and CSS classes::
     VBox  .d365sync-dashboard
       HTML  .d365sync-dashboard-title
       HTML  .d365sync-dashboard-watch       the watch's status line (empty without a watch)
+      HTML  .d365sync-dashboard-notices     the last notices, .d365sync-notice each (a sync
+                                            ended, a new version synced); see notices.py
       VBox  .d365sync-dashboard-running     one SessionPanel (.d365sync-panel) per running session
       HTML  .d365sync-dashboard-history     recent sessions as a table
 
@@ -16,7 +18,7 @@ through its display id (:mod:`~d365sync_nb.notebook.live_output`), for viewers w
 from __future__ import annotations
 
 import html
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import ipywidgets as widgets
@@ -68,12 +70,14 @@ class Dashboard:
             f"<b>D365 metadata sync</b> · {html.escape(manager.settings.base_url)}"
         ).add_class("d365sync-dashboard-title")
         self.watch_line = widgets.HTML().add_class("d365sync-dashboard-watch")
+        self.notices_line = widgets.HTML().add_class("d365sync-dashboard-notices")
+        self.notices: list[str] = []
         self.running = widgets.VBox([widgets.HTML(NO_RUNNING)]).add_class(
             "d365sync-dashboard-running"
         )
         self.history = widgets.HTML().add_class("d365sync-dashboard-history")
         self.widget = widgets.VBox(
-            [self.title, self.watch_line, self.running, self.history]
+            [self.title, self.watch_line, self.notices_line, self.running, self.history]
         ).add_class("d365sync-dashboard")
         self.listening = False
         self.output = LiveOutput("dashboard", self._repr_mimebundle_)
@@ -112,6 +116,14 @@ class Dashboard:
         """The watch's status line ("watching: next check 14:00 UTC; ..."), or none."""
         self.watch_line.value = f"<i>{html.escape(line)}</i>" if line else ""
 
+    def show_notices(self, lines: list[str]) -> None:
+        """The last notices, one line each (newest last), or none."""
+        self.notices = list(lines)
+        self.notices_line.value = "".join(
+            f'<div class="d365sync-notice">🔔 {html.escape(n)}</div>' for n in lines
+        )
+        self.output.refresh(("notices", *self.notices))
+
     def refresh_history(self) -> None:
         self.history.value = "<b>Recent sessions</b>" + history_table(
             self.manager, self.history_limit
@@ -127,7 +139,7 @@ class Dashboard:
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
         """The widget view, and the static renderings of the current state."""
         data = self.widget._repr_mimebundle_(**kwargs) or {}
-        text = TextDashboard(self.manager, self.history_limit)
+        text = TextDashboard(self.manager, self.history_limit, self.notices)
         data["text/plain"] = str(text)
         data["text/html"] = text.html()
         return data
@@ -139,9 +151,15 @@ class Dashboard:
 class TextDashboard:
     """A text snapshot of the dashboard."""
 
-    def __init__(self, manager: SyncSessionManager, history_limit: int = 10) -> None:
+    def __init__(
+        self,
+        manager: SyncSessionManager,
+        history_limit: int = 10,
+        notices: Sequence[str] = (),
+    ) -> None:
         self.manager = manager
         self.history_limit = history_limit
+        self.notices = list(notices)
 
     def __str__(self) -> str:
         running = self.manager.get_active_sessions()
@@ -149,6 +167,7 @@ class TextDashboard:
         lines += [
             f"  {s.session_id[:8]} {s.strategy.value:<20} {render.status_line(s)}" for s in running
         ] or ["  (none)"]
+        lines += [f"Notice: {n}" for n in self.notices]
         lines += ["Recent sessions:", render.table(self.history_rows())]
         return "\n".join(lines)
 
@@ -156,9 +175,10 @@ class TextDashboard:
         """The same as static HTML: each running session's card, then the recent history."""
         running = self.manager.get_active_sessions()
         cards = "".join(static_html.session_card(s) for s in running) or NO_RUNNING
+        notices = "".join(f"<div>🔔 {html.escape(n)}</div>" for n in self.notices)
         title = html.escape(f"D365 metadata sync · {redact_url(self.manager.settings.base_url)}")
         return (
-            f'<div style="{static_html.FONT}"><b>{title}</b>{cards}'
+            f'<div style="{static_html.FONT}"><b>{title}</b>{notices}{cards}'
             f"<div><b>Recent sessions</b></div>{static_html.table(self.history_rows())}</div>"
         )
 

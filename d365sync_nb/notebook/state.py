@@ -17,6 +17,7 @@ from d365sync_nb.notebook import frontend
 from d365sync_nb.notebook.config import D365Sync
 from d365sync_nb.notebook.dashboard import Dashboard
 from d365sync_nb.notebook.event_loop import LoopBridge, make_bridge
+from d365sync_nb.notebook.notices import Notices, Told
 from d365sync_nb.notebook.panel import SessionPanel, live_panel
 from d365sync_nb.sync.manager import SyncSessionManager
 
@@ -30,7 +31,15 @@ class NotebookState:
     panels: OrderedDict[str, SessionPanel] = field(default_factory=OrderedDict)
     dashboard: Dashboard | None = None
     watch: Any = None  # the notebook's watch (commands/watch.py), running or stopped
+    notices: Notices = field(default_factory=Notices)  # what the kernel told (notices.py)
     _watched: D365Sync | None = field(default=None, repr=False)  # config whose throttle we follow
+
+    def __post_init__(self) -> None:
+        self.notices.listeners.append(self._notices_changed)
+
+    def _notices_changed(self, recent: list[Told]) -> None:
+        if self.dashboard is not None:
+            self.dashboard.show_notices([t.text for t in recent])
 
     # -- loop and connection ---------------------------------------------------------------
     def ensure_bridge(self) -> LoopBridge:
@@ -126,3 +135,9 @@ def get_session(session_id: str | None = None) -> SyncSession:
 def get_panel(session_id: str | None = None) -> SessionPanel:
     """The live widget panel of a session (the latest when no id)."""
     return state.panel_for(state.resolve_session(session_id))
+
+
+def get_notices() -> list[Told]:
+    """What this kernel told (newest last): each notice's event, line, and ``via`` ("toast"
+    when JupyterLab was asked to show it, else "panel": the line in ``%d365sync panel``)."""
+    return list(state.notices.told)

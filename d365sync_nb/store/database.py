@@ -8,6 +8,7 @@ All writes go through one connection on one worker thread (``await db.run(fn, ..
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import sqlite3
 import threading
@@ -107,6 +108,7 @@ class Database:
             if exists:
                 self._migrate(conn)
             conn.executescript(SCHEMA)  # idempotent: adds what a new version creates
+            _check_columns(conn)
             with conn:
                 conn.execute(
                     "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
@@ -227,6 +229,47 @@ def _check_integrity(conn: sqlite3.Connection) -> None:
     if row is None or row[0] != "ok":
         detail = " ".join(str(row[0]).split())[:120] if row else ""  # one line
         raise sqlite3.DatabaseError(f"database disk image is malformed ({detail})")
+
+
+@functools.cache
+def _expected_columns() -> dict[str, frozenset[str]]:
+    """Each table's columns in a file made by this package (from the schema, in memory)."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.executescript(SCHEMA)
+        return _columns(conn)
+    finally:
+        conn.close()
+
+
+def _columns(conn: sqlite3.Connection) -> dict[str, frozenset[str]]:
+    tables = [
+        row[0]
+        for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        )
+    ]
+    return {
+        table: frozenset(row[1] for row in conn.execute(f'PRAGMA table_info("{table}")'))
+        for table in tables
+    }
+
+
+def _check_columns(conn: sqlite3.Connection) -> None:
+    """A file whose tables lack columns of its stated schema version (made by another build of
+    the package, or edited by hand) is damaged: it would fail every write, not once at open."""
+    found = _columns(conn)
+    missing = sorted(
+        f"{table}.{column}"
+        for table, columns in _expected_columns().items()
+        for column in columns - found.get(table, frozenset())
+    )
+    if missing:
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        shown = ", ".join(missing[:3]) + more
+        raise sqlite3.DatabaseError(
+            f"malformed schema: version {SCHEMA_VERSION} lacks the column(s) {shown}"
+        )
 
 
 def _is_locked(exc: sqlite3.Error) -> bool:

@@ -42,6 +42,7 @@ from d365sync_nb.models import (
     SyncStrategy,
 )
 from d365sync_nb.store import LIVE_SESSIONS, MetadataStore, find_shared_build, store_path
+from d365sync_nb.store.lock import SharedHold, hold_shared
 from d365sync_nb.sync.lookup import (
     as_limit,
     as_session_id,
@@ -70,6 +71,7 @@ class _Running:
     session: SyncSession
     task: asyncio.Task[None]
     runner: SessionRunner
+    lock: SharedHold | None  # its part of the process's hold of the cache's lock (not a watch's)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -183,14 +185,18 @@ class SyncSessionManager:
         *,
         force: bool = False,
         languages: str | Sequence[str] | None = None,
+        lock_held: bool = False,
     ) -> StartResult:
         """Start a session (detecting the version) or say it is already up to date.
 
         ``global_version_id`` may be typed text (``"2"``); it must name a cached version, the
         one the environment runs now. The initializing and version-check phases run while the
-        caller waits; the rest runs as a task. Raises ConfigurationError for bad arguments,
-        SessionConflictError when a session is already running for the version, and D365Error
-        when the environment cannot be reached (no session is recorded then).
+        caller waits; the rest runs as a task. The session holds the cache's
+        lock (:func:`~d365sync_nb.store.lock.hold_shared`) until it ends (``lock_held``: the
+        caller, a watch, already holds it). Raises ConfigurationError for bad arguments,
+        SessionConflictError when a session is already running for the version or another
+        process holds the cache's lock, and D365Error when the environment cannot be reached (no
+        session is recorded then).
         """
         strategy = SyncStrategy.parse(strategy)
         wanted = parse_languages(languages) or self.settings.sync_languages
@@ -220,11 +226,16 @@ class SyncSessionManager:
                 )
             session.global_version_id = version_id
             self._check_not_running(version_id)
+            lock = None if lock_held else self._take_lock()
             self._starting.add(version_id)  # no await between the checks and this line
             try:
-                return await self._start_version(session, reporter, client, env, force, wanted)
+                return await self._start_version(
+                    session, reporter, client, env, force, wanted, lock
+                )
             finally:
                 self._starting.discard(version_id)
+                if lock is not None and session.session_id not in self._running:
+                    lock.release()
         finally:
             if session.session_id not in self._running:  # up to date, or refused: no task
                 await client.aclose()
@@ -269,6 +280,18 @@ class SyncSessionManager:
         )
         return version_id, env
 
+    def _take_lock(self) -> SharedHold:
+        """A part of this process's hold of the cache's lock; a conflict when a watch or another
+        process holds the lock."""
+        lock = hold_shared(self.store.path)
+        if lock is None:
+            raise SessionConflictError(
+                "Another sync or a watch is checking or syncing this cache right now (it holds "
+                f"{self.store.path.name}.sync.lock); wait for it, or see 'd365sync checks' and "
+                "'d365sync history'"
+            )
+        return lock
+
     def _check_not_running(self, version_id: int) -> None:
         for other in self.store.history.running_elsewhere():
             if other["global_version_id"] == version_id:
@@ -297,6 +320,7 @@ class SyncSessionManager:
         env: EnvironmentVersion,
         force: bool,
         languages: tuple[str, ...],
+        lock: SharedHold | None,
     ) -> StartResult:
         version_id = session.global_version_id
         assert version_id is not None
@@ -332,7 +356,7 @@ class SyncSessionManager:
             log_requests=self.request_log_sessions > 0,
         )
         task = asyncio.create_task(self._run(runner), name=f"d365sync-{session.session_id}")
-        self._running[session.session_id] = _Running(session, task, runner)
+        self._running[session.session_id] = _Running(session, task, runner, lock)
         reporter.hub = self._hub
         reporter.notify(force=True)  # listeners (a dashboard) see the new session at once
         return StartResult(
@@ -403,7 +427,9 @@ class SyncSessionManager:
             await asyncio.shield(self.recorder.final_save(session, runner.client))
             await asyncio.shield(runner.client.aclose())  # already closed once it ran
         finally:  # even when a late cancel interrupts the save
-            self._running.pop(session.session_id, None)
+            running = self._running.pop(session.session_id, None)
+            if running is not None and running.lock is not None:
+                running.lock.release()
             LIVE_SESSIONS.discard(session.session_id)
             runner.reporter.notify(force=True)
             self._hub.forget(session.session_id)

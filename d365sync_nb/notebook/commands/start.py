@@ -1,18 +1,22 @@
 """``%d365sync start``: start a sync session and show it live (widget panel, or text).
 
 In a Jupyter kernel the session is a task on the kernel's loop, so it keeps running between
-cells; with ``--wait`` the cell drives that loop until the session ends.
+cells; with ``--wait`` the cell drives that loop until the session ends. A session left running
+in the background tells how it ended (completed, failed with its error, cancelled): a JupyterLab
+notification through ipylab, and a line in ``%d365sync panel`` (:mod:`..notices`); ``--no-notify``
+or ``%config D365Sync.notify_background = False`` turns that off.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 from typing import Any
 
 from d365sync_nb.models import SyncSession, SyncStrategy
 from d365sync_nb.notebook.config import D365Sync
-from d365sync_nb.notebook.event_loop import interrupt_calls
+from d365sync_nb.notebook.event_loop import LoopBridge, interrupt_calls
 from d365sync_nb.notebook.frontend import current_kernel, show
 from d365sync_nb.notebook.live_output import SessionOutput
 from d365sync_nb.notebook.panel import live_panel
@@ -20,6 +24,7 @@ from d365sync_nb.notebook.state import state
 from d365sync_nb.notebook.waiting import SessionInterrupted, follow
 from d365sync_nb.operations import sync as sync_operation
 from d365sync_nb.render import ProgressPrinter
+from d365sync_nb.sync.manager import SyncSessionManager
 
 NAME = "start"
 SUMMARY = "start a sync session and show its live panel (--wait blocks until it ends)"
@@ -31,6 +36,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for arg in sync_operation.ARGS:
         arg.add_to(parser)
     parser.add_argument("--wait", action="store_true", help="block until the session ends")
+    parser.add_argument(
+        "--no-notify",
+        dest="notify",
+        action="store_false",
+        default=None,
+        help="no JupyterLab notification when the background session ends",
+    )
 
 
 def start(
@@ -41,11 +53,14 @@ def start(
     wait: bool = False,
     display: bool = True,
     languages: str | list[str] | None = None,
+    notify: bool | None = None,
 ) -> SyncSession | None:
     """Start a sync session and show its live panel (text where widgets cannot render).
 
     Returns the session (its final state with ``wait``), or None when already up to date.
     ``languages`` (``"en-us,de"`` or a list): the languages to sync labels in.
+    ``notify`` (default ``D365Sync.notify_background``): without ``wait``, tell how the session
+    ended (a JupyterLab notification, and a line in ``%d365sync panel``).
     With ``wait``, interrupting the kernel cancels the session, then raises
     :class:`SessionInterrupted`.
     """
@@ -88,6 +103,8 @@ def start(
             if not wait and current_kernel() is not None:
                 show(SessionOutput(manager, bridge, sid))  # its final state once it ends
         if not wait:
+            if notify if notify is not None else D365Sync.instance().notify_background:
+                notify_when_done(manager, bridge, sid)
             if display and not widgets_on:
                 print(FOLLOW_HINT)
             return manager.get_sync_session(sid)
@@ -99,7 +116,24 @@ def start(
     return final
 
 
+def notify_when_done(manager: SyncSessionManager, bridge: LoopBridge, session_id: str) -> None:
+    """Tell how the background session ends (see the module); the toast's bridge is made now,
+    in this cell, where a JupyterLab renders widgets."""
+    if state.use_widgets():
+        state.notices.toaster.prepare(bridge.loop)
+    follow_it = state.notices.follow(manager, session_id)
+    if bridge.on_loop_thread():
+        bridge.spawn(follow_it)
+    else:
+        asyncio.run_coroutine_threadsafe(follow_it, bridge.loop)
+
+
 def run(args: argparse.Namespace) -> None:
     start(
-        args.strategy, args.version, force=args.force, wait=args.wait, languages=args.languages
+        args.strategy,
+        args.version,
+        force=args.force,
+        wait=args.wait,
+        languages=args.languages,
+        notify=args.notify,
     )

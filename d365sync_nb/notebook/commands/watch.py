@@ -5,8 +5,9 @@ its next check. Its status line ("watching: next check 14:00 UTC; last check 13:
 (10.0.41)") is a widget that repaints itself, and a sync it starts gets its own live panel
 below it. ``--stop`` ends it (a running sync is cancelled), ``--status`` shows it with the
 recent checks. Notifications: ``--notify teams:URL`` etc., and ``jupyter`` (the default here):
-a JupyterLab toast through ipylab when installed (``pip install 'd365sync_nb[jupyter]'``),
-else a line under the status line. A kernel restart ends the watch; the next ``connect`` says so.
+a line under the status line (and in ``%d365sync panel``), plus a JupyterLab toast through
+ipylab when installed (``pip install 'd365sync_nb[jupyter]'``; :mod:`..notices`).
+A kernel restart ends the watch; the next ``connect`` says so.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from d365sync_nb.errors import ConfigurationError
 from d365sync_nb.models import SyncStrategy
 from d365sync_nb.notebook.frontend import show
 from d365sync_nb.notebook.live_output import LiveOutput
+from d365sync_nb.notebook.notices import notice_line
 from d365sync_nb.notebook.panel import SessionPanel, live_panel
 from d365sync_nb.notebook.state import state
 from d365sync_nb.operations import watch as spec
@@ -121,11 +123,13 @@ class NotebookWatch:
             state.dashboard.show_watch(self.status_line())
 
     def notice(self, notice: Notice) -> None:
-        """The ``jupyter`` target: a JupyterLab toast, else a line under the status line."""
-        text = f"{notice.title}: " + "; ".join(notice.lines()[:3])
-        self.notices.append(text)
-        if not _toast(notice, text) and self.view is not None:
+        """The ``jupyter`` target (called on the loop): a line under the status line, and the
+        kernel's notices (a JupyterLab toast where ipylab can show one)."""
+        self.notices.append(notice_line(notice))
+        if self.view is not None:
             self.view.repaint(self)
+        if state.bridge is not None:
+            state.bridge.spawn(state.notices.tell(notice))
 
     def __str__(self) -> str:
         lines = [self.status_line(), *(f"notice: {n}" for n in self.notices[-3:])]
@@ -220,6 +224,8 @@ def watch(
     nb = NotebookWatch(watcher, target)
     watcher.on_event, watcher.on_status = nb.on_event, nb.on_status
     set_jupyter_sink(nb.notice)
+    if any(t.kind == "jupyter" for t in targets) and state.use_widgets():
+        state.notices.toaster.prepare(bridge.loop)  # in this cell: see notices.py
     if once:
         (record,) = bridge.run(watcher.run(once=True))
         if display:
@@ -277,27 +283,6 @@ async def _ended(future: Any) -> None:
         await asyncio.wait([future])
     else:
         await asyncio.wrap_future(future)
-
-
-def _toast(notice: Notice, text: str) -> bool:
-    """A JupyterLab notification through ipylab (optional); False when it cannot be shown."""
-    try:
-        from ipylab import JupyterFrontEnd
-    except ImportError:
-        return False
-    try:
-        app = JupyterFrontEnd()
-        app.commands.execute(
-            "apputils:notify",
-            {
-                "message": text[:500],
-                "type": "error" if notice.event == "sync_failed" else "success",
-                "options": {"autoClose": 15000},
-            },
-        )
-    except Exception:
-        return False
-    return True
 
 
 def run(args: argparse.Namespace) -> Any:
