@@ -105,3 +105,40 @@ async def test_a_failing_credential_is_one_clear_auth_error():
             await client.get_installed_modules()
     text = str(info.value)
     assert "\n" not in text and "az login" in text and "RuntimeError" in text
+
+
+async def test_one_timer_cancels_each_attempt_at_its_deadline_and_passes_other_cancels_on():
+    """The attempts' deadlines (d365/deadlines.py): an attempt past its deadline is a timeout,
+    a cancel from outside stays a cancel, an attempt that ends in time is left alone."""
+    import asyncio
+
+    from d365sync_nb.d365.deadlines import Deadlines
+
+    deadlines = Deadlines()
+    never = asyncio.Event()
+
+    async def attempt(seconds: float) -> str:
+        watch = deadlines.start(seconds)
+        try:
+            await never.wait()
+        except asyncio.CancelledError:
+            if deadlines.end(watch, cancelled=True):
+                return "timed out"
+            raise
+        return "answered"  # (never set)
+
+    async def quick() -> str:
+        watch = deadlines.start(0.05)
+        await asyncio.sleep(0)
+        assert not deadlines.end(watch, cancelled=False)
+        return "in time"
+
+    late = [asyncio.create_task(attempt(s)) for s in (0.2, 0.05, 0.1)]
+    cancelled = asyncio.create_task(attempt(60))
+    assert await quick() == "in time"
+    assert [await t for t in late] == ["timed out"] * 3
+    cancelled.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    assert not deadlines._watched  # every attempt took itself off
+    deadlines.close()

@@ -303,3 +303,17 @@ def test_a_profiles_languages_are_normalised_and_refused_in_one_line(
     assert one.sync_languages == ("en-gb",)
     with pytest.raises(ConfigurationError, match=r"languages: '<script>' is not a language tag"):
         resolve_settings(profile="bad")
+
+
+@pytest.mark.parametrize("value", ["Customer", "", None])
+def test_a_fetched_label_is_the_label_model_construct_builds(value: str | None) -> None:
+    """The label path's shortcut builds what pydantic's ``model_construct`` builds."""
+    from d365sync_nb.metadata import Label
+
+    fast = Label.fetched("@SYS1", "de", value)
+    slow = Label.model_construct(id="@SYS1", language="de", value=value)
+    assert fast == slow and fast.model_fields_set == slow.model_fields_set
+    assert fast.model_dump() == slow.model_dump() and repr(fast) == repr(slow)
+    assert fast.status == slow.status
+    fast.http_status = 404  # still a mutable model (the runner sets it on refused labels)
+    assert fast.model_copy(update={"value": "x"}).value == "x"

@@ -31,6 +31,7 @@ from aiohttp.http_exceptions import ContentEncodingError
 from d365sync_nb.config import ConnectionSettings
 from d365sync_nb.d365 import paging
 from d365sync_nb.d365.auth import TokenCredential, TokenProvider, make_credential
+from d365sync_nb.d365.deadlines import Deadlines
 from d365sync_nb.d365.limiter import AdaptiveLimit, Limiter, Outcome
 from d365sync_nb.d365.retry import Retries, RetryPolicy, Sent, retry_after
 from d365sync_nb.d365.shapes import describe, parse_item, parse_items
@@ -224,6 +225,7 @@ class D365MetadataClient:
         self._live: httpx.AsyncBaseTransport | None = None  # the transport while open
         self._session: Any = None  # the aiohttp session while open (no transport given)
         self._extensions: dict[str, Any] = {}
+        self._deadlines = Deadlines()  # every attempt's deadline, under one timer
         # request ids: one random GUID prefix per client and a counter (unique, and no uuid4
         # per request)
         self._id_prefix = str(uuid.uuid4())[:24]
@@ -277,6 +279,7 @@ class D365MetadataClient:
     async def aclose(self) -> None:
         live, self._live = self._live, None
         session, self._session = self._session, None
+        self._deadlines.close()
         if live is not None or session is not None:
             if live is not None:
                 await live.aclose()
@@ -427,22 +430,25 @@ class D365MetadataClient:
                 raise DeadlineExceeded()
             single = sample and self._session is not None
             stall = single and self.read_timeout < budget
-            deadline = asyncio.timeout(self.read_timeout if stall else budget)
+            watch = self._deadlines.start(self.read_timeout if stall else budget)
             response: Response
             try:
-                async with deadline:
-                    if self._session is not None:
-                        response, body = await self._exchange(
-                            method, url, headers, json_body, single=single
-                        )
-                    else:
-                        response, body = await self._exchange_httpx(method, url, headers, json_body)
-            except TimeoutError:
-                if deadline.expired():
+                if self._session is not None:
+                    response, body = await self._exchange(
+                        method, url, headers, json_body, single=single
+                    )
+                else:
+                    response, body = await self._exchange_httpx(method, url, headers, json_body)
+            except asyncio.CancelledError:
+                if self._deadlines.end(watch, cancelled=True):  # its deadline, not a cancel
                     if stall:
                         raise aiohttp.SocketTimeoutError() from None
                     raise DeadlineExceeded() from None
                 raise
+            except BaseException:
+                self._deadlines.end(watch, cancelled=False)
+                raise
+            self._deadlines.end(watch, cancelled=False)
             outcome = _outcome(response.status_code)
             if sample and outcome is Outcome.OK:
                 served = _served_seconds(response)
@@ -655,7 +661,7 @@ class D365MetadataClient:
         """One label; an id the service does not know comes back with ``value=None``."""
         data = await self.request_json("GET", label_path(label_id, language), not_found_ok=True)
         if data is None:
-            return Label.model_construct(id=label_id, language=language, value=None)
+            return Label.fetched(label_id, language, None)
         if not isinstance(data, dict):
             raise D365ResponseError(
                 f"Labels item {service_text(label_id, 80)!r}: must be an object, got "
@@ -670,9 +676,7 @@ class D365MetadataClient:
                 transient=False,
             )
         # checked above: no validation needed (a label per request)
-        return Label.model_construct(
-            id=label_id, language=language, value=value if value is not None else ""
-        )
+        return Label.fetched(label_id, language, value if value is not None else "")
 
     async def fetch_labels(
         self,
