@@ -18,7 +18,6 @@ import yarl
 
 from d365sync_nb.d365.client import (
     APP_VERSION_ACTION,
-    HEADERS,
     MODULES_ACTION,
     PLATFORM_VERSION_ACTION,
     PUBLIC_ENTITIES_CHUNK,
@@ -46,14 +45,14 @@ async def main(base_url: str, concurrency: int, scale: str = "realistic") -> Non
     queue = iter(urls)
     start = time.perf_counter()
     session = default_session(concurrency)
-    post = {**HEADERS, "Content-Type": "application/json"}
+    post = {"Content-Type": "application/json"}  # (the session sends HEADERS)
 
     async def worker() -> None:
         for method, url in queue:
             data = orjson.dumps({}) if method == "POST" else None
             async with session.request(
                 method, yarl.URL(f"{base_url}/{url}", encoded=True), data=data,
-                headers=post if data else HEADERS, allow_redirects=False,
+                headers=post if data else None, allow_redirects=False,
             ) as response:  # fmt: skip
                 await response.read()
 

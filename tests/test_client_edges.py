@@ -142,3 +142,24 @@ async def test_one_timer_cancels_each_attempt_at_its_deadline_and_passes_other_c
         await cancelled
     assert not deadlines._watched  # every attempt took itself off
     deadlines.close()
+
+
+@pytest.mark.parametrize(
+    "base",
+    ["http://127.0.0.1:8080", "https://contoso.operations.dynamics.com/", "https://h.example/ns/x",
+     "http://h:1/a%20b"],
+)  # fmt: skip
+def test_a_url_under_the_base_joined_to_it_is_the_url_parsed_whole(base: str) -> None:
+    """aiohttp gets the same URL, as built, whether joined to the parsed base or parsed whole."""
+    import yarl
+
+    client = D365MetadataClient(base)
+    for path in [
+        label_path("@SYS1", "en-us"), label_path("@SYS 1'x/ü", "de"),
+        "Metadata/DataEntities?$top=5", "https://other.example/Metadata/Labels",
+    ]:  # fmt: skip
+        full = client._url(path)
+        joined, whole = client._yarl(full), yarl.URL(full, encoded=True)
+        assert (str(joined), joined.raw_path, joined.raw_query_string) == (
+            str(whole), whole.raw_path, whole.raw_query_string,
+        )  # fmt: skip

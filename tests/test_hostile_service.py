@@ -108,6 +108,13 @@ def test_an_honest_answer_syncs(service, d365sync):
     result = done.json
     assert result["status"] == "completed"
     assert result["counts"]["labels"] == len(service.label_ids())
+    # every request carries the service's headers (the aiohttp session's own) and its own id
+    ids = [r.headers.get("x-ms-client-request-id") for r in service.requests]
+    assert len(set(ids)) == len(ids) == result["http"]["requests"] and all(ids)
+    for r in service.requests:
+        assert r.headers.get("odata-version") == "4.0", r
+        assert r.headers.get("accept") == "application/json", r
+        assert r.headers.get("user-agent", "").startswith("python-httpx/"), r
 
 
 # -- class 1: wrong shapes ---------------------------------------------------------------------
