@@ -20,6 +20,7 @@ and its ``poll()`` does nothing on ipykernel >= 7.1 (measured; see docs/ARCHITEC
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import signal
@@ -60,6 +61,15 @@ class LoopBridge:
         self._tasks.add(task)
         task.add_done_callback(self._done)
         return task
+
+    def submit(
+        self, coro: Coroutine[Any, Any, Any]
+    ) -> asyncio.Future[Any] | concurrent.futures.Future[Any]:
+        """Schedule ``coro`` on the loop from any thread: a task (:meth:`spawn`) on the loop's
+        thread, else a ``concurrent.futures.Future`` of it."""
+        if self.on_loop_thread():
+            return self.spawn(coro)
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
     def _done(self, task: asyncio.Future[Any]) -> None:
         self._tasks.discard(task)

@@ -10,7 +10,6 @@ or ``%config D365Sync.notify_background = False`` turns that off.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 from typing import Any
 
@@ -121,11 +120,7 @@ def notify_when_done(manager: SyncSessionManager, bridge: LoopBridge, session_id
     in this cell, where a JupyterLab renders widgets."""
     if state.use_widgets():
         state.notices.toaster.prepare(bridge.loop)
-    follow_it = state.notices.follow(manager, session_id)
-    if bridge.on_loop_thread():
-        bridge.spawn(follow_it)
-    else:
-        asyncio.run_coroutine_threadsafe(follow_it, bridge.loop)
+    bridge.submit(state.notices.follow(manager, session_id))
 
 
 def run(args: argparse.Namespace) -> None:

@@ -233,7 +233,7 @@ def watch(
         return record
     if display and state.use_widgets():
         nb.view = WatchView(nb)
-    nb.future = _spawn(bridge, watcher.run())
+    nb.future = bridge.submit(watcher.run())
     state.watch = nb
     if nb.view is not None:
         show(nb.view)
@@ -271,11 +271,6 @@ def _current() -> NotebookWatch | None:
     found = state.watch
     return found if isinstance(found, NotebookWatch) else None
 
-
-def _spawn(bridge: Any, coro: Any) -> Any:
-    if bridge.on_loop_thread():
-        return bridge.spawn(coro)
-    return asyncio.run_coroutine_threadsafe(coro, bridge.loop)
 
 
 async def _ended(future: Any) -> None:
