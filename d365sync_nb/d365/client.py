@@ -36,6 +36,7 @@ from d365sync_nb.d365.limiter import AdaptiveLimit, Limiter, Outcome
 from d365sync_nb.d365.retry import Retries, RetryPolicy, Sent, retry_after
 from d365sync_nb.d365.shapes import describe, parse_item, parse_items
 from d365sync_nb.d365.stats import HttpStats, endpoint_class
+from d365sync_nb.d365.wire import SingleItems, WireAnswer, WireError
 from d365sync_nb.errors import (
     D365AuthError,
     D365Error,
@@ -104,6 +105,7 @@ TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
     TimeoutError,
     DeadlineExceeded,
     AnswerTooLarge,
+    WireError,
 )
 
 
@@ -130,8 +132,9 @@ class Answer:
         self.status_code, self.reason_phrase, self.headers = status_code, reason_phrase, headers
 
 
-# An answer as the request path reads it: httpx's (a given transport) or aiohttp's.
-Response = httpx.Response | Answer
+# An answer as the request path reads it: httpx's (a given transport), aiohttp's or a single
+# item's (wire.py).
+Response = httpx.Response | Answer | WireAnswer
 
 
 # A single item's answer (a label) is one small read: its stall is no complete answer within
@@ -225,6 +228,7 @@ class D365MetadataClient:
         self.read_timeout = read_timeout  # no byte for this long: the read is stalled
         self._live: httpx.AsyncBaseTransport | None = None  # the transport while open
         self._session: Any = None  # the aiohttp session while open (no transport given)
+        self._single: SingleItems | None = None  # single-item GETs while open (wire.py)
         self._extensions: dict[str, Any] = {}
         self._deadlines = Deadlines()  # every attempt's deadline, under one timer
         self._base_yarl: yarl.URL | None = None  # the base URL parsed (see _yarl)
@@ -273,6 +277,7 @@ class D365MetadataClient:
                 self._extensions = {"timeout": timeout.as_dict()}
         elif self._session is None:
             self._session = default_session(self.limiter.ceiling, self.read_timeout)
+            self._single = SingleItems(self.base_url, HEADERS, self.max_answer_bytes)
 
     def _url(self, url: str) -> str:
         """An absolute URL: ``url`` itself (e.g. an ``@odata.nextLink``) or under the base."""
@@ -281,6 +286,9 @@ class D365MetadataClient:
     async def aclose(self) -> None:
         live, self._live = self._live, None
         session, self._session = self._session, None
+        single, self._single = self._single, None
+        if single is not None:
+            single.close()
         self._deadlines.close()
         if live is not None or session is not None:
             if live is not None:
@@ -464,10 +472,16 @@ class D365MetadataClient:
 
     async def _exchange(
         self, method: str, url: str, headers: dict[str, str], json_body: Any, *, single: bool
-    ) -> tuple[Answer, bytearray]:
+    ) -> tuple[Answer | WireAnswer, bytearray]:
         """One exchange through aiohttp: the answer's status line and headers, and its
         decoded body read once, refused past ``max_answer_bytes`` (a gzip bomb is never
-        inflated whole). ``single``: a single item, without aiohttp's per-read timer."""
+        inflated whole). ``single``: a single item: a GET under the base URL goes through
+        :mod:`.wire` (a fraction of aiohttp's CPU per request), anything else through aiohttp
+        without its per-read timer."""
+        single_items = self._single
+        if single and method == "GET" and single_items and single_items.serves(url):
+            answer = await single_items.get(url, headers)
+            return answer, answer.body
         data = None
         if json_body is not None:
             data = orjson.dumps(json_body)
@@ -845,6 +859,8 @@ def _error_kind(exc: BaseException) -> str:
         return "deadline"
     if isinstance(exc, AnswerTooLarge):
         return "too_large"
+    if isinstance(exc, WireError):
+        return exc.kind
     if isinstance(exc, httpx.DecodingError) or _caused_by(exc, ContentEncodingError):
         return "garbled"
     if isinstance(exc, aiohttp.ClientPayloadError):

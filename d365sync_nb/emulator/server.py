@@ -67,6 +67,7 @@ def _make_server(app: EmulatorApp) -> uvicorn.Server:
         log_level="warning",
         lifespan="off",
         access_log=False,
+        http="h11",  # the same server with or without httptools installed (the client uses it)
         timeout_graceful_shutdown=2,
     )
     error_logger = logging.getLogger("uvicorn.error")
