@@ -73,6 +73,8 @@ FRAMINGS = {
     "gzip": lambda b: coded(gzip.compress(b), "gzip"),
     "deflate": lambda b: coded(zlib.compress(b), "deflate"),
     "raw-deflate": lambda b: coded(raw_deflate(b), "deflate"),
+    "after-103": lambda b: b"HTTP/1.1 103 Early Hints\r\nLink: <x>\r\n\r\n" + FRAMINGS["length"](b),
+    "and-a-second": lambda b: FRAMINGS["length"](b) + answer(b"{}", "Content-Length: 2"),
     "gzip-chunked": lambda b: answer(
         chunked(gzip.compress(b)), "Content-Encoding: gzip", "Transfer-Encoding: chunked"
     ),

@@ -117,6 +117,10 @@ class _Connection(asyncio.Protocol):
         self._fail(Dropped(f"the service closed the connection before the answer's end{reason}"))
 
     # -- httptools callbacks ---------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        if self._waiter is None or self._waiter.done():  # more after the answer: not HTTP/1.1
+            raise Malformed("the service sent more than one answer to one request")
+
     def on_status(self, reason: bytes) -> None:
         self._reason += reason
 
@@ -139,6 +143,10 @@ class _Connection(asyncio.Protocol):
         if waiter is None or waiter.done():
             return
         parser = self._parser
+        status = parser.get_status_code()
+        if status < 200:  # an interim answer (103 Early Hints): the real one follows
+            self._reset()
+            return
         headers = Headers()
         for name, value in self._raw:
             key = name.decode("latin-1").lower()
@@ -149,7 +157,6 @@ class _Connection(asyncio.Protocol):
         except WireError as exc:
             self._fail(exc)
             return
-        status = parser.get_status_code()
         self.keep = not self.closed and parser.should_keep_alive()
         reason = self._reason.decode("latin-1")
         self._reset()
