@@ -1,7 +1,8 @@
 """The network floor: the sync's requests at a fixed concurrency, bodies read and dropped.
 
-Sent as the client sends them (through the client's aiohttp session, the URL as built), so the
-floor has the client's HTTP cost and nothing else.
+Sent through the client's aiohttp session (its headers, the URL as built): the aiohttp floor
+issue 22 measures the sync against. The sync itself sends its labels through ``d365/wire.py``
+(a third of aiohttp's CPU per label), so its client CPU is below this floor's.
 
 Usage: python benchmarks/floor.py BASE_URL CONCURRENCY [SCALE]  (prints one JSON line)
 """
