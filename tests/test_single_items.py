@@ -126,7 +126,7 @@ def test_a_gzip_bomb_label_is_refused_once_not_inflated(service, tmp_path, capsy
     code = main(["sync", "--profile", "bomb", "--cache-dir", str(tmp_path / "cache")])
     err = capsys.readouterr().err
     assert code == 0 and "larger than 2 MB decoded; not retried" in err, err
-    assert "1 labels failed, kept as missing" in err
+    assert "1 label failed, kept as missing" in err
     assert sum(1 for r in service.requests if r.label_id == chosen) == 1
 
 
@@ -143,6 +143,32 @@ async def test_labels_reuse_kept_alive_connections(emulator: Emulator) -> None:
         assert client.stats.requests == len(ids)
     assert sorted(got) == ids
     assert emulator.stats()["total_requests"] == len(ids)
+
+
+@pytest.mark.timeout(30)
+async def test_an_idle_connection_the_service_closed_is_not_reused() -> None:
+    """Kept alive by the answer, closed by the service while idle: the next label opens a new
+    connection instead of failing on the old one."""
+    body = b'{"Id": "@A", "Language": "en-us", "Value": "A"}'
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer(body, f"Content-Length: {len(body)}"))  # no Connection: close
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    base = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    url = f"{base}/{label_path('@A', 'en-us')}"
+    async with server:
+        single = SingleItems(base, HEADERS, 2**20)
+        assert (await single.get(url, {})).status_code == 200
+        (idle,) = single._idle
+        while not idle.closed:  # the service's close reaches this loop
+            await asyncio.sleep(0.01)
+        assert (await single.get(url, {})).status_code == 200
+        assert single.connections == 2
+        single.close()
 
 
 # -- TLS: the real service is HTTPS --------------------------------------------------------------

@@ -105,6 +105,10 @@ class _Connection(asyncio.Protocol):
             mine = exc.__context__  # raised by a callback below (a bound passed)
             self._fail(mine if isinstance(mine, WireError) else Malformed(f"not HTTP: {exc}"))
 
+    def eof_received(self) -> bool | None:
+        self.closed = True  # at once: not taken for a request before connection_lost runs
+        return None  # (the transport closes itself)
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         waiter = self._waiter
@@ -262,7 +266,7 @@ class SingleItems:
         idle = self._idle
         while idle:
             conn = idle.pop()  # the most recent: the least likely to have been closed idle
-            if not conn.closed:
+            if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
                 return conn
         return None
 

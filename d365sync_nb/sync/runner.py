@@ -406,7 +406,8 @@ def failed_labels_note(labels: list[Label], named: int = LABELS_NAMED, *, kept: 
     more = f" and {len(labels) - named:,} more" if len(labels) > named else ""
     first = labels[0].error or ""
     return clean_message(
-        f"{len(labels):,} labels failed{', kept as missing' if kept else ''} ({why}): "
+        f"{len(labels):,} label{'s' if len(labels) != 1 else ''} failed"
+        f"{', kept as missing' if kept else ''} ({why}): "
         f"{names}{more}; "
         f"first error: {first}"
     )
