@@ -1,5 +1,5 @@
-"""Shared fixtures: a real emulator over loopback and managers on real SQLite files (helpers
-live in tests/support.py)."""
+"""Shared fixtures: a real emulator over loopback, the hostile service (tests/hostile_service.py)
+and managers on real SQLite files (helpers live in tests/support.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 from d365sync_nb.config import resolve_settings
 from d365sync_nb.emulator import Emulator
 from d365sync_nb.sync.manager import SyncSessionManager
+from tests.hostile_service import HostileService
 
 
 @pytest.fixture
@@ -22,6 +23,16 @@ def emulator() -> Iterator[Emulator]:
         yield emu
     finally:
         emu.stop()
+
+
+@pytest.fixture
+def service() -> Iterator[HostileService]:
+    """The hostile stand-in for the service, honest until a test overrides an endpoint."""
+    server = HostileService().start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

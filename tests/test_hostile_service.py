@@ -16,7 +16,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -36,15 +35,6 @@ from tests.hostile_service import (
 )
 
 ESCAPES = "\x1b[31mRED\x1b[0m \x1b]8;;http://evil.example\x07link\x1b]8;;\x07"
-
-
-@pytest.fixture
-def service() -> Iterator[HostileService]:
-    server = HostileService().start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import json
 import sqlite3
 import ssl
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,15 +22,6 @@ from d365sync_nb.d365.client import HEADERS, D365MetadataClient, label_path
 from d365sync_nb.d365.wire import ConnectFailed, SingleItems
 from d365sync_nb.emulator import Emulator
 from tests.hostile_service import HostileService, gzip_bomb, raw
-
-
-@pytest.fixture
-def service() -> Iterator[HostileService]:
-    server = HostileService().start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def sync(service: HostileService, cache: Path, *options: str) -> int:
