@@ -2,9 +2,9 @@
 
 A label is a GET of a few hundred bytes answered by a few hundred bytes, 26,000 of them in a
 realistic sync. aiohttp's request machinery (request and response objects, the connector, its
-timers and trace hooks) took ~170 us of CPU for each; here the request is written as bytes
-and the answer parsed by httptools (llhttp, the parser uvicorn uses): ~50 us, measured with the
-same requests against the emulator (``benchmarks/bench_sync.py``). Collections, POSTs and the
+timers and trace hooks) took ~150 us of CPU for each; here the request is written as bytes
+and the answer parsed by httptools (llhttp, the parser uvicorn uses): ~65 us (the same labels
+against the emulator, ``benchmarks/label_transports.py``). Collections, POSTs and the
 streamed PublicEntities stay on aiohttp.
 
 One request per connection at a time (no pipelining); a connection is kept while the service
@@ -19,6 +19,7 @@ import asyncio
 import ssl
 import zlib
 from typing import Any
+from urllib.parse import urlsplit
 
 import httptools
 
@@ -220,8 +221,6 @@ class SingleItems:
     """Kept-alive connections to one service for single-item GETs under its base URL."""
 
     def __init__(self, base_url: str, headers: dict[str, str], max_body: int) -> None:
-        from urllib.parse import urlsplit
-
         parts = urlsplit(base_url)
         self.https = parts.scheme == "https"
         self.host = parts.hostname or ""
