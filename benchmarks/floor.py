@@ -2,7 +2,7 @@
 
 Sent through the client's aiohttp session (its headers, the URL as built): the aiohttp floor
 issue 22 measures the sync against. The sync itself sends its labels through ``d365/wire.py``
-(a third of aiohttp's CPU per label), so its client CPU is below this floor's.
+(under half of aiohttp's CPU per label), so its client CPU is below this floor's.
 
 Usage: python benchmarks/floor.py BASE_URL CONCURRENCY [SCALE]  (prints one JSON line)
 """
