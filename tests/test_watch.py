@@ -452,3 +452,13 @@ async def test_several_environments_with_a_bound_on_parallel_syncs(make_manager,
     assert [r.action for r in records] == [CheckAction.SYNCED, CheckAction.SYNCED]
     first, second = sorted((m.get_session_history()[0] for m in (a, b)), key=lambda s: s.started_at)
     assert first.completed_at is not None and second.started_at >= first.completed_at
+
+
+def test_a_skipped_check_says_why_once() -> None:
+    from d365sync_nb.automation.watch import event_text
+
+    reason = "another watcher or a sync is checking or syncing this environment"
+    event = {"event": "check", "environment": "prod", "time": "12:00:00"}
+    event["action"] = "skipped_running"
+    assert event_text({**event, "reason": reason}) == f"12:00:00 prod: check: skipped ({reason})"
+    assert event_text(event) == "12:00:00 prod: check: skipped (a sync was running)"

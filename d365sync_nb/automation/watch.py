@@ -481,8 +481,9 @@ def event_text(event: dict[str, Any]) -> str:
     version = f" version {event['global_version_id']}" if event.get("global_version_id") else ""
     if name == "check":
         app = f" ({event['application_version']})" if event.get("application_version") else ""
-        words = ACTION_WORDS[CheckAction(event["action"])]
+        action = CheckAction(event["action"])
         why = event.get("error") or event.get("reason")
+        words = "skipped" if action is CheckAction.SKIPPED_RUNNING and why else ACTION_WORDS[action]
         return f"{event['time']} {env}: check{version}{app}: {words}" + (f" ({why})" if why else "")
     if name == "sync_started":
         return f"{event['time']} {env}: sync started{version} (session {event['session_id']})"
