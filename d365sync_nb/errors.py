@@ -52,7 +52,13 @@ class NotInCacheError(D365SyncError, KeyError):
 
 
 class SessionConflictError(D365SyncError):
-    """A sync session is already running for this version."""
+    """A sync session is already running for this version. ``elsewhere``: it runs outside this
+    process (a watch or another process holds the cache), so this process cannot list, follow
+    or cancel it."""
+
+    def __init__(self, message: str, *, elsewhere: bool = False) -> None:
+        super().__init__(message)
+        self.elsewhere = elsewhere
 
 
 class CacheError(D365SyncError):

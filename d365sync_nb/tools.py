@@ -107,6 +107,11 @@ _RUNNING_ALREADY = (
     "d365fo_list_sync_sessions shows the running session; wait for it with "
     "d365fo_wait_sync or stop it with d365fo_cancel_sync"
 )
+_RUNNING_ELSEWHERE = (
+    "It runs outside this server (a watch or another process), so d365fo_list_sync_sessions "
+    "does not show it and d365fo_cancel_sync cannot stop it; d365fo_get_sync_history shows it "
+    "once it has ended: start again then"
+)
 
 
 # -- the tools ---------------------------------------------------------------------------
@@ -132,7 +137,8 @@ def as_tool(fn: ToolFn) -> ToolFn:
         except SessionNotFoundError as exc:
             answer = _failure(name, arguments, f"{exc}. {_FIND_SESSIONS}")
         except SessionConflictError as exc:
-            answer = _failure(name, arguments, f"{exc}. {_RUNNING_ALREADY}")
+            hint = _RUNNING_ELSEWHERE if exc.elsewhere else _RUNNING_ALREADY
+            answer = _failure(name, arguments, f"{exc}. {hint}")
         except D365SyncError as exc:
             answer = _failure(name, arguments, str(exc))
         except Exception as exc:

@@ -497,3 +497,24 @@ async def test_a_wait_ends_with_a_cancel_and_leaving_it_leaves_the_sync_running(
     ended = await waiting
     assert ended["success"] and ended["finished"] and ended["summary"]["status"] == "cancelled"
     assert ended["message"].startswith("Cancelled in phase labels")
+
+
+async def test_a_sync_held_outside_this_server_is_not_sent_to_list_or_cancel(
+    demo: Connection,
+) -> None:
+    """A watch (or another process) holds the cache: the conflict says the tools cannot list or
+    stop it, instead of pointing at d365fo_list_sync_sessions as for this server's own sync."""
+    from d365sync_nb.store.lock import CacheLock
+
+    watch = CacheLock(demo.manager.store.path)  # as a watch's check holds it
+    assert watch.acquire()
+    try:
+        refused = await tools.d365fo_start_sync("full")
+    finally:
+        watch.release()
+    assert_failure(refused, "d365fo_start_sync", "Another sync or a watch", "outside this server")
+    assert "d365fo_cancel_sync cannot stop it" in refused["error"]
+    assert "shows the running session" not in refused["error"]
+    started = await tools.d365fo_start_sync("full_without_labels")  # the lock is free again
+    assert started["success"], started
+    await run_to_end(started["session_id"])

@@ -288,7 +288,8 @@ class SyncSessionManager:
             raise SessionConflictError(
                 "Another sync or a watch is checking or syncing this cache right now (it holds "
                 f"{self.store.path.name}.sync.lock); wait for it, or see 'd365sync checks' and "
-                "'d365sync history'"
+                "'d365sync history'",
+                elsewhere=True,
             )
         return lock
 
@@ -297,7 +298,8 @@ class SyncSessionManager:
             if other["global_version_id"] == version_id:
                 raise SessionConflictError(
                     f"Session {other['session_id']} is already syncing version {version_id} "
-                    f"in another process (pid {other['pid']}); wait for it or stop that process"
+                    f"in another process (pid {other['pid']}); wait for it or stop that process",
+                    elsewhere=True,
                 )
         for running in self._running.values():
             if running.session.global_version_id == version_id:
