@@ -254,3 +254,31 @@ def test_the_request_head_names_the_host_and_the_base_path(base: str, host: str)
     url = f"{base.rstrip('/')}/{label_path('@A', 'en-us')}"
     assert single.serves(url) and not single.serves(url + "?$select=Value")
     assert single._path.endswith(b"/") and (b"/d365/" in single._path) == ("/d365" in base)
+
+
+class _Token:
+    """azure-identity's credential protocol (``get_token`` -> ``.token``, ``.expires_on``)."""
+
+    def __init__(self) -> None:
+        self.token, self.expires_on = "bearer-secret", 2**31
+
+    def get_token(self, *scopes: str, **kw: object) -> _Token:
+        return self
+
+
+async def test_a_label_over_tls_carries_the_token_and_a_unique_request_id(
+    tmp_path, monkeypatch
+) -> None:
+    cert, key = _certificate(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    seen: list[bytes] = []
+    server = await _tls_service(cert, key, seen)
+    base = f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    async with server, D365MetadataClient(base, credential=_Token()) as client:
+        first = await client.get_label("@SYS1")
+        await client.get_label("@SYS1")
+    assert first.value == "Over TLS"
+    heads = [h.decode() for h in seen]
+    assert all("\r\nAuthorization: Bearer bearer-secret\r\n" in h for h in heads)
+    ids = {line for h in heads for line in h.split("\r\n") if line.startswith("x-ms-client")}
+    assert len(heads) == 2 and len(ids) == 2
