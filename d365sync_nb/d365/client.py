@@ -36,7 +36,7 @@ from d365sync_nb.d365.limiter import AdaptiveLimit, Limiter, Outcome
 from d365sync_nb.d365.retry import Retries, RetryPolicy, Sent, retry_after
 from d365sync_nb.d365.shapes import describe, parse_item, parse_items
 from d365sync_nb.d365.stats import HttpStats, endpoint_class
-from d365sync_nb.d365.wire import SingleItems, WireAnswer, WireError
+from d365sync_nb.d365.wire import AnswerTooLarge, SingleItems, WireAnswer, WireError
 from d365sync_nb.errors import (
     D365AuthError,
     D365Error,
@@ -89,10 +89,6 @@ class DeadlineExceeded(Exception):
     """An attempt ran past its request's total deadline (internal: becomes one line)."""
 
 
-class AnswerTooLarge(Exception):
-    """A decoded body past ``max_answer_bytes`` (internal: becomes one line, not retried)."""
-
-
 # Everything the transport stack raises for a failed exchange: httpx's own errors, aiohttp's
 # that httpx_aiohttp does not map (a garbage status line, a 100 KB header), the OS's.
 TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
@@ -104,8 +100,7 @@ TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
     EOFError,
     TimeoutError,
     DeadlineExceeded,
-    AnswerTooLarge,
-    WireError,
+    WireError,  # (AnswerTooLarge is one)
 )
 
 
@@ -857,9 +852,7 @@ def _error_kind(exc: BaseException) -> str:
     (a body that cannot be decoded), malformed (not HTTP), deadline, too_large or dropped."""
     if isinstance(exc, DeadlineExceeded):
         return "deadline"
-    if isinstance(exc, AnswerTooLarge):
-        return "too_large"
-    if isinstance(exc, WireError):
+    if isinstance(exc, WireError):  # AnswerTooLarge too
         return exc.kind
     if isinstance(exc, httpx.DecodingError) or _caused_by(exc, ContentEncodingError):
         return "garbled"

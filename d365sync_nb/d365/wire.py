@@ -49,7 +49,9 @@ class Garbled(WireError):
     kind = "garbled"
 
 
-class TooLarge(WireError):
+class AnswerTooLarge(WireError):
+    """A decoded body past the bound (not retried; aiohttp's path raises it too)."""
+
     kind = "too_large"
 
 
@@ -141,7 +143,7 @@ class _Connection(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         self._body += body
         if len(self._body) > self.max_body:
-            raise TooLarge()
+            raise AnswerTooLarge()
 
     def on_message_complete(self) -> None:
         waiter = self._waiter
@@ -211,7 +213,7 @@ def _decoded(encoding: str | None, body: bytearray, limit: int) -> bytearray:
     except zlib.error as exc:
         raise Garbled(f"the {coding} body cannot be decoded ({exc})") from None
     if len(out) > limit:
-        raise TooLarge()
+        raise AnswerTooLarge()
     if not inflater.eof:
         raise Garbled(f"the {coding} body is cut short")
     return bytearray(out)
